@@ -1,0 +1,290 @@
+"""Command line: detect, query, rules. Errors a user can fix print one line and exit 2."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from exhunt import alerts as alerting
+from exhunt import output, sources, summary
+from exhunt.engine import Session
+from exhunt.errors import ExhuntError, UsageError
+from exhunt.replay import RuleRun, run_rule
+from exhunt.rule import SEVERITIES, load_rules, severity_rank
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Hunt Exchange transport-agent persistence (T1505.002) with KQL over local telemetry.")
+rules_app = typer.Typer(no_args_is_help=True, help="List, show, validate, test and export rules.")
+app.add_typer(rules_app, name="rules")
+
+err = Console(stderr=True, highlight=False)
+
+EXIT_OK, EXIT_ALERTS, EXIT_ERROR = 0, 1, 2
+FORMAT_CHOICES = ("table", "jsonl", "json", "csv")
+
+PathsArg = Annotated[list[Path], typer.Argument(help="Files or folders (read recursively).", show_default=False)]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | jsonl | json | csv")]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file.")]
+NowOpt = Annotated[str | None, typer.Option(
+    "--now", help="Run once with now() pinned to this UTC time (ISO-8601), as the live platform would.")]
+InputFormatOpt = Annotated[str | None, typer.Option(
+    "--input-format", help="Force the input format (see `exhunt formats`).")]
+TableOpt = Annotated[str | None, typer.Option("--table", help="Force the table the input belongs to.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 if any record was skipped or value coerced.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No run summary on stderr.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every input problem kept.")]
+
+
+def parse_time(text: str) -> datetime:
+    """ISO-8601 in, naive UTC out (KQL datetimes are UTC)."""
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--now: {text!r} is not an ISO-8601 date-time (e.g. 2026-11-27T12:00:00Z)") from None
+    if t.tzinfo is not None:
+        from datetime import UTC
+
+        t = t.astimezone(UTC).replace(tzinfo=None)
+    return t
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    try:
+        fh = path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"--output: cannot write {path}: {exc.strerror}") from None
+    with fh:
+        yield fh
+
+
+def load_inputs(session: Session, paths: list[Path], input_format: str | None, table: str | None,
+                quiet: bool, verbose: bool, strict: bool) -> list[Any]:
+    files = list(sources.walk(paths))
+    total = sum(f.size for f in files)
+    show = sys.stderr.isatty() and not quiet and total > 8 << 20
+    if show:
+        with Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      console=err, transient=True) as bar:
+            task = bar.add_task("read", total=total)
+            reports = session.load_files(files, input_format, table, lambda n: bar.advance(task, n))
+    else:
+        reports = session.load_files(files, input_format, table)
+    if not quiet:
+        summary.render(reports, sys.stderr, verbose)
+    if strict and summary.problems(reports):
+        raise UsageError("--strict: some input was skipped or coerced (see the summary above)")
+    return reports
+
+
+def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
+           title: str | None = None) -> None:
+    if fmt not in FORMAT_CHOICES:
+        raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
+    with _output(path) as out:
+        if fmt == "table":
+            if details is None:
+                details = [" | ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "")) for r in rows]
+            output.write_table(rows, out, details, title)
+        else:
+            output.FORMATS[fmt](rows, out)
+
+
+def _guard(fn: Any) -> Any:
+    """Turn user errors into one clear line and exit 2, never a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ExhuntError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # a bug of ours: say so in one line, traceback on request
+            import os
+
+            if os.environ.get("EXHUNT_DEBUG"):
+                raise
+            err.print(f"[red]internal error:[/red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+                      "(set EXHUNT_DEBUG=1 for the traceback)")
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper
+
+
+@app.command()
+@_guard
+def detect(
+    paths: PathsArg,
+    rules: Annotated[list[str] | None, typer.Option(
+        "--rules", "-r", help="Rule file, folder, or shipped rule name/id (repeatable). Default: all shipped.")] = None,
+    now: NowOpt = None,
+    fmt: FormatOpt = "table",
+    output_path: OutputOpt = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 1 when an alert is at or above this severity.")] = None,
+    input_format: InputFormatOpt = None,
+    table: TableOpt = None,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run detection rules over telemetry and print alerts."""
+    if fail_on is not None and fail_on.lower() not in SEVERITIES:
+        raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}")
+    pinned = parse_time(now) if now else None
+    chosen = load_rules(rules)
+    with Session() as session:
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict)
+        found: list[dict[str, Any]] = []
+        details: list[str] = []
+        runs: list[RuleRun] = []
+        for rule in chosen:
+            run = run_rule(session, rule, pinned)
+            runs.append(run)
+            alerts = alerting.build(session, rule, run.rows)
+            found.extend(alerts)
+            details.extend(alerting.summary_line(rule, a) for a in alerts)
+        order = sorted(range(len(found)), key=lambda i: (found[i]["Timestamp"] or "", found[i]["rule_name"]))
+        found = [found[i] for i in order]
+        details = [details[i] for i in order]
+    if not quiet:
+        _report_runs(runs, len(found))
+    _write(found, fmt, output_path, details)
+    if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
+        raise typer.Exit(EXIT_ALERTS)
+
+
+def _report_runs(runs: list[RuleRun], n_alerts: int) -> None:
+    for run in runs:
+        line = f"rule {run.rule.slug}: {len(run.rows)} alert(s) over {run.runs} run(s)"
+        if run.note:
+            line += f" [yellow]- {escape(run.note)}[/yellow]"
+        err.print(line)
+    err.print(f"{n_alerts} alert(s) from {len(runs)} rule(s).")
+
+
+@app.command()
+@_guard
+def query(
+    kql: Annotated[str, typer.Argument(help="KQL query over the normalized tables.")],
+    paths: PathsArg,
+    now: NowOpt = None,
+    fmt: FormatOpt = "table",
+    output_path: OutputOpt = None,
+    input_format: InputFormatOpt = None,
+    table: TableOpt = None,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Ad-hoc hunting: run one KQL query over the same tables."""
+    pinned = parse_time(now) if now else None
+    with Session() as session:
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict)
+        result = session.query(kql, pinned)
+        rows = [{k: alerting._jsonable(v) for k, v in r.items() if not k.startswith("_")}
+                for r in result.to_pylist()]
+    if not quiet:
+        err.print(f"{len(rows)} row(s).")
+    _write(rows, fmt, output_path)
+
+
+@app.command()
+def formats() -> None:
+    """List the input formats exhunt recognises."""
+    for name, reader in sorted(sources.readers().items()):
+        typer.echo(f"{name:18} {reader.description}")
+    for c in sources.containers():
+        typer.echo(f"{c.name:18} archive (read without extracting)")
+
+
+@rules_app.command("list")
+@_guard
+def rules_list(
+    rules: Annotated[list[str] | None, typer.Argument(help="Rule files/folders (default: shipped).")] = None,
+) -> None:
+    """One line per rule: name, severity, techniques, tables."""
+    for r in load_rules(rules):
+        tables = ", ".join(r.required_tables)
+        typer.echo(f"{r.slug:44} {r.severity:9} {','.join(r.techniques):10} {tables}")
+
+
+@rules_app.command("show")
+@_guard
+def rules_show(rule: Annotated[str, typer.Argument(help="Rule name, id, or file.")]) -> None:
+    """Print a rule's metadata, query, and its guide."""
+    from exhunt.explain import show
+
+    (found,) = load_rules([rule])[:1]
+    show(found, Console())
+
+
+@rules_app.command("validate")
+@_guard
+def rules_validate(
+    rules: Annotated[list[str] | None, typer.Argument(help="Rule files/folders (default: shipped).")] = None,
+) -> None:
+    """Check rules against the schema, the engine, and the Sentinel/Defender limits."""
+    from exhunt.validate import validate_rules
+
+    results = validate_rules(load_rules(rules))
+    failed = False
+    for res in results:
+        status = "[green]ok[/green]" if res.ok else "[red]FAIL[/red]"
+        err.print(f"{status} {escape(res.rule.slug)} ({escape(str(res.rule.path))})")
+        for level, msg in res.findings:
+            colour = {"error": "red", "warning": "yellow"}.get(level, "dim")
+            err.print(f"   [{colour}]{level}[/{colour}]: {escape(msg)}")
+        failed |= not res.ok
+    if failed:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@rules_app.command("test")
+@_guard
+def rules_test(
+    rules: Annotated[list[str] | None, typer.Argument(help="Rule files/folders/names (default: shipped).")] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the test cases beside each rule (rules/tests/<rule>.yaml); exit 1 on any failure."""
+    from exhunt.ruletest import run_tests
+
+    results = run_tests(load_rules(rules))
+    failed = [r for r in results if not r.passed]
+    for res in results:
+        if res.passed and not verbose:
+            continue
+        mark = "[green]pass[/green]" if res.passed else "[red]FAIL[/red]"
+        err.print(f"{mark} {escape(res.rule.slug)} :: {escape(res.name)} ({res.kind})")
+        for p in res.problems:
+            err.print(f"     {escape(p)}")
+    err.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(EXIT_ALERTS)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

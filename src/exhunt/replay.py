@@ -1,0 +1,122 @@
+"""Run a rule the way Sentinel would have: on its schedule, across the data's time span.
+
+Sentinel runs a scheduled rule every `queryFrequency` over the last
+`queryPeriod`, with `now()` at the run time. Replaying that over an export
+gives the alerts the rule would have raised, instead of nothing because the
+data is older than `ago(24h)`. Runs whose window holds no data are skipped;
+a rule with no aggregation (each row judged alone) only needs each row seen
+once, so it gets one run per `queryFrequency` slice that holds data. Alerts
+repeated by overlapping windows are reported once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from exhunt.engine import EARLIEST, LATEST, Session
+from exhunt.rule import Rule
+
+#: Operators whose answer depends on more than one row, so the window matters.
+_STATEFUL = re.compile(
+    r"\b(summarize|join|lookup|top|take|limit|distinct|count|make-series|toscalar|materialize|"
+    r"arg_max|arg_min|dcount|sample|serialize|row_number|prev|next|scan|top-nested|evaluate)\b",
+    re.IGNORECASE,
+)
+_EPOCH = datetime(1970, 1, 1)
+
+
+def rowwise(rule: Rule) -> bool:
+    """True when each row is judged on its own (no aggregation, join, or ranking)."""
+    mode = str(rule.meta.get("replay", "auto")).lower()
+    if mode in ("rowwise", "windowed"):
+        return mode == "rowwise"
+    text = re.sub(r"//[^\n]*", "", rule.query)
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', text)
+    return _STATEFUL.search(text) is None
+
+
+@dataclass
+class RuleRun:
+    rule: Rule
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    runs: int = 0
+    note: str | None = None
+    error: str | None = None
+
+
+def _ceil(t: datetime, step: timedelta) -> datetime:
+    us = int((t - _EPOCH) / timedelta(microseconds=1))
+    size = int(step / timedelta(microseconds=1))
+    return _EPOCH + timedelta(microseconds=-(-us // size) * size)
+
+
+def _fmt(t: datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _slice_ends(session: Session, tables: list[str], step: timedelta) -> list[datetime]:
+    """End of every `step`-aligned slice that holds at least one row."""
+    size = int(step / timedelta(microseconds=1))
+    ends: set[int] = set()
+    for name in tables:
+        t = session.tables[name]
+        col = '"' + t.time_column + '"'
+        rows = session.run(
+            f'SELECT DISTINCT CAST(ceil(epoch_us({col}) / {size}) AS BIGINT) FROM "_t_{name}" WHERE {col} IS NOT NULL'
+        )
+        ends.update(int(r[0]) for r in rows)
+    return [_EPOCH + timedelta(microseconds=e * size) for e in sorted(ends)]
+
+
+def _key(row: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in row.items() if not k.startswith("_")}, sort_keys=True, default=str)
+
+
+def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleRun:
+    """All alerts of one rule: one pinned run with `now`, else a replay of its schedule."""
+    out = RuleRun(rule)
+    tables = session.tables_named_in(rule.query) or rule.required_tables
+    span = session.time_span(tables)
+    freq, period = rule.frequency, rule.period
+    try:
+        if now is not None:
+            session.set_window(now - period, now)
+            out.rows = session.query(rule.query, now).to_pylist()
+            out.runs = 1
+            if span is None:
+                out.note = "no rows in " + ", ".join(tables or ["its tables"])
+            elif span[0] > now or span[1] <= now - period:
+                out.note = (f"data spans {_fmt(span[0])} .. {_fmt(span[1])} UTC; the window "
+                            f"{_fmt(now - period)} .. {_fmt(now)} holds none of it")
+            return out
+        if span is None:
+            out.note = "no rows in " + ", ".join(tables or ["its tables"])
+            return out
+        slices = _slice_ends(session, tables, freq)
+        if rowwise(rule):
+            plan = [(end - freq, end) for end in slices]
+        else:
+            ends: set[datetime] = set()
+            steps = max(1, -(-period // freq))
+            for end in slices:
+                ends.update(end + i * freq for i in range(steps))
+            plan = [(end - period, end) for end in sorted(ends)]
+        seen: set[str] = set()
+        for start, end in plan:
+            session.set_window(start, end)
+            table: pa.Table = session.query(rule.query, end)
+            out.runs += 1
+            for row in table.to_pylist():
+                k = _key(row)
+                if k not in seen:
+                    seen.add(k)
+                    out.rows.append(row)
+        return out
+    finally:
+        session.set_window(EARLIEST, LATEST)

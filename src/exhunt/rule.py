@@ -1,0 +1,158 @@
+"""Rules as data: one YAML file each, Sentinel analytic-rule fields plus an `exhunt` block.
+
+The Sentinel part exports unchanged; the `exhunt` block holds what Sentinel's
+format has no place for (the real severity when it is "critical", confidence,
+false positives, data sources, required tables, notes, tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exhunt import timespan
+from exhunt.errors import RuleError
+
+SEVERITIES = ("informational", "low", "medium", "high", "critical")
+SENTINEL_REQUIRED = (
+    "id", "name", "description", "severity", "queryFrequency", "queryPeriod",
+    "triggerOperator", "triggerThreshold", "tactics", "relevantTechniques", "query", "version", "kind",
+)
+
+
+def severity_rank(name: str) -> int:
+    try:
+        return SEVERITIES.index(name.lower())
+    except ValueError:
+        raise RuleError(f"unknown severity {name!r}; use one of {', '.join(SEVERITIES)}") from None
+
+
+@dataclass
+class Rule:
+    """A parsed rule file."""
+
+    path: Path
+    doc: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def slug(self) -> str:
+        return self.path.stem
+
+    @property
+    def id(self) -> str:
+        return str(self.doc.get("id", ""))
+
+    @property
+    def name(self) -> str:
+        return str(self.doc.get("name", self.slug))
+
+    @property
+    def query(self) -> str:
+        return str(self.doc.get("query", ""))
+
+    @property
+    def severity(self) -> str:
+        """Our severity: the `exhunt` block's when set (it may say critical), else Sentinel's."""
+        return str(self.meta.get("severity") or self.doc.get("severity", "medium")).lower()
+
+    @property
+    def confidence(self) -> str:
+        return str(self.meta.get("confidence", "medium")).lower()
+
+    @property
+    def tactics(self) -> list[str]:
+        return [str(t) for t in self.doc.get("tactics") or []]
+
+    @property
+    def techniques(self) -> list[str]:
+        return [str(t) for t in self.doc.get("relevantTechniques") or []]
+
+    @property
+    def frequency(self) -> timedelta:
+        return timespan.parse(str(self.doc.get("queryFrequency", "1h")))
+
+    @property
+    def period(self) -> timedelta:
+        return timespan.parse(str(self.doc.get("queryPeriod", "1h")))
+
+    @property
+    def required_tables(self) -> list[str]:
+        return [str(t) for t in self.meta.get("requiredTables") or []]
+
+    @property
+    def display_format(self) -> str | None:
+        override = self.doc.get("alertDetailsOverride") or {}
+        fmt = override.get("alertDescriptionFormat") or override.get("alertDisplayNameFormat")
+        return str(fmt) if fmt else None
+
+    @property
+    def guide_path(self) -> Path:
+        """The rule's guide: beside a user's rule, in the installed package, or in docs/rules/."""
+        name = f"{self.slug}.md"
+        candidates = [self.path.parent / "guides" / name, Path(str(resources.files("exhunt") / "guides")) / name]
+        candidates += [parent / "docs" / "rules" / name for parent in self.path.resolve().parents]
+        for candidate in candidates:
+            if candidate.exists():
+                return candidate
+        return candidates[0]
+
+    def matches(self, ref: str) -> bool:
+        return ref.lower() in (self.slug.lower(), self.id.lower(), self.name.lower())
+
+
+def shipped_dir() -> Path:
+    return Path(str(resources.files("exhunt") / "rules"))
+
+
+def load_rule(path: Path) -> Rule:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(doc, dict) or "query" not in doc:
+        raise RuleError(f"{path}: not a rule (a YAML mapping with a `query` is expected)")
+    meta = doc.pop("exhunt", None) or {}
+    if not isinstance(meta, dict):
+        raise RuleError(f"{path}: the `exhunt` block must be a mapping")
+    rule = Rule(path, doc, meta)
+    try:
+        rule.frequency, rule.period  # noqa: B018 - parse now so a bad span fails at load
+        severity_rank(rule.severity)
+    except ValueError as exc:
+        raise RuleError(f"{path}: {exc}") from None
+    return rule
+
+
+def rule_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.glob("*.y*ml") if p.is_file())
+    return [path]
+
+
+def load_rules(refs: list[str] | None = None) -> list[Rule]:
+    """Rules from files/folders, or shipped rules by slug/id/name; all shipped rules by default."""
+    if not refs:
+        return [load_rule(p) for p in rule_files(shipped_dir())]
+    shipped: list[Rule] | None = None
+    out: list[Rule] = []
+    for ref in refs:
+        path = Path(ref)
+        if path.exists():
+            out.extend(load_rule(p) for p in rule_files(path))
+            continue
+        if shipped is None:
+            shipped = load_rules()
+        found = [r for r in shipped if r.matches(ref)]
+        if not found:
+            names = ", ".join(r.slug for r in shipped)
+            raise RuleError(f"no rule file or shipped rule named {ref!r} (shipped: {names})")
+        out.extend(found)
+    return out

@@ -1,0 +1,163 @@
+"""Defender results saved as one JSON document.
+
+Shapes recognised (keys matched case-insensitively):
+- Advanced Hunting API / Defender XDR API: `{"Schema": [...], "Results": [...]}` (XDR adds `Stats`);
+- Microsoft Graph runHuntingQuery: `{"schema": [...], "results": [...]}`;
+- Log Analytics query API: `{"tables": [{"columns": [...], "rows": [[...]]}]}`;
+- Streaming API to Event Hub: `{"records": [{"category": "AdvancedHunting-...", "properties": {...}}]}`;
+- a bare JSON array of row objects.
+A truncated document keeps every record that was complete before the cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, resolve_table
+from exhunt.sources.records import row_of_record
+
+#: The whole document is parsed at once; API results are capped at ~124 MB by Defender.
+MAX_DOCUMENT = 2 << 30
+
+
+def _keys(head: bytes) -> str:
+    return head[:4096].decode("utf-8", errors="replace").lower()
+
+
+def _get(obj: dict[str, Any], key: str) -> Any:
+    for k, v in obj.items():
+        if k.lower() == key:
+            return v
+    return None
+
+
+def _salvage(text: str) -> tuple[list[Any], int]:
+    """Records of the first array in a truncated document, up to the cut, and the cut's offset."""
+    dec = json.JSONDecoder()
+    start = text.find("[", text.find("{") + 1 if text.lstrip().startswith("{") else 0)
+    items: list[Any] = []
+    if start < 0:
+        return items, 0
+    pos = start + 1
+    while True:
+        while pos < len(text) and text[pos] in " \r\n\t,":
+            pos += 1
+        if pos >= len(text) or text[pos] == "]":
+            return items, pos
+        try:
+            obj, pos = dec.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            return items, pos
+        items.append(obj)
+
+
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+class MdeJson:
+    name = "mde-json"
+    description = "Advanced Hunting / Graph / Log Analytics API JSON, Event Hub messages, JSON arrays"
+
+    def sniff(self, src: SourceFile, head: bytes) -> int:
+        text = head.lstrip(b"\xef\xbb\xbf \r\n\t")
+        if text[:1] == b"{":
+            k = _keys(text)
+            if '"results"' in k or '"tables"' in k:
+                return 90
+            if '"records"' in k and "advancedhunting-" in k:
+                return 90
+            return 0
+        if text[:1] == b"[":
+            k = _keys(text)
+            if '"timestamp"' in k or '"timegenerated"' in k:
+                return 60
+        return 0
+
+    def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
+        with src.open() as fh:
+            raw = fh.read(MAX_DOCUMENT + 1)
+        if len(raw) > MAX_DOCUMENT:
+            report.error = f"JSON document larger than {MAX_DOCUMENT >> 20} MB; save it as JSON lines"
+            return
+        text = raw.decode("utf-8-sig", errors="replace")
+        try:
+            doc: Any = json.loads(text)
+        except json.JSONDecodeError as exc:
+            items, cut = _salvage(text)
+            report.skip(f"line {exc.lineno}", "truncated or invalid JSON",
+                        f"{exc.msg} (column {exc.colno}); kept the {len(items)} complete records before it")
+            report.damaged_chunks += 1
+            doc = items
+            if not items:
+                return
+            del cut
+        yield from self._rows(doc, src, report, table)
+
+    def _rows(self, doc: Any, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
+        buf = RowBuffer()
+        rows: list[Any]
+        if isinstance(doc, dict):
+            tables = _get(doc, "tables")
+            records = _get(doc, "records")
+            if isinstance(tables, list):
+                yield from self._log_analytics(tables, src, report, table)
+                return
+            rows = records if isinstance(records, list) else _get(doc, "results") or []
+        elif isinstance(doc, list):
+            rows = doc
+        else:
+            report.error = "JSON is not a list of records nor a known API response"
+            return
+        if not isinstance(rows, list):
+            report.error = "JSON `Results` is not a list"
+            return
+        default = None
+        for i, rec in enumerate(rows, 1):
+            report.read += 1
+            where = f"record {i}"
+            if not isinstance(rec, dict):
+                report.skip(where, "record is not a JSON object")
+                continue
+            category, row = row_of_record(rec)
+            target = resolve_table(table, category, "", []) if (table or category) else None
+            if target is None:
+                if default is None:
+                    default = resolve_table(None, None, src.name, list(row))
+                target = default
+            if target is None:
+                report.skip(where, "no table matches the record's columns")
+                continue
+            out = buf.add(target.name, row, where)
+            if out is not None:
+                yield out
+        yield from buf.drain()
+
+    def _log_analytics(
+        self, tables: list[Any], src: SourceFile, report: FileReport, table: str | None
+    ) -> Iterator[Batch]:
+        buf = RowBuffer()
+        for t in tables:
+            cols = [str(_get(c, "name")) for c in (_get(t, "columns") or []) if isinstance(c, dict)]
+            target = resolve_table(table, None, src.name, cols)
+            for i, values in enumerate(_get(t, "rows") or [], 1):
+                report.read += 1
+                where = f"record {i}"
+                if not isinstance(values, list) or len(values) != len(cols):
+                    report.skip(where, "row does not match the column list")
+                    continue
+                row = dict(zip(cols, values, strict=True))
+                typ = row.get("Type")
+                tgt = resolve_table(None, str(typ), "", []) if typ else target
+                if tgt is None:
+                    report.skip(where, "no table matches the record's columns")
+                    continue
+                out = buf.add(tgt.name, row, where)
+                if out is not None:
+                    yield out
+        yield from buf.drain()
+
+
+READER = MdeJson()

@@ -1,0 +1,82 @@
+"""Defender rows as JSON lines, one record per line.
+
+Covers the Streaming API's storage-account blobs (`{time, tenantId, category,
+properties}`), Event Hub messages saved one per line (`{"records": [...]}`),
+Log Analytics data-export blobs and Sentinel exports (flat rows with `Type`,
+`TimeGenerated`), and plain rows. A line that is not valid JSON is skipped and
+named; the rest of the file is still read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from exhunt.schema import TableSchema
+from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, resolve_table, text_stream
+from exhunt.sources.records import row_of_record
+
+#: Keys that mark a line as a Windows event rather than a Defender row.
+_WINDOWS_MARKERS = ('"event":', '"winlog"', '"eventid"', '"channel"', '"event_id"')
+
+
+class MdeJsonl:
+    name = "mde-jsonl"
+    description = "Streaming API records, Sentinel/Log Analytics exports, rows as JSON lines"
+
+    def sniff(self, src: SourceFile, head: bytes) -> int:
+        text = head.lstrip(b"\xef\xbb\xbf \r\n\t")
+        if text[:1] != b"{":
+            return 0
+        first = text.split(b"\n", 1)[0].decode("utf-8", errors="replace").lower()
+        if '"category"' in first and "advancedhunting-" in first:
+            return 95
+        if any(m in first for m in _WINDOWS_MARKERS):
+            return 5
+        if '"timestamp"' in first or '"timegenerated"' in first:
+            return 70
+        return 0
+
+    def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
+        buf = RowBuffer()
+        default: TableSchema | None = None
+        with src.open() as fh:
+            for lineno, line in enumerate(text_stream(fh), 1):
+                if not line.strip():
+                    continue
+                where = f"line {lineno}"
+                report.read += 1
+                try:
+                    rec: Any = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    report.skip(where, "invalid JSON", f"{exc.msg} (column {exc.colno})")
+                    continue
+                if not isinstance(rec, dict):
+                    report.skip(where, "line is not a JSON object")
+                    continue
+                records = rec.get("records")
+                items = records if isinstance(records, list) else [rec]
+                report.read += len(items) - 1
+                for j, item in enumerate(items, 1):
+                    here = where if len(items) == 1 else f"{where} record {j}"
+                    if not isinstance(item, dict):
+                        report.skip(here, "record is not a JSON object")
+                        continue
+                    category, row = row_of_record(item)
+                    target = resolve_table(table, category, "", []) if (table or category) else None
+                    if target is None:
+                        if default is None:
+                            default = resolve_table(None, None, src.name, list(row))
+                        target = default
+                    if target is None:
+                        report.skip(here, "no table matches the record's columns",
+                                    ", ".join(list(row)[:5]))
+                        continue
+                    out = buf.add(target.name, row, here)
+                    if out is not None:
+                        yield out
+        yield from buf.drain()
+
+
+READER = MdeJsonl()

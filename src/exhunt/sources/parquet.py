@@ -1,0 +1,53 @@
+"""Parquet files: exports, data-lake copies, and `exhunt ingest` output.
+
+The table comes from --table, the file name, the parent folder's name
+(`ingest` writes `OUT/DeviceFileEvents/part-*.parquet`), then the columns.
+Read in row-group batches so memory stays flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import PurePath
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from exhunt.schema import SOURCE_RECORD, find_table
+from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, SourceFile, resolve_table
+
+
+class ParquetFiles:
+    name = "parquet"
+    description = "Apache Parquet (any writer; exhunt ingest output)"
+
+    def sniff(self, src: SourceFile, head: bytes) -> int:
+        return 100 if head[:4] == b"PAR1" else 0
+
+    def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
+        with src.open() as fh:
+            try:
+                pf = pq.ParquetFile(fh)
+            except (pa.ArrowInvalid, OSError) as exc:
+                report.error = f"damaged Parquet file: {exc}"
+                return
+            cols = pf.schema_arrow.names
+            parent = PurePath(src.display).parent.name
+            schema = (find_table(table) if table else None) or resolve_table(None, None, src.name, cols)
+            if schema is None or (table is None and find_table(parent) is not None):
+                schema = find_table(parent) or schema
+            if schema is None:
+                report.error = "not telemetry: the file's name and columns match no table"
+                return
+            has_record = SOURCE_RECORD in cols
+            row = 0
+            for rb in pf.iter_batches(batch_size=BATCH_ROWS * 5):
+                report.read += rb.num_rows
+                if not has_record:
+                    where = pa.array([f"row {row + i + 1}" for i in range(rb.num_rows)], pa.string())
+                    rb = rb.append_column(SOURCE_RECORD, where)
+                row += rb.num_rows
+                yield Batch(schema.name, rb)
+
+
+READER = ParquetFiles()

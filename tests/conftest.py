@@ -1,0 +1,33 @@
+"""Shared test helpers: where the shared public data lives, and a CLI runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from exhunt.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """../shared/data, or skip: a user's fresh clone has no shared folder."""
+    path = SHARED / "data"
+    if not path.is_dir():
+        pytest.skip(f"public sample data not present at {path} (only on the project's machines)")
+    return path
+
+
+@pytest.fixture
+def cli() -> CliRunner:
+    return CliRunner()
+
+
+def run_cli(args: list[str]) -> tuple[int, str, str]:
+    """Run exhunt in-process; returns (exit code, stdout, stderr)."""
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
