@@ -89,6 +89,12 @@ def load_inputs(session: Session, paths: list[Path], input_format: str | None, t
     return reports
 
 
+def _check_format(fmt: str) -> None:
+    """Refuse a bad --format before the inputs are read, not after."""
+    if fmt not in FORMAT_CHOICES:
+        raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
+
+
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
            title: str | None = None) -> None:
     if fmt not in FORMAT_CHOICES:
@@ -150,6 +156,7 @@ def detect(
     """Run detection rules over telemetry and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}")
+    _check_format(fmt)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
     with Session() as session:
@@ -197,6 +204,7 @@ def query(
     verbose: VerboseOpt = False,
 ) -> None:
     """Ad-hoc hunting: run one KQL query over the same tables."""
+    _check_format(fmt)
     pinned = parse_time(now) if now else None
     with Session() as session:
         load_inputs(session, paths, input_format, table, quiet, verbose, strict)
@@ -206,6 +214,30 @@ def query(
     if not quiet:
         err.print(f"{len(rows)} row(s).")
     _write(rows, fmt, output_path)
+
+
+@app.command()
+@_guard
+def ingest(
+    paths: PathsArg,
+    out: Annotated[Path, typer.Option("--out", help="Folder to write: one Parquet folder per table.")],
+    append: Annotated[bool, typer.Option("--append", help="Add to tables already in --out.")] = False,
+    input_format: InputFormatOpt = None,
+    table: TableOpt = None,
+    strict: StrictOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
+    from exhunt.ingest import write_tables
+
+    with Session() as session:
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict)
+        written = write_tables(session, out, append)
+    if not quiet:
+        for name, n in sorted(written.items()):
+            err.print(f"{name}: {n} row(s) -> {escape(str(out / name))}")
+        err.print(f"{sum(written.values())} row(s) in {len(written)} table(s) written to {escape(str(out))}.")
 
 
 @app.command()

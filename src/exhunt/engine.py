@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ import duckdb_kql
 import pyarrow as pa
 from duckdb_kql.translate import CLOCK_SLOT
 
+from exhunt import enrich, sources
 from exhunt import schema as sch
-from exhunt import sources
 from exhunt.errors import RuleError
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.schema.normalize import BAD, RAW_TIME, Plan, plan
@@ -32,6 +32,8 @@ from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, SourceFile
 
 EARLIEST = datetime(1601, 1, 1)
 LATEST = datetime(9999, 12, 31)
+#: Hidden column carrying each row's replay slice end (see Session.query_sliced).
+SLICE_END = "_exhunt_now"
 
 Progress = Callable[[int], None]
 
@@ -199,19 +201,39 @@ class Session:
         if p.time_source is None:
             report.skip("(all rows)", f"no {t.time_column} column", count=data.num_rows)
             return
+        # One pass over the batch: problems are found by a query that only evaluates the
+        # check expressions (DuckDB prunes the other columns), and rows go straight into the
+        # table. Only a batch holding command lines to decode is staged in a temp table,
+        # because the enrichment rewrites rows in place.
+        time = _q(t.time_column)
         self.con.register("_exhunt_batch", data)
         try:
-            self.run(f"CREATE OR REPLACE TEMP TABLE _exhunt_norm AS {p.sql}")
+            source = f"({p.sql}) AS _exhunt_norm"
+            col = enrich.COMMAND_COLUMNS.get(t.name)
+            if col is not None and self.run(
+                f"SELECT count(*) FROM {source} WHERE {enrich.SQL_FILTER.format(col=_q(col))}"
+            )[0][0]:
+                self.run(f"CREATE OR REPLACE TEMP TABLE _exhunt_norm AS {p.sql}")
+                enrich.apply(self.con, "_exhunt_norm", t.name)
+                source = "_exhunt_norm"
+            problems = self.run(
+                f"SELECT {_q(SOURCE_RECORD)}, {BAD}, {RAW_TIME}, {time} IS NULL FROM {source} "
+                f"WHERE len({BAD}) > 0 OR {time} IS NULL"
+            )
+            self.run(
+                f"INSERT INTO {_q('_t_' + t.name)} BY NAME "
+                f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(SOURCE_FILE)}), "
+                f"COALESCE({_q(SOURCE_FILE)}, ?) AS {_q(SOURCE_FILE)} "
+                f"FROM {source} WHERE {time} IS NOT NULL",
+                [display],
+            )
         finally:
             self.con.unregister("_exhunt_batch")
-        time = _q(t.time_column)
-        problems = self.run(
-            f"SELECT {_q(SOURCE_RECORD)}, {BAD}, {RAW_TIME}, {time} IS NULL FROM _exhunt_norm "
-            f"WHERE len({BAD}) > 0 OR {time} IS NULL"
-        )
+        skipped = 0
         for where, bad, raw_time, no_time in problems:
             where = where or "?"
             if no_time:
+                skipped += 1
                 if raw_time in (None, ""):
                     report.skip(where, f"missing {t.time_column}")
                 else:
@@ -220,15 +242,7 @@ class Session:
                 if col != t.time_column:
                     quoted = len(report.messages) < MAX_MESSAGES
                     report.coerce(where, col, self._raw_value(data, where, col) if quoted else "")
-        self.run(
-            f"INSERT INTO {_q('_t_' + t.name)} BY NAME "
-            f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(SOURCE_FILE)}), "
-            f"COALESCE({_q(SOURCE_FILE)}, ?) AS {_q(SOURCE_FILE)} "
-            f"FROM _exhunt_norm WHERE {time} IS NOT NULL",
-            [display],
-        )
-        used = self.run(f"SELECT count(*) FROM _exhunt_norm WHERE {time} IS NOT NULL")[0][0]
-        report.used[t.name] += int(used)
+        report.used[t.name] += data.num_rows - skipped
 
     @staticmethod
     def _raw_value(data: pa.RecordBatch | pa.Table, where: str, column: str) -> str:
@@ -281,6 +295,47 @@ class Session:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
             raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
+
+    def query_sliced(self, kql: str, step: timedelta) -> pa.Table | None:
+        """A row-wise rule's whole replay in one query, or None when that cannot be done exactly.
+
+        Replaying a rule judged row by row means one run per `step`-aligned slice with
+        now() at the slice's end. Each row is seen by exactly one run, so the union of
+        all runs equals one query where every row carries its own slice end and the
+        query's clock reads it. That holds only if the clock is used where a source
+        row is in scope; otherwise DuckDB cannot bind the column and the caller
+        replays slice by slice.
+        """
+        tr = self.translate(kql)
+        params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
+        sql = tr.sql
+        if tr.uses_clock:
+            slot = "$" + CLOCK_SLOT
+            head = sql.lstrip()
+            if CLOCK_SLOT in kql or not head[:5].upper() == "WITH " or head[5:15].upper().startswith("RECURSIVE"):
+                return None
+            size = int(step / timedelta(microseconds=1))
+            ctes = []
+            for t in self.tables.values():
+                if _q(t.name) not in sql:
+                    continue
+                time = _q(t.time_column)
+                alias = "".join(f", {_q(src)} AS {_q(a)}" for a, src in t.aliases.items())
+                ctes.append(
+                    f"{_q(t.name)} AS (SELECT *{alias}, make_timestamp(CAST(ceil(epoch_us({time}) / {size}) "
+                    f"AS BIGINT) * {size}) AS {_q(SLICE_END)} FROM {_q('_t_' + t.name)})"
+                )
+            if not ctes:
+                return None
+            sql = "WITH " + ", ".join(ctes) + ", " + head[5:].replace(slot, _q(SLICE_END))
+        try:
+            rel = self.con.sql(sql, params=params) if params else self.con.sql(sql)
+            table = rel.to_arrow_table()
+        except duckdb.BinderException:
+            return None
+        except duckdb.Error as exc:
+            raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
+        return table.drop_columns([SLICE_END]) if SLICE_END in table.column_names else table
 
     def tables_named_in(self, kql: str) -> list[str]:
         """Tables the query text names (a word match; comments are ignored)."""

@@ -60,7 +60,11 @@ def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> Non
         console.print(f"  {n} value(s) of {col} did not fit the column type; rows kept, value emptied")
     if unknown:
         console.print(f"  columns not in the published schema, kept as text: {', '.join(sorted(unknown))}")
-    messages = [m for r in reports for m in r.messages]
+    refused = [r for r in reports if r.error]
+    if refused:
+        console.print(f"  {len(refused)} file(s) not read or not read to the end (see below)")
+    # File-level problems first, each naming its file on a line of its own.
+    messages = [f"{r.path}: {r.error}" for r in refused] + [m for r in reports for m in r.messages]
     shown = messages if verbose else messages[:10]
     for m in shown:
         console.print(f"  [dim]{escape(m)}[/dim]")

@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+#: Longest description shown per alert; the full text is in the json/jsonl/csv output.
+MAX_DETAIL = 240
+
 SEVERITY_STYLE = {
     "critical": "bold white on red",
     "high": "bold red",
@@ -41,7 +44,8 @@ def write_table(
         when = str(alert.get("Timestamp") or "")[:16].replace("T", " ")
         text = Text(str(alert.get("rule_name", "")), style="bold")
         if detail:
-            text.append("\n" + detail)
+            short = detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "…"
+            text.append("\n" + short)
         table.add_row(when, Text(sev[:4].upper(), style=SEVERITY_STYLE.get(sev, "")),
                       str(alert.get("DeviceName", "")), text)
     console.print(table)

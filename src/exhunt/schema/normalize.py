@@ -108,6 +108,7 @@ def plan(schema: TableSchema, input_schema: pa.Schema, relation: str) -> Plan:
         f.name for f in input_schema
         if f.name.lower() not in used and f.name.lower() not in provenance
         and f.name.lower() not in {BAD, RAW_TIME} and not f.name.startswith("_")
+        and f.name.strip()  # an unnamed column (a pandas index in CSV exports) has nothing to keep
     ]
     for name in extras:
         exprs.append(f"CAST({_q(name)} AS VARCHAR) AS {_q(name)}")

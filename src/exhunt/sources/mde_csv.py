@@ -2,20 +2,47 @@
 
 The header names the columns; the table comes from --table, the file name
 (`DeviceFileEvents*.csv`) or the header. Parsing is Arrow's streaming CSV reader,
-so a large export never sits whole in memory. A malformed line (wrong number of
-fields) is skipped and named by its line number.
+so a large export never sits whole in memory.
+
+Every row carries the physical line it starts on ("line 4"), which a quoted
+value spanning lines (PowerShell command lines do) must not throw off: newlines
+inside values are counted per batch. Arrow cannot say where a malformed line is
+when values may span lines, so at the first one the reader stops using Arrow
+and reads the rest of the file with Python's csv module, which knows its line
+numbers: slower, but only damaged files pay for it.
 """
 
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Iterator
+from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from exhunt.schema import SOURCE_RECORD
-from exhunt.sources.base import Batch, FileReport, SourceFile, resolve_table
+from exhunt.schema import SOURCE_RECORD, find_table
+from exhunt.sources.base import (
+    BATCH_ROWS,
+    MAX_MESSAGES,
+    Batch,
+    FileReport,
+    SourceFile,
+    resolve_table,
+    text_stream,
+)
+from exhunt.sources.records import foreign_columns
+
+#: Log Analytics' portal CSV export suffixes time columns with their zone ("TimeGenerated [UTC]").
+_ZONE_SUFFIX = " [UTC]"
+#: Bytes per Arrow parse block (tests shrink it to cover batch edges).
+BLOCK_SIZE = 8 << 20
+
+
+class _Damaged(Exception):
+    """Arrow met a line it cannot place; the slow reader takes over from here."""
 
 
 def _header(head: bytes) -> list[str]:
@@ -27,6 +54,80 @@ def _header(head: bytes) -> list[str]:
         return []
 
 
+def _column_name(raw: str) -> str:
+    name = raw.strip()
+    return name[: -len(_ZONE_SUFFIX)] if name.endswith(_ZONE_SUFFIX) else name
+
+
+def _line_labels(first: int, rb: pa.RecordBatch) -> tuple[pa.Array, int]:
+    """`line N` for each row of a batch starting at physical line `first`, and the next free line."""
+    n = rb.num_rows
+    starts: pa.Array = pa.array(range(first, first + n), pa.int64())
+    extra: pa.Array | None = None
+    for col in rb.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            counts = pc.count_substring(col, "\n")
+            if pc.max(counts).as_py():
+                counts = counts.cast(pa.int64()).fill_null(0)
+                extra = counts if extra is None else pc.add(extra, counts)
+    following = first + n
+    if extra is not None and n:
+        before = pc.subtract(pc.cumulative_sum(extra), extra)
+        starts = pc.add(starts, before)
+        following = starts[-1].as_py() + extra[-1].as_py() + 1
+    labels = pc.binary_join_element_wise("line", starts.cast(pa.string()), " ")
+    return labels, following
+
+
+def _seek_line(fh: IO[bytes], line: int) -> None:
+    """Position `fh` at the start of physical line `line` (1-based), counting LF bytes."""
+    fh.seek(0)
+    to_skip = line - 1
+    offset = 0
+    while to_skip > 0:
+        chunk = fh.read(1 << 20)
+        if not chunk:
+            break
+        n = chunk.count(b"\n")
+        if n < to_skip:
+            to_skip -= n
+            offset += len(chunk)
+            continue
+        pos = -1
+        for _ in range(to_skip):
+            pos = chunk.index(b"\n", pos + 1)
+        offset += pos + 1
+        to_skip = 0
+    fh.seek(offset)
+
+
+def _trim(table: str, data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+    """Drop columns of other tables that are empty in every row (a union export's leftovers)."""
+    foreign = foreign_columns(table)
+    drop = [name for name in data.schema.names if name.lower() in foreign
+            and not pc.any(pc.not_equal(data.column(name), "")).as_py()]
+    return data.drop_columns(drop) if drop else data
+
+
+def _route(batch: Batch, default: str | None, by_type: bool, report: FileReport) -> Iterator[Batch]:
+    """Split a batch by its `Type` column when it has one, else pass it to its table."""
+    data = batch.data
+    if not by_type:
+        yield Batch(batch.table, _trim(batch.table, data))
+        return
+    types = data.column("Type")
+    for value in pc.unique(types).to_pylist():
+        part = data.filter(pc.equal(types, value))
+        target = find_table(str(value)) if value else None
+        name = target.name if target else default
+        if name is None:
+            for where in part.column(SOURCE_RECORD).to_pylist()[:MAX_MESSAGES]:
+                report.skip(where, "no table matches the record's columns", f"Type {value!r}")
+            report.skipped["no table matches the record's columns"] += max(0, part.num_rows - MAX_MESSAGES)
+            continue
+        yield Batch(name, _trim(name, part))
+
+
 class MdeCsv:
     name = "mde-csv"
     description = "Advanced Hunting results as CSV (header of column names)"
@@ -35,54 +136,110 @@ class MdeCsv:
         stripped = head.lstrip(b"\xef\xbb\xbf \r\n\t")
         if not stripped or stripped[:1] in (b"{", b"["):
             return 0
-        cols = [c.strip().lower() for c in _header(head)]
+        cols = [_column_name(c).lower() for c in _header(head)]
         if len(cols) >= 2 and ("timestamp" in cols or "timegenerated" in cols):
             return 80
         return 10 if src.name.lower().endswith(".csv") else 0
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
-        header = [c.strip() for c in _header(src.head())]
+        raw_header = _header(src.head())
+        header = [_column_name(c) for c in raw_header]
         schema = resolve_table(table, None, src.name, header)
-        if schema is None:
+        # A Log Analytics export names each row's table in `Type` (a union mixes tables).
+        by_type = table is None and "Type" in header
+        if schema is None and not by_type:
             report.error = (
                 "not Defender telemetry: no table named by --table or the file name, and the "
                 f"header ({', '.join(header[:6])}{'...' if len(header) > 6 else ''}) matches no table"
             )
             return
-        bad_lines: list[int] = []
+        default = schema.name if schema else None
+        state = {"line": 2}  # line 1 is the header
+        try:
+            for batch in self._fast(src, report, default or "", header, state):
+                yield from _route(batch, default, by_type, report)
+            return
+        except (_Damaged, pa.ArrowInvalid):
+            pass
+        for batch in self._slow(src, report, default or "", header, state["line"]):
+            yield from _route(batch, default, by_type, report)
+
+    def _fast(
+        self, src: SourceFile, report: FileReport, table: str, header: list[str], state: dict[str, int],
+    ) -> Iterator[Batch]:
+        damaged: list[bool] = []
 
         def on_invalid(row: pacsv.InvalidRow) -> str:
-            line = row.number if row.number is not None else -1
-            bad_lines.append(line)
-            report.read += 1
-            report.skip(f"line {line}", "malformed CSV line",
-                        f"expected {row.expected_columns} fields, found {row.actual_columns}")
+            damaged.append(True)
             return "skip"
 
         with src.open() as fh:
             reader = pacsv.open_csv(
                 fh,
-                read_options=pacsv.ReadOptions(block_size=8 << 20, encoding="utf8"),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+                read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, encoding="utf8", skip_rows=1,
+                                               column_names=header),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
+                                                 invalid_row_handler=on_invalid),
                 convert_options=pacsv.ConvertOptions(
                     column_types={c: pa.string() for c in header},
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
                 ),
             )
-            next_line = 2  # line 1 is the header
             for rb in reader:
-                lines: list[str] = []
-                skipped = sorted(n for n in bad_lines if n >= next_line)
-                bad_lines.clear()
-                while len(lines) < rb.num_rows:
-                    if skipped and skipped[0] == next_line:
-                        skipped.pop(0)
-                    else:
-                        lines.append(f"line {next_line}")
-                    next_line += 1
+                # A bad line found while parsing this batch (or a later one read ahead) lies after
+                # every row yielded so far, so the slow reader can resume at state["line"].
+                if damaged:
+                    raise _Damaged
+                labels, following = _line_labels(state["line"], rb)
                 report.read += rb.num_rows
-                yield Batch(schema.name, rb.append_column(SOURCE_RECORD, pa.array(lines, pa.string())))
+                yield Batch(table, rb.append_column(SOURCE_RECORD, labels))
+                state["line"] = following
+
+    def _slow(self, src: SourceFile, report: FileReport, table: str, header: list[str], first: int) -> Iterator[Batch]:
+        csv.field_size_limit(min(sys.maxsize, 1 << 30))
+        width = len(header)
+        rows: list[list[str]] = []
+        where: list[str] = []
+
+        def flush() -> Batch:
+            cols: dict[str, Any] = {name: pa.array([r[i] for r in rows], pa.string())
+                                    for i, name in enumerate(header)}
+            cols[SOURCE_RECORD] = pa.array(where, pa.string())
+            batch = Batch(table, pa.table(cols))
+            rows.clear()
+            where.clear()
+            return batch
+
+        with src.open() as fh:
+            _seek_line(fh, first)
+            reader = csv.reader(text_stream(fh))
+            line = first
+            while True:
+                start = line
+                try:
+                    record = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    line = first + reader.line_num
+                    report.read += 1
+                    report.skip(f"line {start}", "malformed CSV line", str(exc))
+                    continue
+                line = first + reader.line_num
+                if not record or record == [""]:
+                    continue  # a blank line is not a record
+                report.read += 1
+                if len(record) != width:
+                    report.skip(f"line {start}", "malformed CSV line",
+                                f"expected {width} fields, found {len(record)}")
+                    continue
+                rows.append(record)
+                where.append(f"line {start}")
+                if len(rows) >= BATCH_ROWS:
+                    yield flush()
+        if rows:
+            yield flush()
 
 
 READER = MdeCsv()

@@ -12,18 +12,20 @@ A truncated document keeps every record that was complete before the cut.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, resolve_table
-from exhunt.sources.records import row_of_record
+from exhunt.sources.records import drop_union_leftovers, row_of_record
 
 #: The whole document is parsed at once; API results are capped at ~124 MB by Defender.
 MAX_DOCUMENT = 2 << 30
 
 
 def _keys(head: bytes) -> str:
-    return head[:4096].decode("utf-8", errors="replace").lower()
+    # The whole sniff window: an indented `Schema` of a wide table pushes `Results` past 4 KB.
+    return head.decode("utf-8", errors="replace").lower()
 
 
 def _get(obj: dict[str, Any], key: str) -> Any:
@@ -37,6 +39,11 @@ def _salvage(text: str) -> tuple[list[Any], int]:
     """Records of the first array in a truncated document, up to the cut, and the cut's offset."""
     dec = json.JSONDecoder()
     start = text.find("[", text.find("{") + 1 if text.lstrip().startswith("{") else 0)
+    if text.lstrip().startswith("{"):
+        # The rows are under Results/records/rows, not in the first array (`Schema` comes first).
+        m = re.search(r'"(?:results|records)"\s*:\s*\[', text, re.IGNORECASE)
+        if m:
+            start = m.end() - 1
     items: list[Any] = []
     if start < 0:
         return items, 0
@@ -65,7 +72,7 @@ class MdeJson:
         text = head.lstrip(b"\xef\xbb\xbf \r\n\t")
         if text[:1] == b"{":
             k = _keys(text)
-            if '"results"' in k or '"tables"' in k:
+            if '"results"' in k or '"tables"' in k or ('"schema"' in k and '"name"' in k):
                 return 90
             if '"records"' in k and "advancedhunting-" in k:
                 return 90
@@ -130,7 +137,7 @@ class MdeJson:
             if target is None:
                 report.skip(where, "no table matches the record's columns")
                 continue
-            out = buf.add(target.name, row, where)
+            out = buf.add(target.name, drop_union_leftovers(target.name, row), where)
             if out is not None:
                 yield out
         yield from buf.drain()
@@ -154,7 +161,7 @@ class MdeJson:
                 if tgt is None:
                     report.skip(where, "no table matches the record's columns")
                     continue
-                out = buf.add(tgt.name, row, where)
+                out = buf.add(tgt.name, drop_union_leftovers(tgt.name, row), where)
                 if out is not None:
                     yield out
         yield from buf.drain()

@@ -15,7 +15,7 @@ from typing import Any
 
 from exhunt.schema import TableSchema
 from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, resolve_table, text_stream
-from exhunt.sources.records import row_of_record
+from exhunt.sources.records import drop_union_leftovers, row_of_record
 
 #: Keys that mark a line as a Windows event rather than a Defender row.
 _WINDOWS_MARKERS = ('"event":', '"winlog"', '"eventid"', '"channel"', '"event_id"')
@@ -50,7 +50,10 @@ class MdeJsonl:
                 try:
                     rec: Any = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    report.skip(where, "invalid JSON", f"{exc.msg} (column {exc.colno})")
+                    # The parser ran off the end of the line: the line was cut (a partial write).
+                    cut = exc.pos >= len(line.rstrip()) or exc.msg.startswith("Unterminated string")
+                    report.skip(where, "truncated JSON line" if cut else "invalid JSON",
+                                f"{exc.msg} (column {exc.colno})")
                     continue
                 if not isinstance(rec, dict):
                     report.skip(where, "line is not a JSON object")
@@ -73,7 +76,7 @@ class MdeJsonl:
                         report.skip(here, "no table matches the record's columns",
                                     ", ".join(list(row)[:5]))
                         continue
-                    out = buf.add(target.name, row, here)
+                    out = buf.add(target.name, drop_union_leftovers(target.name, row), here)
                     if out is not None:
                         yield out
         yield from buf.drain()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
+
+from exhunt.schema import tables
 
 
 def row_of_record(rec: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -18,3 +21,22 @@ def row_of_record(rec: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         return category, props
     typ = rec.get("Type")
     return (typ if isinstance(typ, str) else None), rec
+
+
+@cache
+def foreign_columns(table: str) -> frozenset[str]:
+    """Columns some other table has and `table` does not (lower-case)."""
+    own = {c.lower() for c in tables()[table].names}
+    others = {c.lower() for t in tables().values() if t.name != table for c in t.names}
+    return frozenset(others - own)
+
+
+def drop_union_leftovers(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Drop empty cells of columns that belong to another table.
+
+    A union result (Log Analytics API, a mixed export) gives every row every
+    leg's columns, mostly null; those are not new columns of this row's table.
+    A column no table knows is kept even when empty: Defender may have added it.
+    """
+    foreign = foreign_columns(table)
+    return {k: v for k, v in row.items() if not (v is None or v == "") or k.lower() not in foreign}

@@ -1,0 +1,102 @@
+"""MSExchange Management log (provider MSExchange CmdletLogs) -> ExchangeAdminAuditLogs.
+
+Every cmdlet run through the Exchange Management Shell is logged here (event 1
+succeeded, 6 failed) with an unnamed, positional EventData list. Column names
+follow Sentinel's ExchangeAdminAuditLogs parser; `Parameters` is the parsed
+parameter text so a rule can test `Parameters.AssemblyPath` directly.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from exhunt.winlog.common import dumps, text
+from exhunt.winlog.event import WinEvent
+
+Row = dict[str, Any]
+
+CHANNEL = "msexchange management"
+PROVIDER = "msexchange cmdletlogs"
+#: Canonical spelling of the parameters rules look at (PowerShell names are case-insensitive).
+CANONICAL = {n.lower(): n for n in (
+    "Name", "AssemblyPath", "TransportAgentFactory", "TransportService", "Identity", "Priority",
+    "DomainController", "Confirm", "WhatIf", "Enabled",
+)}
+_PNAME = re.compile(r"(?:^|(?<=\s))-([A-Za-z]\w*)(?::\s*|\s+|$)")
+_QUOTE_END = {q: re.compile(re.escape(q) + r"(?=\s+-[A-Za-z]\w*(?::|\s|$)|\s*$)") for q in "\"'"}
+_LEGACY_PAIR = re.compile(r"(\w+)=(.*?)(?=, \w+=|$)", re.S)
+#: Message-only forms (OTRF exports): "Cmdlet suceeded. Cmdlet X, parameters Y."
+_MESSAGE = re.compile(r"Cmdlet (\S+), parameters ?(.*?)\.?\s*$", re.S)
+
+
+def parse_parameters(typed: str) -> dict[str, str]:
+    """`-Name "A" -AssemblyPath "C:\\x.dll" -Force` -> {"Name": "A", "AssemblyPath": "C:\\x.dll", "Force": "True"}.
+
+    Also reads Exchange 2010's `{Identity=DAG1, MailboxServer=EX2}` form. A quoted
+    value ends at the quote followed by the next `-Parameter` (values may hold quotes).
+    """
+    s = typed.strip()
+    out: dict[str, str] = {}
+    if s.startswith("{") and s.endswith("}"):
+        for pair in _LEGACY_PAIR.finditer(s[1:-1].strip()):
+            out[CANONICAL.get(pair.group(1).lower(), pair.group(1))] = pair.group(2).strip()
+        return out
+    pos = 0
+    while (m := _PNAME.search(s, pos)) is not None:
+        name = CANONICAL.get(m.group(1).lower(), m.group(1))
+        start = m.end()
+        if start < len(s) and s[start] in _QUOTE_END:
+            end = _QUOTE_END[s[start]].search(s, start + 1)
+            value = s[start + 1: end.start()] if end else s[start + 1:]
+            pos = end.end() if end else len(s)
+        else:
+            nxt = _PNAME.search(s, start)
+            stop = nxt.start() if nxt else len(s)
+            value = s[start:stop].strip()
+            pos = stop
+        out[name] = value if value else "True"
+    return out
+
+
+def is_cmdlet_log(ev: WinEvent) -> bool:
+    return ev.event_id in (1, 6) and (ev.channel.lower() == CHANNEL or ev.provider.lower() == PROVIDER)
+
+
+def _error(items: list[str]) -> str:
+    """Event 6 carries the error after the runtime facts (index 11 in the logs seen); fall back
+    to the first later item that names an exception."""
+    if len(items) > 11 and items[11]:
+        return items[11]
+    return next((i for i in items[7:] if "Exception" in i or "error" in i.lower()), "")
+
+
+def audit_row(ev: WinEvent) -> Row | None:
+    """The ExchangeAdminAuditLogs row, or None when the record holds no cmdlet."""
+    items = list(ev.data_list) if ev.data_list else []
+    if not items and ev.data:
+        items = [text(v) for v in ev.data.values()]
+    if not items and ev.message:
+        m = _MESSAGE.search(ev.message)
+        if m:
+            items = [m.group(1), m.group(2)]
+    if not items or not items[0]:
+        return None
+    original = list(items)
+    items += [""] * (7 - len(items)) if len(items) < 7 else []
+    params = parse_parameters(items[1])
+    return {
+        "TimeGenerated": ev.time,
+        "Computer": ev.computer,
+        "EventID": ev.event_id,
+        "Status": "Success" if ev.event_id == 1 else "Failure",
+        "Caller": items[2],
+        "TargetObject": params.get("Identity") or params.get("Name") or "",
+        "CmdletName": items[0],
+        "CmdletParameters": items[1],
+        "Parameters": dumps(params),
+        "RunspaceType": items[5],
+        "HostProcess": items[6],
+        "ErrorMessage": _error(items) if ev.event_id == 6 else "",
+        "EventData": dumps(original),
+    }

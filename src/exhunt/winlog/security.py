@@ -1,0 +1,116 @@
+"""Security log: 4688 -> DeviceProcessEvents, and the SecurityEvent row every Security event gets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exhunt.winlog.common import EMPTY, basename, text, to_int
+from exhunt.winlog.event import WinEvent
+
+Row = dict[str, Any]
+
+_ELEVATION = {"%%1936": "TokenElevationTypeDefault", "%%1937": "TokenElevationTypeFull",
+              "%%1938": "TokenElevationTypeLimited"}
+_INTEGRITY = {"S-1-16-0": "Untrusted", "S-1-16-4096": "Low", "S-1-16-8192": "Medium", "S-1-16-8448": "MediumPlus",
+              "S-1-16-12288": "High", "S-1-16-16384": "System", "S-1-16-20480": "Protected"}
+NO_SID = ("S-1-0-0", "", "-")
+
+
+def process_create(ev: WinEvent, row: Row) -> list[tuple[str, Row]]:
+    """4688: the creator (Subject) is the initiating process's account; the new process runs as
+    the Target account when the two logons differ, else as the Subject."""
+    d = ev.data
+    image = ev.get("NewProcessName")
+    parent = ev.get("ParentProcessName")
+    subject = (ev.get("SubjectDomainName"), ev.get("SubjectUserName"), ev.get("SubjectUserSid"),
+               to_int(d.get("SubjectLogonId")))
+    target_sid = ev.get("TargetUserSid")
+    target = subject if target_sid in NO_SID else (
+        ev.get("TargetDomainName"), ev.get("TargetUserName"), target_sid, to_int(d.get("TargetLogonId")))
+    row.update({
+        "ActionType": "ProcessCreated",
+        "FileName": basename(image),
+        "FolderPath": image,
+        "ProcessId": to_int(d.get("NewProcessId")),
+        "ProcessCommandLine": ev.get("CommandLine"),
+        "ProcessTokenElevation": _ELEVATION.get(ev.get("TokenElevationType"), ev.get("TokenElevationType")),
+        "ProcessIntegrityLevel": _INTEGRITY.get(ev.get("MandatoryLabel").upper(), ev.get("MandatoryLabel")),
+        "AccountDomain": target[0] if target[0] not in EMPTY else "",
+        "AccountName": target[1] if target[1] not in EMPTY else "",
+        "AccountSid": target[2],
+        "LogonId": target[3],
+        "InitiatingProcessAccountDomain": subject[0] if subject[0] not in EMPTY else "",
+        "InitiatingProcessAccountName": subject[1] if subject[1] not in EMPTY else "",
+        "InitiatingProcessAccountSid": subject[2],
+        "InitiatingProcessLogonId": subject[3],
+        "InitiatingProcessId": to_int(d.get("ProcessId")),
+        "InitiatingProcessFolderPath": parent,
+        "InitiatingProcessFileName": basename(parent),
+    })
+    return [("DeviceProcessEvents", row)]
+
+
+#: Titles Log Analytics puts in SecurityEvent.Activity ("4688 - A new process has been created.").
+ACTIVITIES = {
+    1102: "The audit log was cleared.",
+    4624: "An account was successfully logged on.",
+    4625: "An account failed to log on.",
+    4634: "An account was logged off.",
+    4648: "A logon was attempted using explicit credentials.",
+    4672: "Special privileges assigned to new logon.",
+    4688: "A new process has been created.",
+    4689: "A process has exited.",
+    4697: "A service was installed in the system.",
+    4698: "A scheduled task was created.",
+    4720: "A user account was created.",
+    4732: "A member was added to a security-enabled local group.",
+    4756: "A member was added to a security-enabled universal group.",
+    5136: "A directory service object was modified.",
+    5140: "A network share object was accessed.",
+    5145: "A network share object was checked to see whether client can be granted desired access.",
+}
+#: SecurityEvent columns that take the EventData value of the same name.
+SAME_NAME = (
+    "SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId", "TargetUserName",
+    "TargetDomainName", "TargetUserSid", "TargetLogonId", "IpAddress", "IpPort", "WorkstationName",
+    "NewProcessName", "NewProcessId", "CommandLine", "ParentProcessName", "ProcessId", "ProcessName",
+    "TokenElevationType", "MandatoryLabel", "ObjectName", "ObjectType", "ServiceName", "ServiceFileName",
+)
+
+
+def _account(domain: str, user: str) -> str:
+    if user in EMPTY:
+        return ""
+    return f"{domain}\\{user}" if domain not in EMPTY else user
+
+
+def security_event(ev: WinEvent, event_data: str) -> Row:
+    """The Log Analytics SecurityEvent shape (Sentinel rules read it)."""
+    if ev.extra is not None and text(ev.extra.get("Type")) == "SecurityEvent":
+        kept = {k: v for k, v in ev.extra.items() if not k.startswith("_")}
+        kept.setdefault("EventData", event_data)
+        return kept
+    d = ev.data
+    row: Row = {k: text(d[k]) for k in SAME_NAME if k in d}
+    subject = _account(ev.get("SubjectDomainName"), ev.get("SubjectUserName"))
+    target = _account(ev.get("TargetDomainName"), ev.get("TargetUserName"))
+    title = ACTIVITIES.get(ev.event_id or -1)
+    row.update({
+        "TimeGenerated": ev.time,
+        "Computer": ev.computer,
+        "EventID": ev.event_id,
+        "Activity": f"{ev.event_id} - {title}" if title else text(ev.event_id),
+        "Channel": ev.channel,
+        "EventSourceName": ev.provider,
+        "Level": text(4 if ev.level == 0 else ev.level),
+        "Task": ev.task,
+        "SubjectAccount": subject,
+        "TargetAccount": target,
+        "Account": target or subject,
+        "AccountType": "Machine" if (target or subject).endswith("$") else ("User" if target or subject else ""),
+        "LogonType": to_int(d.get("LogonType")),
+        "Process": basename(d.get("NewProcessName") or d.get("ProcessName")),
+        "EventData": event_data,
+        "Type": "SecurityEvent",
+    })
+    return row

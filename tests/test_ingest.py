@@ -1,0 +1,48 @@
+"""`exhunt ingest` writes one Parquet folder per table; detect/query read it back unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from conftest import run_cli
+from winlog_gen import EX1, NAMED, evtx_json, write_jsonl
+
+
+def test_ingest_then_query_and_detect(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in" / "events.jsonl", [evtx_json(e) for e in [*NAMED, EX1]]) \
+        if (tmp_path / "in").mkdir() is None else None
+    assert src is not None
+    out = tmp_path / "hunt"
+    code, _, err = run_cli(["ingest", str(src), "--out", str(out)])
+    assert code == 0, err
+    folders = sorted(p.name for p in out.iterdir())
+    assert folders == ["DeviceEvents", "DeviceFileCertificateInfo", "DeviceFileEvents", "DeviceImageLoadEvents",
+                       "DeviceProcessEvents", "DeviceRegistryEvents", "Event", "ExchangeAdminAuditLogs",
+                       "SecurityEvent"]
+    (part,) = list((out / "DeviceFileEvents").glob("part-*.parquet"))
+    table = pq.read_table(part)
+    assert table.num_rows == 1
+    assert {"_source_file", "_record"} <= set(table.column_names)
+    assert table.column("_record").to_pylist() == ["line 3"]
+    assert table.column("_source_file").to_pylist() == [str(src)]
+
+    code, stdout, err = run_cli(["query", "ExchangeAdminAuditLogs | project CmdletName, "
+                                 "P = tostring(parse_json(Parameters).AssemblyPath)", str(out), "-f", "jsonl"])
+    assert code == 0, err
+    assert [json.loads(line) for line in stdout.splitlines()] == [
+        {"CmdletName": "Install-TransportAgent",
+         "P": r"C:\Program Files\Microsoft\Exchange Server\V15\TransportRoles\agents\Hygiene\msinp.dll"}]
+
+    code, stdout, err = run_cli(["detect", str(out), "-f", "jsonl", "--now", "2026-03-01T12:00:00Z"])
+    alerts = [json.loads(line) for line in stdout.splitlines()]
+    seed = [a for a in alerts if a["DetectionType"] == "Exchange_Transport_DLL_Write"]
+    assert [(a["FileName"], a["source_file"], a["source_record"]) for a in seed] == [
+        ("msinp.dll", str(src), "line 3")]
+
+    code, _, err = run_cli(["ingest", str(src), "--out", str(out)])
+    assert code == 2 and "already holds ingested tables" in " ".join(err.split())
+    code, _, err = run_cli(["ingest", str(src), "--out", str(out), "--append", "-q"])
+    assert code == 0 and len(list((out / "DeviceFileEvents").glob("part-*.parquet"))) == 2

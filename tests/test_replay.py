@@ -1,0 +1,135 @@
+"""Time: --now window edges, schedule replay over a multi-day export, de-duplication, and the
+note when the data lies outside the window."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import helpers
+from conftest import run_cli
+from exhunt import alerts as alerting
+from exhunt.engine import Session
+from exhunt.replay import rowwise, run_rule
+from exhunt.rule import load_rule, load_rules, shipped_dir
+from exhunt.sources.base import FileReport, RowBuffer
+
+SEED = "exchange-transport-agent-seed"
+NOW = "2026-03-02T10:00:00Z"
+
+
+def agent_install(ts: str, name: str) -> dict[str, Any]:
+    return {"Timestamp": ts, "DeviceName": helpers.HOST, "ActionType": "ProcessCreated", "FileName": "powershell.exe",
+            "ProcessCommandLine": f"powershell.exe Install-TransportAgent -Name {name}", "AccountName": "a"}
+
+
+def write_rows(folder: Path, rows: list[dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return helpers.write_csv(folder / "DeviceProcessEvents.csv", "DeviceProcessEvents", rows)
+
+
+def names(out: str) -> list[str]:
+    return sorted(json.loads(x)["ProcessCommandLine"].rsplit(" ", 1)[1] for x in out.splitlines())
+
+
+@pytest.mark.parametrize(("ts", "inside"), [
+    ("2026-03-01T10:00:00.0000000Z", False),   # exactly 24h before now: `> ago(24h)` is false
+    ("2026-03-01T10:00:00.0000010Z", True),    # 1 microsecond later
+    ("2026-03-01T09:59:59.9999990Z", False),
+    ("2026-03-02T10:00:00.0000000Z", True),    # now itself
+    ("2026-03-02T10:00:00.0000010Z", False),   # after now: not yet happened for the live rule
+])
+def test_now_window_edges(tmp_path: Path, ts: str, inside: bool) -> None:
+    write_rows(tmp_path, [agent_install(ts, "edge")])
+    code, out, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "--now", NOW, "-f", "jsonl"])
+    assert code == 0, err
+    assert names(out) == (["edge"] if inside else [])
+
+
+def test_now_accepts_offsets(tmp_path: Path) -> None:
+    write_rows(tmp_path, [agent_install("2026-03-01T10:00:00.0000010Z", "edge")])
+    code, out, _ = run_cli(["detect", str(tmp_path), "--rules", SEED, "--now", "2026-03-02T12:00:00+02:00",
+                            "-f", "jsonl", "-q"])
+    assert code == 0 and names(out) == ["edge"]
+
+
+def test_sub_microsecond_edge_is_a_known_gap(tmp_path: Path) -> None:
+    """Defender keeps 100 ns ticks; exhunt stores microseconds (DuckDB), truncating the fraction.
+
+    A row 100 ns after `now - 24h` is inside the window for Defender but equal to the
+    edge here, so it is missed. Documented in the seed rule's notes; this test pins it.
+    """
+    write_rows(tmp_path, [agent_install("2026-03-01T10:00:00.0000001Z", "tick")])
+    code, out, _ = run_cli(["detect", str(tmp_path), "--rules", SEED, "--now", NOW, "-f", "jsonl", "-q"])
+    assert code == 0 and names(out) == []
+
+
+def test_replay_finds_alerts_across_days_without_now(tmp_path: Path) -> None:
+    rows = [agent_install(f"2026-02-{d:02d}T{h:02d}:30:00Z", f"d{d}h{h}") for d in (1, 9, 20) for h in (0, 23)]
+    write_rows(tmp_path, rows)
+    code, out, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "-f", "jsonl"])
+    assert code == 0
+    assert names(out) == sorted(f"d{d}h{h}" for d in (1, 9, 20) for h in (0, 23))
+    # One run per hour slice holding data (the rule is judged row by row).
+    assert "6 alert(s) over 6 run(s)" in err
+
+
+def test_now_missing_all_data_says_so(tmp_path: Path) -> None:
+    write_rows(tmp_path, [agent_install("2026-02-01T10:00:00Z", "old")])
+    code, out, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "--now", NOW])
+    flat = " ".join(err.split())
+    assert code == 0 and "No alerts." in out
+    assert "data spans 2026-02-01 10:00:00 .. 2026-02-01 10:00:00 UTC" in flat
+    assert "the window 2026-03-01 10:00:00 .. 2026-03-02 10:00:00 holds none of it" in flat
+
+
+def test_no_rows_for_the_rule_says_so(tmp_path: Path) -> None:
+    (tmp_path / "DeviceNetworkEvents.csv").write_text("Timestamp,DeviceName\r\n2026-03-01T00:00:00Z,h\r\n")
+    code, _, err = run_cli(["detect", str(tmp_path), "--rules", SEED])
+    assert code == 0 and "no rows in DeviceProcessEvents, DeviceFileEvents" in " ".join(err.split())
+
+
+def _windowed_copy(tmp_path: Path) -> Path:
+    doc = yaml.safe_load((shipped_dir() / f"{SEED}.yaml").read_text(encoding="utf-8"))
+    doc["exhunt"]["replay"] = "windowed"
+    path = tmp_path / "windowed.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _session_with(rows: dict[str, list[dict[str, Any]]]) -> Session:
+    session = Session(in_memory=True)
+    buf = RowBuffer()
+    report = FileReport("mem")
+    for table, items in rows.items():
+        for i, row in enumerate(items, 1):
+            buf.add(table, row, f"record {i}")
+    for batch in buf.drain():
+        session.insert(batch, report, "mem")
+    return session
+
+
+def test_overlapping_windows_do_not_duplicate_alerts(tmp_path: Path) -> None:
+    """Replayed on its full schedule (1h steps over 24h windows) each row is in 24 windows."""
+    windowed = load_rule(_windowed_copy(tmp_path))
+    (seed,) = load_rules([SEED])
+    assert rowwise(seed) and not rowwise(windowed)
+    with _session_with(helpers.ROWS) as session:
+        full = run_rule(session, windowed)
+        quick = run_rule(session, seed)
+        assert full.runs > 24 > quick.runs
+        got = alerting.build(session, windowed, full.rows)
+        assert [(a["Timestamp"], a["DetectionType"], a["FileName"]) for a in got] == helpers.EXPECTED_DETECTIONS
+        assert len(full.rows) == len(quick.rows) == 3
+
+
+def test_identical_rows_in_two_files_are_reported_once(tmp_path: Path) -> None:
+    """The same export saved twice (a common mistake) gives each alert once."""
+    write_rows(tmp_path / "a", [agent_install("2026-03-01T10:00:00Z", "x")])
+    write_rows(tmp_path / "b", [agent_install("2026-03-01T10:00:00Z", "x")])
+    code, out, _ = run_cli(["detect", str(tmp_path), "--rules", SEED, "-f", "jsonl", "-q"])
+    assert code == 0 and names(out) == ["x"]
