@@ -57,8 +57,9 @@ FILE_PROFILES = [
     ("FileModified", "NTUSER.DAT", r"C:\Users\{u}\NTUSER.DAT", "svchost.exe", "svchost.exe -k netsvcs -p", False),
     ("FileCreated", "report_{n}.docx", r"C:\Users\{u}\Documents\report_{n}.docx", "WINWORD.EXE",
      '"WINWORD.EXE" /n', False),
-    ("FileCreated", "mpasbase_{n}.vdm", r"C:\ProgramData\Microsoft\Windows Defender\Definition Updates\mpasbase_{n}.vdm",
-     "MsMpEng.exe", '"MsMpEng.exe"', False),
+    ("FileCreated", "mpasbase_{n}.vdm",
+     r"C:\ProgramData\Microsoft\Windows Defender\Definition Updates\mpasbase_{n}.vdm", "MsMpEng.exe",
+     '"MsMpEng.exe"', False),
     ("FileCreated", "msvcp_{n}.dll", SYS + r"\msvcp_{n}.dll", "TiWorker.exe", "TiWorker.exe -Embedding", False),
     ("FileDeleted", "log_{n}.etl", r"C:\Windows\Logs\log_{n}.etl", "svchost.exe", "svchost.exe -k LocalService", False),
     ("FileRenamed", "update_{n}.cab", r"C:\Windows\SoftwareDistribution\Download\update_{n}.cab", "svchost.exe",
@@ -68,8 +69,8 @@ FILE_PROFILES = [
      "EdgeTransport.exe", '"EdgeTransport.exe"', True),
     ("FileModified", "mail.que", EXCH + r"\TransportRoles\data\Queue\mail.que", "EdgeTransport.exe",
      '"EdgeTransport.exe"', True),
-    ("FileModified", "Microsoft.Exchange.Transport.Agent.{n}.dll", EXCH + r"\Bin\Microsoft.Exchange.Transport.Agent.{n}.dll",
-     "ExSetup.exe", '"ExSetup.exe" /mode:Upgrade', True),
+    ("FileModified", "Microsoft.Exchange.Transport.Agent.{n}.dll",
+     EXCH + r"\Bin\Microsoft.Exchange.Transport.Agent.{n}.dll", "ExSetup.exe", '"ExSetup.exe" /mode:Upgrade', True),
     ("FileCreated", "Microsoft.Exchange.Data.{n}.dll", EXCH + r"\Bin\Microsoft.Exchange.Data.{n}.dll", "msiexec.exe",
      "msiexec.exe /V", True),
     ("FileDeleted", "old_{n}.dll", EXCH + r"\TransportRoles\agents\Hygiene\old_{n}.dll", "powershell.exe",
@@ -91,7 +92,8 @@ PROC_PROFILES = [
     ("powershell.exe", r"C:\Windows\System32\WindowsPowerShell\v1.0",
      r"powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\Scripts\inventory_{n}.ps1", "svchost.exe",
      "svchost.exe -k netsvcs", "services.exe", False),
-    ("git.exe", r"C:\Program Files\Git\cmd", "git.exe fetch origin {n}", "Code.exe", '"Code.exe"', "explorer.exe", False),
+    ("git.exe", r"C:\Program Files\Git\cmd", "git.exe fetch origin {n}", "Code.exe", '"Code.exe"', "explorer.exe",
+     False),
     ("MsMpEng.exe", r"C:\ProgramData\Microsoft\Windows Defender\Platform", '"MsMpEng.exe"', "services.exe",
      "services.exe", "wininit.exe", False),
     # Exchange servers: transport children that are not in the rule's list, admin read-only cmdlets.
@@ -123,8 +125,8 @@ IMAGE_PROFILES = [
     ("chrome_elf.dll", r"C:\Program Files\Google\Chrome\Application", "chrome.exe"),
 ]
 REG_PROFILES = [
-    ("RegistryValueSet", r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\bam\State\UserSettings", "SequenceNumber",
-     "{n}", "svchost.exe"),
+    ("RegistryValueSet", r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\bam\State\UserSettings",
+     "SequenceNumber", "{n}", "svchost.exe"),
     ("RegistryKeyCreated", r"HKEY_CURRENT_USER\Software\Microsoft\Office\16.0\Word\Resiliency", "", "", "WINWORD.EXE"),
     ("RegistryValueSet", r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows Defender\Signature Updates",
      "SignaturesLastUpdated", "{n}", "MsMpEng.exe"),
@@ -225,7 +227,8 @@ def _select(table: str, n: int) -> str:
                 f"lower(hex(sha256(CAST({h} AS VARCHAR)))) AS SHA256, CAST({h} % 5000000 AS BIGINT) AS FileSize, "
                 f"CASE WHEN p.exch THEN 'nt authority' ELSE 'contoso' END AS InitiatingProcessAccountDomain, "
                 f"{_fill(chr(39) + '{u}' + chr(39), h)} AS InitiatingProcessAccountName, "
-                f"p.ipf AS InitiatingProcessFileName, 'C:\\Windows\\System32\\' || p.ipf AS InitiatingProcessFolderPath, "
+                f"p.ipf AS InitiatingProcessFileName, "
+                f"'C:\\Windows\\System32\\' || p.ipf AS InitiatingProcessFolderPath, "
                 f"p.ipcl AS InitiatingProcessCommandLine, CAST({h} % 60000 AS BIGINT) AS InitiatingProcessId, "
                 f"'Local' AS RequestProtocol")
         nprof = len(FILE_PROFILES)
@@ -239,7 +242,8 @@ def _select(table: str, n: int) -> str:
                 f"{_fill(chr(39) + '{u}' + chr(39), h)} AS AccountName, "
                 f"'S-1-5-21-1004336348-1177238915-682003330-' || CAST(1000 + {h} % 50 AS VARCHAR) AS AccountSid, "
                 f"{_fill(chr(39) + '{u}' + chr(39), h)} AS InitiatingProcessAccountName, "
-                f"p.ipf AS InitiatingProcessFileName, 'C:\\Windows\\System32\\' || p.ipf AS InitiatingProcessFolderPath, "
+                f"p.ipf AS InitiatingProcessFileName, "
+                f"'C:\\Windows\\System32\\' || p.ipf AS InitiatingProcessFolderPath, "
                 f"p.ipcl AS InitiatingProcessCommandLine, CAST(({h} >> 8) % 60000 AS BIGINT) AS InitiatingProcessId, "
                 f"p.parent AS InitiatingProcessParentFileName")
         nprof = len(PROC_PROFILES)

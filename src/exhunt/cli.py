@@ -314,6 +314,29 @@ def rules_test(
         raise typer.Exit(EXIT_ALERTS)
 
 
+@rules_app.command("export")
+@_guard
+def rules_export(
+    rule: Annotated[str, typer.Argument(help="Rule name, id, or file.")],
+    to: Annotated[str, typer.Option("--to", help="sentinel | sentinel-arm | defender")],
+    output_path: OutputOpt = None,
+) -> None:
+    """Export a rule: Sentinel analytic-rule YAML, an ARM template, or Defender custom-detection JSON."""
+    from exhunt.export import TARGETS, defender_warnings, export
+
+    if to not in TARGETS:
+        raise UsageError(f"--to must be one of {', '.join(TARGETS)}, not {to!r}")
+    found = load_rules([rule])
+    if len(found) != 1:
+        raise UsageError(f"{rule!r} names {len(found)} rules; export takes one")
+    text = export(found[0], to)
+    with _output(output_path) as out:
+        out.write(text)
+    if to == "defender":
+        for warning in defender_warnings(found[0]):
+            err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
 def main() -> None:
     app()
 

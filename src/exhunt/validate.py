@@ -9,9 +9,11 @@ separate verdict on Defender custom-detection requirements.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from exhunt import kqlcheck
 from exhunt.engine import Session
 from exhunt.errors import RuleError
 from exhunt.rule import SENTINEL_REQUIRED, Rule
@@ -24,6 +26,12 @@ TECHNIQUE_TACTICS = {
     "T1505.002": {"Persistence"},
     "T1059": {"Execution"},
     "T1059.001": {"Execution"},
+    "T1059.003": {"Execution"},
+    "T1021.002": {"LateralMovement"},
+    "T1570": {"LateralMovement"},
+    "T1041": {"Exfiltration"},
+    "T1105": {"CommandAndControl"},
+    "T1553.002": {"DefenseEvasion"},
     "T1114": {"Collection"},
     "T1114.002": {"Collection"},
     "T1020": {"Exfiltration"},
@@ -50,6 +58,23 @@ ENTITY_IDENTIFIERS = {
     "URL": {"Url"},
     "MailMessage": {"Recipient", "Sender", "InternetMessageId", "NetworkMessageId", "Subject"},
 }
+MAX_ENTITY_MAPPINGS, MAX_IDENTIFIERS = 10, 3
+#: Tables Defender XDR does not have (Log Analytics / Sentinel only).
+SENTINEL_ONLY_TABLES = {"Event", "SecurityEvent", "ExchangeAdminAuditLogs"}
+#: Constructs duckdb-kql 1.1.2 does not run, named when translation fails without naming one.
+UNSUPPORTED = {
+    "column_ifexists": r"\bcolumn_ifexists\s*\(", "make_set_if": r"\bmake_set_if\s*\(",
+    "make_list_if": r"\bmake_list_if\s*\(", "bag_unpack / evaluate": r"\|\s*evaluate\b",
+    "externaldata": r"\bexternaldata\b", "search": r"\|\s*search\b|^\s*search\b",
+    "serialize / window functions": r"\|\s*serialize\b|\b(row_number|prev|next)\s*\(",
+    "make-series": r"\bmake-series\b", "mv-apply": r"\bmv-apply\b", "project-reorder": r"\bproject-reorder\b",
+    "project-keep": r"\bproject-keep\b", "top-nested": r"\btop-nested\b", "ingestion_time": r"\bingestion_time\s*\(",
+    "ipv4_is_private": r"\bipv4_is_private\s*\(", "bag_keys": r"\bbag_keys\s*\(", "parse_path": r"\bparse_path\s*\(",
+    "parse_xml": r"\bparse_xml\s*\(", "hash()": r"\bhash\s*\(",
+    "tabular let function": r"\blet\s+\w+\s*=\s*\([^)]*\)\s*\{\s*\w+\s*\|",
+    "datetime_diff in summarize": r"summarize\b[^|]*\bdatetime_diff\s*\(",
+    "between with an unparenthesized column bound": r"\bbetween\s*\(\s*\w+\s*\.\.\s*\w+\s*[+-]",
+}
 DEFENDER_ENTITY_COLUMNS = {"DeviceId", "DeviceName", "RemoteDeviceName", "RecipientEmailAddress",
                            "SenderFromAddress", "SenderMailFromAddress", "RecipientObjectId", "AccountObjectId",
                            "AccountSid", "AccountUpn", "InitiatingProcessAccountSid",
@@ -61,6 +86,8 @@ class Result:
     rule: Rule
     findings: list[tuple[str, str]] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
+    sentinel_ok: bool = False
+    defender_ok: bool = False
 
     @property
     def ok(self) -> bool:
@@ -99,8 +126,20 @@ def _sentinel(rule: Rule, res: Result) -> None:
         elif not expected & tactics:
             res.error(f"Sentinel: technique {tech} belongs to {', '.join(sorted(expected))}, "
                       f"which is not among the rule's tactics ({', '.join(sorted(tactics)) or 'none'})")
-    for mapping in rule.doc.get("entityMappings") or []:
+    mappings = rule.doc.get("entityMappings") or []
+    if len(mappings) > MAX_ENTITY_MAPPINGS:
+        res.error(f"Sentinel: {len(mappings)} entity mappings; the limit is {MAX_ENTITY_MAPPINGS}")
+    if not mappings:
+        res.warn("Sentinel: no entityMappings (alerts will carry no host, account, file or process entity)")
+    override = rule.doc.get("alertDetailsOverride") or {}
+    for key, fmt in override.items():
+        for col in re.findall(r"\{\{(\w+)\}\}", str(fmt)):
+            if res.columns and col not in res.columns:
+                res.error(f"Sentinel: alertDetailsOverride.{key} names {{{{{col}}}}}, which the query does not return")
+    for mapping in mappings:
         etype = mapping.get("entityType")
+        if len(mapping.get("fieldMappings") or []) > MAX_IDENTIFIERS:
+            res.error(f"Sentinel: entity {etype} maps more than {MAX_IDENTIFIERS} identifiers")
         if etype not in ENTITY_IDENTIFIERS:
             res.error(f"Sentinel: unknown entityType {etype!r}")
             continue
@@ -113,35 +152,76 @@ def _sentinel(rule: Rule, res: Result) -> None:
                 res.error(f"Sentinel: entity {etype}.{ident} maps column {col!r}, which the query does not return")
 
 
-def _defender(rule: Rule, res: Result) -> None:
+def _defender(rule: Rule, res: Result, tables: list[str]) -> None:
     cols = set(res.columns)
     missing = [c for c in ("Timestamp", "ReportId") if c not in cols]
     entity = cols & DEFENDER_ENTITY_COLUMNS
-    if missing or not entity:
-        why = []
-        if missing:
-            why.append(f"result lacks {', '.join(missing)}")
-        if not entity:
-            why.append("result has no entity column (DeviceId, DeviceName, AccountSid, ...)")
+    why = []
+    if missing:
+        why.append(f"result lacks {', '.join(missing)}")
+    if not entity:
+        why.append("result has no entity column (DeviceId, DeviceName, AccountSid, ...)")
+    only_sentinel = [t for t in tables if t in SENTINEL_ONLY_TABLES]
+    if only_sentinel and len(only_sentinel) == len(tables):
+        why.append(f"reads only Sentinel tables ({', '.join(only_sentinel)})")
+    res.defender_ok = not why
+    if why:
         res.info("Defender custom detection: not deployable as is (" + "; ".join(why) + ")")
-    else:
-        res.info("Defender custom detection: deployable (Timestamp, ReportId and an entity column returned)")
+        return
+    note = ""
+    if only_sentinel:
+        note = (f"; the {', '.join(only_sentinel)} part runs only where the Sentinel workspace is connected "
+                f"to the Defender portal, and those rows carry no ReportId")
+    res.info("Defender custom detection: deployable (Timestamp, ReportId and an entity column returned" + note + ")")
+
+
+def _unsupported(kql: str) -> list[str]:
+    """Known-unsupported constructs the query text uses (comments and strings ignored)."""
+    text = re.sub(r"//[^\n]*", "", kql)
+    text = re.sub(r'@"(?:[^"]|"")*"|@\'(?:[^\']|\'\')*\'|"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', text)
+    return [name for name, pattern in UNSUPPORTED.items() if re.search(pattern, text, re.IGNORECASE | re.MULTILINE)]
+
+
+def _static(rule: Rule, session: Session, res: Result) -> list[str]:
+    tables = {name: t.names + list(t.aliases) for name, t in session.tables.items()}
+    problems = kqlcheck.check(rule.query, tables)
+    for p in problems:
+        res.error(str(p))
+    return [p.column for p in problems]
 
 
 def validate_rule(rule: Rule, session: Session) -> Result:
     res = Result(rule)
+    static_columns = _static(rule, session, res)
     try:
         session.translate(rule.query)
-        table = session.query(rule.query)
-        res.columns = list(table.column_names)
     except RuleError as exc:
-        res.error(str(exc))
+        named = _unsupported(rule.query)
+        hint = f" (unsupported construct: {', '.join(named)})" if named and "construct" not in str(exc) else ""
+        res.error(str(exc) + hint)
+    else:
+        try:
+            table = session.query(rule.query)
+            res.columns = list(table.column_names)
+        except RuleError as exc:
+            if not any(f"'{c}'" in str(exc) for c in static_columns):
+                res.error(str(exc))
     for name in rule.required_tables:
         if name not in session.tables:
             res.error(f"requiredTables names unknown table {name!r}")
+    read = session.tables_named_in(rule.query)
+    unlisted = [t for t in read if t not in rule.required_tables]
+    if rule.required_tables and unlisted:
+        res.warn(f"the query reads {', '.join(unlisted)}, which requiredTables does not list")
+    before = len([f for f in res.findings if f[0] == "error"])
     _sentinel(rule, res)
+    res.sentinel_ok = res.ok and len([f for f in res.findings if f[0] == "error"]) == before
+    res.info("Sentinel analytic rule: " + ("valid" if res.sentinel_ok else "not valid (see the errors above)"))
     if res.columns:
-        _defender(rule, res)
+        _defender(rule, res, read)
+    else:
+        res.defender_ok = False
+        res.info("Defender custom detection: not checked (the query did not run)")
     return res
 
 

@@ -2,18 +2,19 @@
 
 The table comes from --table, the file name, the parent folder's name
 (`ingest` writes `OUT/DeviceFileEvents/part-*.parquet`), then the columns.
-Read in row-group batches so memory stays flat.
+A file on disk is scanned by DuckDB directly; other Parquet (inside archives) is read
+in row-group batches so memory stays flat.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from exhunt.schema import SOURCE_RECORD, find_table
+from exhunt.schema import SOURCE_RECORD, TableSchema, find_table
 from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, SourceFile, resolve_table
 
 
@@ -24,6 +25,38 @@ class ParquetFiles:
     def sniff(self, src: SourceFile, head: bytes) -> int:
         return 100 if head[:4] == b"PAR1" else 0
 
+    def relation(self, src: SourceFile, report: FileReport, table: str | None) -> tuple[str, str] | None:
+        """(table, DuckDB query reading the file) for a file on disk, so DuckDB scans it itself
+        (in parallel, no Arrow round trip); None sends the engine to `read` (archive members,
+        damaged files)."""
+        path = Path(src.display)
+        if not path.is_file():
+            return None
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError):
+            return None
+        cols = pf.schema_arrow.names
+        schema = self._table(src, table, cols)
+        if schema is None:
+            return None
+        report.read += pf.metadata.num_rows
+        lit = "'" + str(path).replace("'", "''") + "'"
+        if SOURCE_RECORD in cols:
+            return schema.name, f"SELECT * FROM read_parquet({lit})"
+        return schema.name, (
+            f"SELECT * EXCLUDE (file_row_number), 'row ' || CAST(file_row_number + 1 AS VARCHAR) "
+            f"AS \"{SOURCE_RECORD}\" FROM read_parquet({lit}, file_row_number = true)"
+        )
+
+    @staticmethod
+    def _table(src: SourceFile, table: str | None, cols: list[str]) -> TableSchema | None:
+        parent = PurePath(src.display).parent.name
+        schema = (find_table(table) if table else None) or resolve_table(None, None, src.name, cols)
+        if schema is None or (table is None and find_table(parent) is not None):
+            schema = find_table(parent) or schema
+        return schema
+
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
         with src.open() as fh:
             try:
@@ -32,10 +65,7 @@ class ParquetFiles:
                 report.error = f"damaged Parquet file: {exc}"
                 return
             cols = pf.schema_arrow.names
-            parent = PurePath(src.display).parent.name
-            schema = (find_table(table) if table else None) or resolve_table(None, None, src.name, cols)
-            if schema is None or (table is None and find_table(parent) is not None):
-                schema = find_table(parent) or schema
+            schema = self._table(src, table, cols)
             if schema is None:
                 report.error = "not telemetry: the file's name and columns match no table"
                 return

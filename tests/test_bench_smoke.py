@@ -1,0 +1,39 @@
+"""Keep bench/bench_detect.py from rotting: generate a tiny set and check detect finds exactly the planted alerts.
+
+Speed targets live in the benchmark itself, never in tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from conftest import REPO, run_cli
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_detect", REPO / "bench" / "bench_detect.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_detect"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_tiny_bench_set_gives_exactly_the_planted_alerts(bench: ModuleType, tmp_path: Path, fmt: str) -> None:
+    counts = bench.generate(tmp_path, 3000)
+    assert sum(counts.values()) == 3000
+    first = (tmp_path / "csv" / "DeviceFileEvents.csv").read_bytes().split(b"\r\n")[1]
+    assert first.split(b",")[0].endswith(b"0Z") and len(first.split(b",")[0]) == 28  # 7 fractional digits
+    code, out, _ = run_cli(["detect", str(tmp_path / fmt), "--rules", bench.RULE, "-f", "jsonl", "-q"])
+    assert code == 0
+    got = {(a["DetectionType"], a["DeviceName"], a["Timestamp"]) for a in map(json.loads, out.splitlines())}
+    assert got == bench.expected()
+    assert bench.scan(fmt, tmp_path / fmt) == len(bench.PLANTED)
