@@ -54,7 +54,7 @@ class Translated:
 class Session:
     """One hunt: tables loaded once, any number of KQL queries run over them."""
 
-    def __init__(self, db_path: Path | None = None, memory_limit: str = "1GB", in_memory: bool = False) -> None:
+    def __init__(self, db_path: Path | None = None, memory_limit: str = "768MB", in_memory: bool = False) -> None:
         self._tmpdir: str | None = None
         if in_memory:
             db_path = Path(":memory:")
