@@ -5,7 +5,8 @@ Sentinel runs a scheduled rule every `queryFrequency` over the last
 gives the alerts the rule would have raised, instead of nothing because the
 data is older than `ago(24h)`. Runs whose window holds no data are skipped;
 a rule with no aggregation (each row judged alone) only needs each row seen
-once, so it gets one run per `queryFrequency` slice that holds data. Alerts
+once, so it gets one run per `queryFrequency` slice that holds data (evaluated
+as a single query when possible, see Session.query_sliced). Alerts
 repeated by overlapping windows are reported once.
 """
 
