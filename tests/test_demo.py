@@ -1,6 +1,6 @@
 """The bundled demo (demo/, what `make run` hunts): the alerts its story should raise, no more, no fewer.
 
-demo/make_demo.py writes the data: exch01.contoso.local backdoored LightNeuron-style between
+scripts/make_demo.py writes the data: exch01.contoso.local backdoored LightNeuron-style between
 benign Exchange work (a cumulative update, a vendor agent installed the supported way, routine
 Pickup and worker activity). Each expected alert below is tied to a step of that story.
 """
@@ -125,10 +125,10 @@ def test_make_run_command_exits_0() -> None:
 
 
 def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_demo", DEMO / "make_demo.py")
+    spec = importlib.util.spec_from_file_location("make_demo", REPO / "scripts" / "make_demo.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in demo/: detect reads it
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # keep the tree free of __pycache__
     try:
         spec.loader.exec_module(module)
     finally:
@@ -137,8 +137,8 @@ def _generator() -> ModuleType:
 
 
 def test_demo_files_are_the_generator_output(tmp_path: Path) -> None:
-    """demo/ holds exactly what make_demo.py writes (regenerate with `python demo/make_demo.py`)."""
+    """demo/ holds exactly what the generator writes (regenerate with `python scripts/make_demo.py`)."""
     written = _generator().write_all(tmp_path)
-    assert [p.name for p in written] == sorted(p.name for p in DEMO.iterdir() if p.name != "make_demo.py")
+    assert [p.name for p in written] == sorted(p.name for p in DEMO.iterdir())
     for path in written:
-        assert path.read_bytes() == (DEMO / path.name).read_bytes(), f"{path.name} differs: rerun demo/make_demo.py"
+        assert path.read_bytes() == (DEMO / path.name).read_bytes(), f"{path.name} differs: rerun scripts/make_demo.py"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import TextIO
 
@@ -24,7 +25,9 @@ def problems(reports: list[FileReport]) -> int:
 
 
 def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> None:
-    console = Console(file=out, highlight=False, width=100 if not out.isatty() else None)
+    # Not a terminal: wide enough for paths unless COLUMNS says otherwise (logs get grepped).
+    width = None if out.isatty() else int(os.environ.get("COLUMNS") or 100)
+    console = Console(file=out, highlight=False, width=width)
     table = Table(title="Input", box=None, pad_edge=False)
     table.add_column("file", overflow="fold", ratio=1)
     table.add_column("format")
@@ -55,11 +58,12 @@ def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> Non
         coerced.update(r.coerced)
         unknown |= r.unknown_columns
     for reason, n in reasons.most_common():
-        console.print(f"  skipped {n}: {escape(reason)}")
+        console.print(f"  skipped {n}: {escape(reason)}", soft_wrap=True)
     for col, n in coerced.most_common():
         console.print(f"  {n} value(s) of {col} did not fit the column type; rows kept, value emptied")
     if unknown:
-        console.print(f"  columns not in the published schema, kept as text: {', '.join(sorted(unknown))}")
+        names = ", ".join(sorted(unknown))
+        console.print(f"  columns not in the published schema, kept as text: {names}", soft_wrap=True)
     refused = [r for r in reports if r.error]
     if refused:
         console.print(f"  {len(refused)} file(s) not read or not read to the end (see below)")
@@ -67,6 +71,6 @@ def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> Non
     messages = [f"{r.path}: {r.error}" for r in refused] + [m for r in reports for m in r.messages]
     shown = messages if verbose else messages[:10]
     for m in shown:
-        console.print(f"  [dim]{escape(m)}[/dim]")
+        console.print(f"  [dim]{escape(m)}[/dim]", soft_wrap=True)
     if len(messages) > len(shown):
         console.print(f"  ... {len(messages) - len(shown)} more (use --verbose)")

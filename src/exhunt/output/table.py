@@ -7,6 +7,7 @@ columns), wrapped rather than cut.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TextIO
 
 from rich.console import Console
@@ -16,6 +17,8 @@ from rich.text import Text
 #: Longest description shown per alert; the full text is in the json/jsonl/csv output.
 MAX_DETAIL = 240
 
+SEVERITY_LABEL = {"critical": "CRIT", "high": "HIGH", "medium": "MED", "low": "LOW", "informational": "INFO"}
+
 SEVERITY_STYLE = {
     "critical": "bold white on red",
     "high": "bold red",
@@ -23,6 +26,28 @@ SEVERITY_STYLE = {
     "low": "cyan",
     "informational": "dim",
 }
+
+
+#: Template leftovers when a placeholder's column is empty: `''`, `()`, `[x: ]`, doubled blanks.
+_EMPTY_BITS = [
+    (re.compile(r"(?<![\w'])''(?![\w'])|(?<![\w\"])\"\"(?![\w\"])"), ""),
+    (re.compile(r"\(\s*\)|\[\s*\]"), ""),
+    (re.compile(r":\s*([\])])"), r"\1"),
+    (re.compile(r"\s{2,}"), " "),
+    (re.compile(r"\s+([,;:)\]])"), r"\1"),
+]
+
+
+def tidy(detail: str) -> str:
+    """Drop what an alert template leaves behind when some of its columns are empty."""
+    for pattern, repl in _EMPTY_BITS:
+        detail = pattern.sub(repl, detail)
+    return detail.strip()
+
+
+def short_host(name: str) -> str:
+    """`exch01.contoso.local` -> `exch01` for the narrow column (the full name is in json/csv)."""
+    return name if not name or name.replace(".", "").isdigit() else name.split(".", 1)[0]
 
 
 def write_table(
@@ -37,15 +62,17 @@ def write_table(
     table = Table(title=title, expand=False, show_lines=False, pad_edge=False, box=None)
     table.add_column("Time (UTC)", no_wrap=True, min_width=16, max_width=16)
     table.add_column("Sev", no_wrap=True, max_width=4)
-    table.add_column("Device", overflow="fold", max_width=14)
+    table.add_column("Device", overflow="fold", max_width=15)
     table.add_column("Rule / what happened", overflow="fold", ratio=1)
     for alert, detail in zip(alerts, details, strict=True):
         sev = str(alert.get("severity", ""))
         when = str(alert.get("Timestamp") or "")[:16].replace("T", " ")
         text = Text(str(alert.get("rule_name", "")), style="bold")
+        detail = tidy(detail)
         if detail:
             short = detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "…"
             text.append("\n" + short)
-        table.add_row(when, Text(sev[:4].upper(), style=SEVERITY_STYLE.get(sev, "")),
-                      str(alert.get("DeviceName", "")), text)
+        label = SEVERITY_LABEL.get(sev, sev[:4].upper())
+        table.add_row(when, Text(label, style=SEVERITY_STYLE.get(sev, "")),
+                      short_host(str(alert.get("DeviceName", ""))), text)
     console.print(table)

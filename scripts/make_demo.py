@@ -1,6 +1,6 @@
 """Write the demo data set: one Exchange server, exch01.contoso.local, backdoored LightNeuron-style.
 
-    python demo/make_demo.py [OUT_DIR]      # default: the folder this script is in
+    python scripts/make_demo.py [OUT_DIR]   # default: the repository's demo/ folder
 
 Deterministic and stdlib only: running it again writes the very same bytes, so the
 files in demo/ are this script's output and can be regenerated after an edit.
@@ -537,11 +537,11 @@ def write_all(out: Path) -> list[Path]:
     (out / "exch01-powershell-cmdletlog.evtx.jsonl").write_text(jsonl(WINDOWS_EVENTS), encoding="utf-8", newline="")
     write_zip(out / "exch01-sysmon.zip", "exch01-sysmon.evtx.jsonl", jsonl(SYSMON_EVENTS))
     (out / "exch01-winlogbeat.ndjson").write_text(jsonl(WINLOGBEAT), encoding="utf-8", newline="")
-    return sorted(p for p in out.iterdir() if p.name != Path(__file__).name)
+    return sorted(out.iterdir())
 
 
 def main(argv: list[str]) -> int:
-    out = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parent
+    out = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1] / "demo"
     for path in write_all(out):
         print(path)
     return 0
