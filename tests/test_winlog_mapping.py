@@ -207,7 +207,8 @@ def test_4104_multi_part_reassembled_one_row_per_cmdlet() -> None:
     events = only(rows, "DeviceEvents")
     script = "".join(p.data["ScriptBlockText"] for p in PS4104_PARTS)  # type: ignore[call-overload]
     assert [_fields(r) for r in events] == [
-        {"Command": c, "Script": script, "Channel": "Microsoft-Windows-PowerShell/Operational", "EventId": 4104,
+        {"Command": c, "ScriptBlockText": script,
+         "Channel": "Microsoft-Windows-PowerShell/Operational", "EventId": 4104,
          "ScriptBlockId": BLOCK, "Path": r"C:\Users\exadmin\msinp.ps1"}
         for c in ("Copy-Item", "Install-TransportAgent", "Enable-TransportAgent")]
     # the block is dated and identified by the first part that arrived (part 3 here)
@@ -235,7 +236,7 @@ PS_OP_SRC = PS4104_PARTS[0].source
 def test_4103_module_logging() -> None:
     (row,) = only(mapped(PS4103), "DeviceEvents")
     assert _fields(row) == {"Command": "Get-TransportAgent",
-                            "Script": 'CommandInvocation(Get-TransportAgent): "Get-TransportAgent"\r\n',
+                            "ScriptBlockText": 'CommandInvocation(Get-TransportAgent): "Get-TransportAgent"\r\n',
                             "Channel": "Microsoft-Windows-PowerShell/Operational", "EventId": 4103,
                             "ScriptBlockId": "", "Path": ""}
     assert (row["InitiatingProcessFileName"], row["InitiatingProcessAccountName"], row["ActionType"]) == (
@@ -244,7 +245,8 @@ def test_4103_module_logging() -> None:
 
 def test_800_pipeline_execution() -> None:
     (row,) = only(mapped(PS800), "DeviceEvents")
-    assert _fields(row) == {"Command": "Set-TransportAgent", "Script": "Set-TransportAgent -Identity X -Priority 1",
+    assert _fields(row) == {"Command": "Set-TransportAgent",
+                            "ScriptBlockText": "Set-TransportAgent -Identity X -Priority 1",
                             "Channel": "Windows PowerShell", "EventId": 800, "ScriptBlockId": "", "Path": ""}
     assert row["InitiatingProcessFolderPath"] == r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
 

@@ -42,6 +42,8 @@ TableOpt = Annotated[str | None, typer.Option("--table", help="Force the table t
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 if any record was skipped or value coerced.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No run summary on stderr.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every input problem kept.")]
+JobsOpt = Annotated[int | None, typer.Option(
+    "--jobs", "-j", min=1, help="Processes reading files in parallel (default: one per core; 1 = none).")]
 
 
 def parse_time(text: str) -> datetime:
@@ -71,7 +73,7 @@ def _output(path: Path | None) -> Iterator[TextIO]:
 
 
 def load_inputs(session: Session, paths: list[Path], input_format: str | None, table: str | None,
-                quiet: bool, verbose: bool, strict: bool) -> list[Any]:
+                quiet: bool, verbose: bool, strict: bool, jobs: int | None = None) -> list[Any]:
     files = list(sources.walk(paths))
     total = sum(f.size for f in files)
     show = sys.stderr.isatty() and not quiet and total > 8 << 20
@@ -79,9 +81,9 @@ def load_inputs(session: Session, paths: list[Path], input_format: str | None, t
         with Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                       console=err, transient=True) as bar:
             task = bar.add_task("read", total=total)
-            reports = session.load_files(files, input_format, table, lambda n: bar.advance(task, n))
+            reports = session.load_files(files, input_format, table, lambda n: bar.advance(task, n), jobs)
     else:
-        reports = session.load_files(files, input_format, table)
+        reports = session.load_files(files, input_format, table, jobs=jobs)
     if not quiet:
         summary.render(reports, sys.stderr, verbose)
     if strict and summary.problems(reports):
@@ -152,6 +154,7 @@ def detect(
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Run detection rules over telemetry and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
@@ -160,7 +163,9 @@ def detect(
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
     with Session() as session:
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict)
+        session.load_only_for([r.query for r in chosen])
+        session.in_place = True
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
         found: list[dict[str, Any]] = []
         details: list[str] = []
         runs: list[RuleRun] = []
@@ -202,12 +207,15 @@ def query(
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Ad-hoc hunting: run one KQL query over the same tables."""
     _check_format(fmt)
     pinned = parse_time(now) if now else None
     with Session() as session:
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict)
+        session.load_only_for([kql])
+        session.in_place = True
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
         result = session.query(kql, pinned)
         rows = [{k: alerting._jsonable(v) for k, v in r.items() if not k.startswith("_")}
                 for r in result.to_pylist()]
@@ -227,12 +235,13 @@ def ingest(
     strict: StrictOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
+    jobs: JobsOpt = None,
 ) -> None:
     """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
     from exhunt.ingest import write_tables
 
     with Session() as session:
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict)
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
         written = write_tables(session, out, append)
     if not quiet:
         for name, n in sorted(written.items()):

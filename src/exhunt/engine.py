@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,12 @@ import duckdb_kql
 import pyarrow as pa
 from duckdb_kql.translate import CLOCK_SLOT
 
-from exhunt import enrich, sources
+from exhunt import enrich, readpool
 from exhunt import schema as sch
 from exhunt.errors import RuleError
+from exhunt.readpool import READ_ERRORS, Event, Relation
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
-from exhunt.schema.normalize import BAD, RAW_TIME, Plan, plan
+from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
 from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, SourceFile
 
 EARLIEST = datetime(1601, 1, 1)
@@ -36,8 +37,69 @@ LATEST = datetime(9999, 12, 31)
 SLICE_END = "_exhunt_now"
 #: Rows per INSERT: small appends cost DuckDB far more per row (about two row groups here).
 INSERT_ROWS = 245_760
+#: Bytes of Arrow data pending per table, and over all tables, before an INSERT is forced
+#: (Windows `Event` rows carry kilobytes of text; memory must stay flat as input grows).
+INSERT_BYTES = 96 << 20
+PENDING_BYTES = 192 << 20
+#: Errors storing a file's rows: its report says so, the run goes on.
+STORE_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, duckdb.IOException, duckdb.InvalidInputException)
 
 Progress = Callable[[int], None]
+
+
+@dataclass
+class _Part:
+    """Rows of one file inside a (possibly coalesced) insert; `data` None for a DuckDB relation."""
+
+    report: FileReport
+    display: str
+    data: pa.RecordBatch | pa.Table | None
+
+
+@dataclass
+class _Pending:
+    schema: pa.Schema
+    parts: list[_Part] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+
+
+def _time_source(t: TableSchema, names: list[str]) -> str | None:
+    """The input column normalization takes the table's time from (see schema.normalize.plan)."""
+    lower = {n.lower() for n in names}
+    for cand in (t.time_column.lower(), "timegenerated", "timestamp"):
+        if cand in lower:
+            return cand
+    return None
+
+
+def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | None:
+    """The common schema of two batches of table `t` that can share one INSERT, else None.
+
+    Normalization picks input columns by name, case-insensitively, so batches merge only
+    when every name is spelled the same way in both and the time comes from the same
+    column; a column one batch lacks is null in its rows, which normalizes exactly as
+    the absent column would (typed null, '' for strings), and a column that is all-null
+    in one batch takes the other's type.
+    """
+    if a.equals(b):
+        return a
+    if _time_source(t, a.names) != _time_source(t, b.names):
+        return None
+    fields = {f.name: f for f in a}
+    lower = {n.lower(): n for n in a.names}
+    for fb in b:
+        fa = fields.get(fb.name)
+        if fa is None:
+            if lower.setdefault(fb.name.lower(), fb.name) != fb.name:
+                return None  # the same column spelled differently
+            fields[fb.name] = fb
+        elif not fa.type.equals(fb.type):
+            if pa.types.is_null(fa.type):
+                fields[fb.name] = fb
+            elif not pa.types.is_null(fb.type):
+                return None
+    return pa.schema(list(fields.values()))
 
 
 def _q(name: str) -> str:
@@ -69,6 +131,13 @@ class Session:
         self._extra: dict[str, list[str]] = {name: [] for name in self.tables}
         self._plans: dict[tuple[str, pa.Schema], Plan] = {}
         self._translated: dict[str, Translated] = {}
+        self._pending: dict[str, _Pending] = {}
+        #: Table -> lower-case names of the columns to store; tables not listed store all.
+        self._keep: dict[str, set[str]] = {}
+        #: Query Parquet files on disk where they are instead of copying them (see _attach).
+        self.in_place = False
+        #: Table -> normalizing SELECTs over Parquet files queried in place.
+        self._in_place: dict[str, list[str]] = {}
         self.set_window(EARLIEST, LATEST)
         for t in self.tables.values():
             self._create(t)
@@ -98,9 +167,23 @@ class Session:
         self.run("SET VARIABLE exhunt_ws = CAST(? AS TIMESTAMP)", [start])
         self.run("SET VARIABLE exhunt_we = CAST(? AS TIMESTAMP)", [end])
 
+    def load_only_for(self, queries: list[str]) -> None:
+        """Store only the columns these queries can read (see exhunt.prune); call before loading.
+
+        The other columns stay typed nulls. Problem detection still checks every column, so
+        the run summary is the same; only what is copied into the tables shrinks.
+        """
+        from exhunt.prune import keep_columns
+
+        self._keep = keep_columns(queries, self.tables)
+
     def clear(self) -> None:
         """Empty every table (tests reuse one session for many cases)."""
         for name in self.tables:
+            if name in self._in_place:
+                self.run(f"DROP VIEW {_q('_t_' + name)}")
+                self.run(f"ALTER TABLE {_q(self._stored(name))} RENAME TO {_q('_t_' + name)}")
+                del self._in_place[name]
             self.run(f"DELETE FROM {_q('_t_' + name)}")
 
     def kql_schema(self) -> dict[str, list[str]]:
@@ -135,109 +218,200 @@ class Session:
         input_format: str | None = None,
         table: str | None = None,
         progress: Progress | None = None,
+        jobs: int | None = None,
     ) -> list[FileReport]:
-        """Read, normalize and store every file; one report per file (archives add their members)."""
+        """Read, normalize and store every file; one report per file (archives add their members).
+
+        `jobs` worker processes read files while this process stores them (None: one per
+        core; 1 or a small input: all in this process). Results do not depend on it. As with
+        any multiprocessing, a script calling this with jobs > 1 must keep its top level free
+        of side effects (the `if __name__ == "__main__":` guard): workers import it.
+        """
         if table is not None and sch.find_table(table) is None:
             from exhunt.errors import UsageError
 
             raise UsageError(f"unknown table {table!r}; known: {', '.join(sorted(self.tables))}")
         reports: list[FileReport] = []
-        for src in files:
-            self._load_one(src, input_format, table, reports, progress)
-        return reports
-
-    def _load_one(
-        self, src: SourceFile, input_format: str | None, table: str | None,
-        reports: list[FileReport], progress: Progress | None,
-    ) -> None:
-        report = FileReport(src.display)
-        reports.append(report)
+        files = list(files)
+        jobs = readpool.default_jobs() if jobs is None else jobs
         try:
-            head = src.head(sources.SNIFF_BYTES)
-        except OSError as exc:
-            report.error = f"cannot read: {exc}"
-            return
-        if not head:
-            report.error = "empty file"
-            return
-        if input_format is None:
-            for container in sources.containers():
-                if container.sniff(src, head):
-                    report.format = container.name
-                    for member in container.members(src, report):
-                        self._load_one(member, None, table, reports, progress)
+            if readpool.worth_pooling(files, jobs):
+                for src, events in readpool.pooled(files, input_format, table, reports, jobs):
+                    self._store(events)
                     if progress:
                         progress(src.size)
-                    return
-        reader = sources.choose(src, head, input_format)
-        if reader is None:
-            report.error = "not a telemetry format exhunt reads (unknown file type)"
-            if progress:
-                progress(src.size)
-            return
-        report.format = reader.name
-        pending: list[Batch] = []
-        try:
-            direct = getattr(reader, "relation", None)
-            found = direct(src, report, table) if direct else None
-            if found is not None:
-                # DuckDB reads the file itself: one statement, no Arrow round trip.
-                self._insert_data(found[0], self.con.sql(found[1]), report, src.display)
             else:
-                # Readers yield small batches; DuckDB appends far faster in big ones.
-                for batch in reader.read(src, report, table):
-                    if pending and (batch.table, batch.data.schema) != (pending[0].table, pending[0].data.schema):
-                        self._flush(pending, report, src.display)
-                    pending.append(batch)
-                    if sum(b.data.num_rows for b in pending) >= INSERT_ROWS:
-                        self._flush(pending, report, src.display)
-                self._flush(pending, report, src.display)
-        except (OSError, ValueError, pa.ArrowException, duckdb.IOException, duckdb.InvalidInputException) as exc:
-            report.error = f"stopped reading: {exc}"
-            try:
-                self._flush(pending, report, src.display)
-            except (ValueError, pa.ArrowException):
-                pass
-        if progress:
-            progress(src.size)
+                read = readpool.prefetched if jobs > 1 else readpool.iter_source
+                for src in files:
+                    self._store(read(src, input_format, table, reports))
+                    if progress:
+                        progress(src.size)
+        finally:
+            self.flush()
+        return reports
 
-    def _flush(self, pending: list[Batch], report: FileReport, display: str) -> None:
-        if pending:
-            data = pa.Table.from_batches([b for p in pending for b in pa.table(p.data).to_batches()]) \
-                if len(pending) > 1 else pending[0].data
-            table = pending[0].table
-            pending.clear()
-            self._insert_data(table, data, report, display)
+    def _store(self, events: Iterator[Event]) -> None:
+        for report, display, item in events:
+            if isinstance(item, Relation):
+                # DuckDB reads the file itself: in place, or copied in one statement.
+                try:
+                    if self.in_place and self._attach(item.table, item.sql, report, display):
+                        continue
+                    self._insert_data(item.table, self.con.sql(item.sql), [_Part(report, display, None)])
+                except STORE_ERRORS as exc:
+                    report.error = f"stopped reading: {exc}"
+            else:
+                self._add(item, report, display)
 
-    def insert(self, batch: Batch, report: FileReport, display: str) -> None:
-        """Normalize one batch into its table; skipped rows and bad values go to the report."""
-        self._insert_data(batch.table, batch.data, report, display)
+    def _add(self, batch: Batch, report: FileReport, display: str) -> None:
+        """Queue a batch in its table's pending buffer (shared by all files of the load).
 
-    def _insert_data(self, table: str, data: Any, report: FileReport, display: str) -> None:
-        """`data` is Arrow, or a DuckDB relation reading a file (see `_load_one`)."""
-        t = self.tables[table]
-        arrow = isinstance(data, (pa.RecordBatch, pa.Table))
-        schema = data.schema if arrow else data.limit(0).to_arrow_table().schema
+        Readers yield small batches, often one per file and table; each INSERT costs a fixed
+        few milliseconds and DuckDB appends big batches far faster per row, so batches of one
+        table are coalesced across files until INSERT_ROWS rows or a change of shape.
+        """
+        data = batch.data
+        pend = self._pending.get(batch.table)
+        if pend is not None:
+            merged = _merge_schema(self.tables[batch.table], pend.schema, data.schema)
+            if merged is None:
+                self._flush_table(batch.table)
+                pend = None
+            else:
+                pend.schema = merged
+        if pend is None:
+            pend = self._pending[batch.table] = _Pending(data.schema)
+        pend.parts.append(_Part(report, display, data))
+        pend.rows += data.num_rows
+        pend.bytes += data.nbytes
+        if pend.rows >= INSERT_ROWS or pend.bytes >= INSERT_BYTES:
+            self._flush_table(batch.table)
+        elif sum(p.bytes for p in self._pending.values()) >= PENDING_BYTES:
+            self._flush_table(max(self._pending, key=lambda name: self._pending[name].bytes))
+
+    def flush(self) -> None:
+        """Store every pending batch (load_files does this before it returns)."""
+        for table in list(self._pending):
+            self._flush_table(table)
+
+    def _flush_table(self, table: str) -> None:
+        pend = self._pending.pop(table, None)
+        if pend is None or not pend.parts:
+            return
+        parts = pend.parts
+        try:
+            if len(parts) == 1:
+                data = parts[0].data
+            else:
+                tables = []
+                for i, part in enumerate(parts):
+                    assert part.data is not None
+                    d = pa.table(part.data)
+                    if not d.schema.equals(pend.schema):
+                        d = pa.table({f.name: d.column(f.name).cast(f.type) if f.name in d.column_names
+                                      else pa.nulls(d.num_rows, f.type) for f in pend.schema})
+                    tables.append(d.append_column(PART, pa.nulls(d.num_rows, pa.int32()).fill_null(i)))
+                data = pa.concat_tables(tables)
+            self._insert_data(table, data, parts)
+        except STORE_ERRORS as exc:
+            for part in parts:
+                if part.report.error is None:
+                    part.report.error = f"stopped reading: {exc}"
+
+    def _stored(self, table: str) -> str:
+        """The DuckDB table rows are inserted into (`_t_<Table>` is a view once files are attached)."""
+        return ("_s_" if table in self._in_place else "_t_") + table
+
+    def _plan(self, t: TableSchema, schema: pa.Schema, relation: str = "_exhunt_batch") -> Plan:
         key = (t.name, schema)
-        p = self._plans.get(key)
+        p = self._plans.get(key) if relation == "_exhunt_batch" else None
         if p is None:
-            p = plan(t, schema, "_exhunt_batch")
-            self._plans[key] = p
+            p = plan(t, schema, relation)
+            if relation == "_exhunt_batch":
+                self._plans[key] = p
             for col in p.extra_columns:
                 if col not in self._extra[t.name] and t.column(col) is None:
-                    self.run(f"ALTER TABLE {_q('_t_' + t.name)} ADD COLUMN {_q(col)} VARCHAR")
+                    self.run(f"ALTER TABLE {_q(self._stored(t.name))} ADD COLUMN {_q(col)} VARCHAR")
                     self._extra[t.name].append(col)
                     self._create_view(t)
                     self._translated.clear()
+        return p
+
+    def _attach(self, table: str, sql: str, report: FileReport, display: str) -> bool:
+        """Expose a Parquet file on disk through the table without copying it; False when it
+        must be copied instead (its command lines need decoding into AdditionalFields).
+
+        `_t_<Table>` becomes a view: the stored rows UNION ALL BY NAME one normalizing SELECT
+        per attached file. DuckDB reads only the columns and row groups a query needs, each
+        time it needs them. Problems are found now, as for copied rows, by a query over the
+        time and check columns only.
+        """
+        t = self.tables[table]
+        rel = self.con.sql(sql)
+        p = self._plan(t, rel.limit(0).to_arrow_table().schema, f"({sql}) AS _exhunt_src")
+        source = f"({p.sql}) AS _exhunt_norm"
+        cmd_col = enrich.COMMAND_COLUMNS.get(t.name)
+        if p.time_source is not None and cmd_col is not None and cmd_col.lower() in p.sql.lower() and self.run(
+            f"SELECT count(*) FROM {source} WHERE {enrich.SQL_FILTER.format(col=_q(cmd_col))}"
+        )[0][0]:
+            return False
         report.unknown_columns.update(p.unknown_columns)
+        total = int(self.run(f"SELECT count(*) FROM ({sql})")[0][0])
         if p.time_source is None:
-            report.skip("(all rows)", f"no {t.time_column} column", count=data.num_rows if arrow else len(data))
+            report.skip("(all rows)", f"no {t.time_column} column", count=total)
+            return True
+        time = _q(t.time_column)
+        problems = self.run(
+            f"SELECT {_q(SOURCE_RECORD)}, {BAD}, {RAW_TIME}, {time} IS NULL, 0 FROM {source} "
+            f"WHERE len({BAD}) > 0 OR {time} IS NULL"
+        )
+        no_time = self._report_problems(t, problems, [_Part(report, display, None)], rel)[0]
+        report.used[t.name] += total - no_time
+        lit = "'" + display.replace("'", "''") + "'"
+        select = (f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(SOURCE_FILE)}), "
+                  f"COALESCE({_q(SOURCE_FILE)}, {lit}) AS {_q(SOURCE_FILE)} FROM {source} WHERE {time} IS NOT NULL")
+        if t.name not in self._in_place:
+            self.run(f"ALTER TABLE {_q('_t_' + t.name)} RENAME TO {_q('_s_' + t.name)}")
+            self._in_place[t.name] = []
+        self._in_place[t.name].append(select)
+        union = " UNION ALL BY NAME ".join(f"({q})" for q in [f"SELECT * FROM {_q('_s_' + t.name)}",
+                                                               *self._in_place[t.name]])
+        self.run(f"CREATE OR REPLACE VIEW {_q('_t_' + t.name)} AS {union}")
+        self._create_view(t)
+        return True
+
+    def insert(self, batch: Batch, report: FileReport, display: str) -> None:
+        """Normalize one batch into its table now; skipped rows and bad values go to the report."""
+        self._insert_data(batch.table, batch.data, [_Part(report, display, batch.data)])
+
+    def _insert_data(self, table: str, data: Any, parts: list[_Part]) -> None:
+        """`data` is Arrow, or a DuckDB relation reading a file (see `_load_one`).
+
+        With several parts (batches of several files coalesced), `data` has a PART column
+        giving each row's index in `parts`, so the per-file accounting stays exact.
+        """
+        t = self.tables[table]
+        arrow = isinstance(data, (pa.RecordBatch, pa.Table))
+        schema = data.schema if arrow else data.limit(0).to_arrow_table().schema
+        p = self._plan(t, schema)
+        multi = len(parts) > 1
+        for part in parts:
+            if multi and part.data is not None:
+                names = set(part.data.schema.names)
+                part.report.unknown_columns.update(c for c in p.unknown_columns if c in names)
+            else:
+                part.report.unknown_columns.update(p.unknown_columns)
+        if p.time_source is None:
+            for part in parts:
+                n = part.data.num_rows if part.data is not None else (data.num_rows if arrow else len(data))
+                part.report.skip("(all rows)", f"no {t.time_column} column", count=n)
             return
         # One pass over the batch: problems are found by a query that only evaluates the
         # check expressions (DuckDB prunes the other columns), and rows go straight into the
         # table. Only a batch holding command lines to decode is staged in a temp table,
         # because the enrichment rewrites rows in place.
         time = _q(t.time_column)
+        part_col = _q(PART) if multi else "0"
         self.con.register("_exhunt_batch", data)
         try:
             source = f"({p.sql}) AS _exhunt_norm"
@@ -249,7 +423,7 @@ class Session:
                 enrich.apply(self.con, "_exhunt_norm", t.name)
                 source = "_exhunt_norm"
             problems = self.run(
-                f"SELECT {_q(SOURCE_RECORD)}, {BAD}, {RAW_TIME}, {time} IS NULL FROM {source} "
+                f"SELECT {_q(SOURCE_RECORD)}, {BAD}, {RAW_TIME}, {time} IS NULL, {part_col} FROM {source} "
                 f"WHERE len({BAD}) > 0 OR {time} IS NULL"
             )
             # An ordered append from Arrow runs on one thread; a big batch is appended in
@@ -258,24 +432,45 @@ class Session:
             unordered = arrow and data.num_rows >= INSERT_ROWS // 2
             if unordered:
                 self.run("SET preserve_insertion_order = false")
+            keep = self._keep.get(t.name)
+            if keep is None:
+                exclude = [BAD, RAW_TIME, _q(SOURCE_FILE)] + ([_q(PART)] if multi else [])
+                columns = f"* EXCLUDE ({', '.join(exclude)})"
+            else:
+                kept = [c for c in t.names + p.extra_columns if c.lower() in keep]
+                columns = ", ".join(_q(c) for c in [*kept, *(x for x in PROVENANCE if x != SOURCE_FILE)])
+            displays = [part.display for part in parts]
+            fallback = f"list_extract(?::VARCHAR[], {part_col} + 1)" if multi else "?"
             try:
                 inserted = self.run(
-                    f"INSERT INTO {_q('_t_' + t.name)} BY NAME "
-                    f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(SOURCE_FILE)}), "
-                    f"COALESCE({_q(SOURCE_FILE)}, ?) AS {_q(SOURCE_FILE)} "
+                    f"INSERT INTO {_q(self._stored(t.name))} BY NAME "
+                    f"SELECT {columns}, "
+                    f"COALESCE({_q(SOURCE_FILE)}, {fallback}) AS {_q(SOURCE_FILE)} "
                     f"FROM {source} WHERE {time} IS NOT NULL",
-                    [display],
+                    [displays if multi else displays[0]],
                 )
             finally:
                 if unordered:
                     self.run("SET preserve_insertion_order = true")
         finally:
             self.con.unregister("_exhunt_batch")
-        skipped = 0
-        for where, bad, raw_time, no_time in problems:
+        no_time = self._report_problems(t, problems, parts, data)
+        if multi:
+            for i, part in enumerate(parts):
+                assert part.data is not None
+                part.report.used[t.name] += part.data.num_rows - no_time[i]
+        else:
+            parts[0].report.used[t.name] += int(inserted[0][0]) if inserted else 0
+
+    def _report_problems(self, t: TableSchema, problems: list[tuple[Any, ...]], parts: list[_Part],
+                         data: Any) -> list[int]:
+        """Skipped rows and coerced values into each part's report; rows skipped per part."""
+        no_time = [0] * len(parts)
+        for where, bad, raw_time, missing, i in problems:
             where = where or "?"
-            if no_time:
-                skipped += 1
+            report = parts[i].report
+            if missing:
+                no_time[i] += 1
                 if raw_time in (None, ""):
                     report.skip(where, f"missing {t.time_column}")
                 else:
@@ -283,8 +478,9 @@ class Session:
             for col in bad or []:
                 if col != t.time_column:
                     quoted = len(report.messages) < MAX_MESSAGES
-                    report.coerce(where, col, self._raw_value(data, where, col) if quoted else "")
-        report.used[t.name] += int(inserted[0][0]) if inserted else 0
+                    raw = parts[i].data if parts[i].data is not None else data
+                    report.coerce(where, col, self._raw_value(raw, where, col) if quoted else "")
+        return no_time
 
     @staticmethod
     def _raw_value(data: Any, where: str, column: str) -> str:

@@ -20,6 +20,8 @@ from exhunt.schema import PROVENANCE, TableSchema
 BAD = "_bad"
 #: The raw time text, kept so a skipped row's message can quote it.
 RAW_TIME = "_raw_time"
+#: Hidden input column of a batch coalesced from several files (the file's index); passed through.
+PART = "_exhunt_part"
 
 
 def _q(name: str) -> str:
@@ -114,6 +116,8 @@ def plan(schema: TableSchema, input_schema: pa.Schema, relation: str) -> Plan:
         exprs.append(f"CAST({_q(name)} AS VARCHAR) AS {_q(name)}")
     for p in PROVENANCE:
         exprs.append(f"CAST({_q(p)} AS VARCHAR) AS {_q(p)}" if p.lower() in inputs else f"NULL AS {_q(p)}")
+    if PART in inputs:
+        exprs.append(_q(PART))
     bad = f"list_filter([{', '.join(checks)}], lambda x: x IS NOT NULL)" if checks else "CAST([] AS VARCHAR[])"
     exprs.append(f"{bad} AS {BAD}")
     exprs.append(f"{raw_time} AS {RAW_TIME}")

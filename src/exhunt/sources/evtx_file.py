@@ -7,10 +7,10 @@ chunk is counted and skipped; the rest of the file is still read.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 from evtx import PyEvtxParser
 
 from exhunt.sources.base import Batch, FileReport, SourceFile
@@ -50,7 +50,7 @@ class EvtxFile:
     @staticmethod
     def _events(parser: Any, report: FileReport) -> Iterator[tuple[str, WinEvent | None]]:
         records = parser.records_json()
-        loads = json.loads
+        loads = orjson.loads
         errors = 0
         while True:
             try:
@@ -73,7 +73,7 @@ class EvtxFile:
             where = f"record {rec['event_record_id']}"
             try:
                 ev = from_evtx_json(loads(rec["data"]))
-            except ValueError:
+            except ValueError:  # orjson.JSONDecodeError is a ValueError
                 ev = None
             if ev is not None and not ev.time:
                 header = str(rec.get("timestamp") or "").removesuffix(" UTC")

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
-from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, SourceFile, rows_to_arrow, text_stream
+import orjson
+import pyarrow as pa
+
+from exhunt.schema import SOURCE_RECORD, tables
+from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, SourceFile, text_stream
 from exhunt.winlog import Mapper, WinEvent
 
 #: A JSON document that is not JSON lines is parsed whole; beyond this, ask for JSON lines.
@@ -64,16 +71,20 @@ def _is_json_lines(head: bytes) -> bool:
 def iter_records(src: SourceFile, report: FileReport) -> Iterator[tuple[str, Any]]:
     """(where, record) for every record; bad lines and truncation are reported, never fatal."""
     if _is_json_lines(src.head()):
+        loads = orjson.loads
         with src.open() as fh:
             for lineno, line in enumerate(text_stream(fh), 1):
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
-                except ValueError as exc:
-                    report.read += 1
-                    report.skip(f"line {lineno}", "invalid JSON", str(exc).split(":")[0])
-                    continue
+                    rec = loads(line)
+                except ValueError:
+                    try:  # what orjson refuses but Python reads (NaN, huge integers), or a clear message
+                        rec = json.loads(line)
+                    except ValueError as exc:
+                        report.read += 1
+                        report.skip(f"line {lineno}", "invalid JSON", str(exc).split(":")[0])
+                        continue
                 yield f"line {lineno}", rec
         return
     with src.open() as fh:
@@ -161,13 +172,77 @@ class WinJsonReader:
             ((where, convert(rec)) for where, rec in iter_records(src, report)), src, report, table, self.what)
 
 
+#: Rows per table held in Python before they become one Arrow batch.
+WIN_BATCH_ROWS = BATCH_ROWS
+#: Arrow types given to the columns of the mapped rows, from the schema's KQL types. Times
+#: stay text (the normalizer parses them); a column whose values do not fit falls back to
+#: Arrow's own inference, then to text, as `rows_to_arrow` does.
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(), "dynamic": pa.string(), "guid": pa.string(), "datetime": pa.string(),
+    "long": pa.int64(), "int": pa.int64(), "bool": pa.bool_(), "real": pa.float64(), "double": pa.float64(),
+}
+
+
+_INT = pa.int64()
+
+
+@cache
+def _layout(table: str) -> tuple[dict[str, pa.DataType | None], frozenset[str]]:
+    """Column order and types of a table's batches: the schema's columns, then provenance."""
+    known: dict[str, pa.DataType | None] = {}
+    t = tables().get(table)
+    if t is not None:
+        for col in t.columns:
+            known[col.name] = _ARROW_TYPES.get(col.kql_type)
+    known[SOURCE_RECORD] = pa.string()
+    return known, frozenset(known)
+
+
+def _array(values: Sequence[Any], typ: pa.DataType | None) -> pa.Array:
+    # An integer column takes no floats (Arrow would truncate them where inference keeps them).
+    if typ is not None and (typ != _INT or float not in set(map(type, values))):
+        try:
+            return pa.array(values, typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def rows_to_batch(table: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """Mapped rows -> one Arrow table with a stable layout.
+
+    Columns come in schema order with typed arrays, so consecutive batches of a table
+    have the same Arrow schema (the engine merges and plans them once) and pyarrow
+    skips its per-array type inference. Columns no row has are left out (the
+    normalizer fills them); columns the schema does not know follow in first-seen order.
+    """
+    known, names = _layout(table)
+    present: set[str] = set().union(*rows)
+    order = [n for n in known if n in present]
+    if len(order) < len(present):
+        order += [n for n in dict.fromkeys(chain.from_iterable(rows)) if n not in names]
+    if not order:
+        return pa.table({})
+    # Row by row (each row dict is visited once, while it is in cache), then transposed.
+    if min(map(len, rows)) == len(order):  # every row has every column
+        cols = zip(*map(itemgetter(*order), rows), strict=True) if len(order) > 1 else \
+            [tuple(r[order[0]] for r in rows)]
+    else:
+        cols = zip(*[tuple(map(r.get, order)) for r in rows], strict=True)
+    return pa.table({name: _array(col, known.get(name)) for name, col in zip(order, cols, strict=True)})
+
+
 def map_events(
     events: Iterator[tuple[str, WinEvent | None]], src: SourceFile, report: FileReport, table: str | None,
     what: str,
 ) -> Iterator[Batch]:
-    """Send events through the shared mapping; yield a batch whenever a table has BATCH_ROWS rows."""
+    """Send events through the shared mapping; yield a batch whenever a table has WIN_BATCH_ROWS rows."""
     mapper = Mapper(src.name)
     buckets: dict[str, list[dict[str, Any]]] = {}
+    limit = WIN_BATCH_ROWS
     for where, ev in events:
         report.read += 1
         if ev is None:
@@ -175,17 +250,17 @@ def map_events(
             continue
         ev.where = where
         for name, row in mapper.map(ev):
-            if table is not None and name != table:
-                continue
             bucket = buckets.get(name)
             if bucket is None:
+                if table is not None and name != table:
+                    continue
                 bucket = buckets[name] = []
             bucket.append(row)
-            if len(bucket) >= BATCH_ROWS:
-                yield Batch(name, rows_to_arrow(buckets.pop(name)))
+            if len(bucket) >= limit:
+                yield Batch(name, rows_to_batch(name, buckets.pop(name)))
     for name, row in mapper.finish():
         if table is None or name == table:
             buckets.setdefault(name, []).append(row)
     for name, rows in buckets.items():
         if rows:
-            yield Batch(name, rows_to_arrow(rows))
+            yield Batch(name, rows_to_batch(name, rows))

@@ -13,8 +13,9 @@ from typing import Any
 from exhunt.schema import SOURCE_RECORD
 from exhunt.winlog import exchange, security, sysmon
 from exhunt.winlog.event import WinEvent
-from exhunt.winlog.event_table import data_values, event_data_xml, event_row
+from exhunt.winlog.event_table import event_row, event_texts
 from exhunt.winlog.powershell import CHANNELS as PS_CHANNELS
+from exhunt.winlog.powershell import EVENT_IDS as PS_EVENT_IDS
 from exhunt.winlog.powershell import PowerShell
 
 Row = dict[str, Any]
@@ -27,6 +28,22 @@ SYSMON_PROVIDER = "microsoft-windows-sysmon"
 #: Distinct certificate facts remembered per file before the memory is reset.
 MAX_CERTS = 100_000
 
+# What a (channel, provider) pair is mapped as beyond the Event row; decided once per pair.
+_OTHER, _SYSMON, _SECURITY, _POWERSHELL, _EXCHANGE, _SYSMON_IN_SECURITY = range(6)
+
+
+def _kind(channel: str, provider: str) -> int:
+    ch = channel.lower()
+    if ch == SYSMON_CHANNEL or provider.lower() == SYSMON_PROVIDER:
+        return _SYSMON_IN_SECURITY if ch == "security" else _SYSMON
+    if ch == "security":
+        return _SECURITY
+    if ch in PS_CHANNELS:
+        return _POWERSHELL
+    if ch == exchange.CHANNEL or provider.lower() == exchange.PROVIDER:
+        return _EXCHANGE
+    return _OTHER
+
 
 class Mapper:
     """Maps the events of one input; `finish()` flushes what waits for more parts."""
@@ -35,38 +52,55 @@ class Mapper:
         self.fallback_id = fallback_id
         self.powershell = PowerShell()
         self._certs: set[tuple[Any, ...]] = set()
+        self._kinds: dict[tuple[str, str], int] = {}
+
+    def _base(self, ev: WinEvent) -> Row:
+        """The columns every Defender row of the event shares."""
+        return {"Timestamp": ev.time, "DeviceName": ev.computer, "ReportId": ev.report_id(self.fallback_id),
+                SOURCE_RECORD: ev.where}
 
     def map(self, ev: WinEvent) -> Out:
-        pairs = data_values(ev)
-        xml = event_data_xml(pairs)
-        out: Out = [("Event", event_row(ev, pairs, xml))]
-        channel = ev.channel.lower()
-        if channel == "security":
-            out.append(("SecurityEvent", security.security_event(ev, xml)))
-        base: Row = {"Timestamp": ev.time, "DeviceName": ev.computer, "ReportId": ev.report_id(self.fallback_id),
-                     SOURCE_RECORD: ev.where}
-        if channel == SYSMON_CHANNEL or ev.provider.lower() == SYSMON_PROVIDER:
-            for table, row in sysmon.map_event(ev, base):
-                if table == "DeviceFileCertificateInfo":
-                    key = (row["DeviceName"], row["SHA1"], row["Signer"], row["IsSigned"], row["IsTrusted"])
-                    if key in self._certs:
-                        continue
-                    if len(self._certs) >= MAX_CERTS:
-                        self._certs.clear()
-                    self._certs.add(key)
-                out.append((table, row))
-        elif channel == "security":
-            if ev.event_id == 4688:
-                out += security.process_create(ev, base)
-        elif channel in PS_CHANNELS:
-            out += self.powershell.map_event(ev, base)
-        elif exchange.is_cmdlet_log(ev):
+        where = ev.where
+        texts = event_texts(ev)
+        row = event_row(ev, texts)
+        row.setdefault(SOURCE_RECORD, where)
+        out: Out = [("Event", row)]
+        key = (ev.channel, ev.provider)
+        kind = self._kinds.get(key)
+        if kind is None:
+            kind = self._kinds[key] = _kind(*key)
+        if kind == _OTHER:
+            return out
+        eid = ev.event_id
+        if kind in (_SECURITY, _SYSMON_IN_SECURITY):
+            sec = security.security_event(ev, texts[0])
+            sec.setdefault(SOURCE_RECORD, where)
+            out.append(("SecurityEvent", sec))
+            if kind == _SECURITY:
+                if eid == 4688:
+                    out += security.process_create(ev, self._base(ev))
+                return out
+        if kind in (_SYSMON, _SYSMON_IN_SECURITY):
+            fn = sysmon.MAPPERS.get(eid or -1)
+            if fn is not None:
+                for table, r in fn(ev, self._base(ev)):
+                    if table == "DeviceFileCertificateInfo":
+                        cert = (r["DeviceName"], r["SHA1"], r["Signer"], r["IsSigned"], r["IsTrusted"])
+                        if cert in self._certs:
+                            continue
+                        if len(self._certs) >= MAX_CERTS:
+                            self._certs.clear()
+                        self._certs.add(cert)
+                        r.setdefault(SOURCE_RECORD, where)
+                    out.append((table, r))
+        elif kind == _POWERSHELL:
+            if eid in PS_EVENT_IDS:
+                out += self.powershell.map_event(ev, self._base(ev))
+        elif eid == 1 or eid == 6:  # _EXCHANGE: the cmdlet log
             audit = exchange.audit_row(ev)
             if audit is not None:
+                audit.setdefault(SOURCE_RECORD, where)
                 out.append(("ExchangeAdminAuditLogs", audit))
-        where = ev.where
-        for _, row in out:
-            row.setdefault(SOURCE_RECORD, where)
         return out
 
     def finish(self) -> Out:

@@ -48,4 +48,5 @@ class WinEvent:
 
     def get(self, name: str) -> str:
         """A named EventData value as text ('' when absent)."""
-        return text(self.data.get(name))
+        v = self.data.get(name)
+        return v if v.__class__ is str else text(v)

@@ -38,47 +38,71 @@ def _positional(value: Any) -> list[str]:
 
 def _event_data(ev: WinEvent, data: Any) -> None:
     """Named <Data Name=..> become `data`; unnamed <Data> become `data_list` in order."""
-    if not isinstance(data, dict):
-        if isinstance(data, str) and data:
-            ev.data_list = [data]
-        return
+    if data.__class__ is not dict:
+        if isinstance(data, dict):
+            data = dict(data)
+        else:
+            if isinstance(data, str) and data:
+                ev.data_list = [data]
+            return
     unnamed = data.get("Data")
     if unnamed is not None and (len(data) == 1 or ("Binary" in data and len(data) == 2)):
         ev.data_list = _positional(_scalar(unnamed))
         return
-    ev.data = {k: v for k, v in data.items() if k != "#attributes"}
+    if "#attributes" in data:
+        data = {k: v for k, v in data.items() if k != "#attributes"}
+    ev.data = data
 
 
 def from_evtx_json(doc: Any) -> WinEvent | None:
-    """A record as the `evtx` parser (and `evtx_dump -o json/jsonl`) renders it."""
+    """A record as the `evtx` parser (and `evtx_dump -o json/jsonl`) renders it.
+
+    Every EVTX record passes here, so the common shapes (plain ints and strings,
+    `#attributes` dicts) are read inline; anything else goes through `_scalar`/`to_int`.
+    """
     event = doc.get("Event") if isinstance(doc, dict) else None
     if not isinstance(event, dict):
         return None
     system = event.get("System")
     if not isinstance(system, dict):
         return None
+    get = system.get
     ev = WinEvent()
-    ev.channel = text(system.get("Channel"))
-    ev.computer = text(system.get("Computer"))
-    ev.provider = text(_attr(system.get("Provider"), "Name"))
-    eid = system.get("EventID")
-    ev.event_id = to_int(_scalar(eid))
-    ev.qualifiers = to_int(_attr(eid, "Qualifiers"))
-    ev.level = to_int(_scalar(system.get("Level")))
-    ev.task = to_int(_scalar(system.get("Task")))
-    ev.opcode = to_int(_scalar(system.get("Opcode")))
-    ev.version = to_int(_scalar(system.get("Version")))
-    ev.keywords = text(_scalar(system.get("Keywords")))
-    ev.record_id = to_int(_scalar(system.get("EventRecordID")))
-    ev.time = text(_attr(system.get("TimeCreated"), "SystemTime"))
-    ev.user_sid = text(_attr(system.get("Security"), "UserID"))
+    v = get("Channel")
+    ev.channel = v if v.__class__ is str else text(v)
+    v = get("Computer")
+    ev.computer = v if v.__class__ is str else text(v)
+    ev.provider = text(_attr(get("Provider"), "Name"))
+    v = get("EventID")
+    if v.__class__ is int:
+        ev.event_id = v
+    else:
+        ev.event_id = to_int(_scalar(v))
+        ev.qualifiers = to_int(_attr(v, "Qualifiers"))
+    v = get("Level")
+    ev.level = v if v.__class__ is int else to_int(_scalar(v))
+    v = get("Task")
+    ev.task = v if v.__class__ is int else to_int(_scalar(v))
+    v = get("Opcode")
+    ev.opcode = v if v.__class__ is int else to_int(_scalar(v))
+    v = get("Version")
+    ev.version = v if v.__class__ is int else to_int(_scalar(v))
+    v = get("Keywords")
+    ev.keywords = v if v.__class__ is str else text(_scalar(v))
+    v = get("EventRecordID")
+    ev.record_id = v if v.__class__ is int else to_int(_scalar(v))
+    ev.time = text(_attr(get("TimeCreated"), "SystemTime"))
+    v = get("Security")
+    if v is not None:
+        ev.user_sid = text(_attr(v, "UserID"))
     data = event.get("EventData")
     if data is None:
         data = event.get("UserData")
         if isinstance(data, dict) and len(data) == 1:
             inner = next(iter(data.values()))
             data = inner if isinstance(inner, dict) else data
-    _event_data(ev, data)
+    if data is not None:
+        _event_data(ev, data)
     rendered = event.get("RenderingInfo")
     if isinstance(rendered, dict):
         ev.message = text(rendered.get("Message"))

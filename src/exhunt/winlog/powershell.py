@@ -173,7 +173,7 @@ class PowerShell:
 
 def _rows_no_ctx(base: Row, names: list[str], script: str, source: dict[str, Any]) -> Out:
     base["ActionType"] = "PowerShellCommand"
-    extra: dict[str, Any] = {"Script": script[:MAX_SCRIPT]}
+    extra: dict[str, Any] = {"ScriptBlockText": script[:MAX_SCRIPT]}
     if len(script) > MAX_SCRIPT:
         extra["ScriptTruncated"] = True
     extra.update(source)
@@ -186,3 +186,5 @@ def _rows_no_ctx(base: Row, names: list[str], script: str, source: dict[str, Any
 
 
 CHANNELS = ("microsoft-windows-powershell/operational", "powershellcore/operational", "windows powershell")
+#: The events `PowerShell.map_event` reads.
+EVENT_IDS = frozenset((4104, 4103, 800))

@@ -91,9 +91,10 @@ def security_event(ev: WinEvent, event_data: str) -> Row:
         kept.setdefault("EventData", event_data)
         return kept
     d = ev.data
-    row: Row = {k: text(d[k]) for k in SAME_NAME if k in d}
-    subject = _account(ev.get("SubjectDomainName"), ev.get("SubjectUserName"))
-    target = _account(ev.get("TargetDomainName"), ev.get("TargetUserName"))
+    row: Row = {k: v if (v := d[k]).__class__ is str else text(v) for k in SAME_NAME if k in d}
+    get = row.get
+    subject = _account(get("SubjectDomainName", ""), get("SubjectUserName", ""))
+    target = _account(get("TargetDomainName", ""), get("TargetUserName", ""))
     title = ACTIVITIES.get(ev.event_id or -1)
     row.update({
         "TimeGenerated": ev.time,

@@ -1,0 +1,91 @@
+"""Which columns the queries of a run can read, so loading can skip the rest.
+
+Copying every column of every row into DuckDB is most of what a detect run costs on
+Defender exports (60-70 columns per table, a rule reads a dozen). A column no query
+names cannot change any result, so it may be left empty (a typed null) -- as long as no
+query outputs whole rows of its table. The analysis is deliberately conservative:
+
+- the columns kept are every word of the query text (strings included, so
+  `column_ifexists("X", ...)` keeps X) plus the time, device and report columns;
+- a table is pruned only if every place a query reads it is followed, in the same
+  pipeline, by an operator that fixes the output columns (`project`, `summarize`,
+  `count`, `distinct`, `make-series`) before any operator that is not known to pass
+  rows through by name (`where`, `extend`, `join`, `sort`...); a pipeline that ends,
+  is bound with `as`, closes a parenthesis or is a bare `let` value first keeps all;
+- a query with `*`, `search`, `pack_all`/`bag_pack_all`, `getschema`, `evaluate` or
+  `invoke` disables pruning altogether.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+#: Always loaded: what alerts, replay and provenance need whatever the query says.
+ALWAYS = {"timestamp", "timegenerated", "devicename", "deviceid", "reportid", "computer"}
+_TERMINAL = {"project", "summarize", "count", "distinct", "make-series"}
+_PASS = {
+    "where", "filter", "extend", "sort", "order", "top", "take", "limit", "sample", "join", "lookup",
+    "union", "project-rename", "project-reorder", "parse", "parse-where", "mv-expand", "serialize",
+}
+_NO_PRUNE = re.compile(r"\*|\b(search|pack_all|bag_pack_all|getschema|evaluate|invoke|find)\b", re.IGNORECASE)
+_STRING = re.compile(r'@?"(?:[^"\\\n]|\\.)*"|@?\'(?:[^\'\\\n]|\\.)*\'')
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _strip(kql: str) -> tuple[str, set[str]]:
+    """(text with comments removed and strings blanked, every word including those in strings)."""
+    text = re.sub(r"//[^\n]*", "", kql)
+    words = {w.lower() for w in _WORD.findall(text)}
+    return _STRING.sub('""', text), words
+
+
+def _limited(text: str, start: int) -> bool:
+    """Is the pipeline continuing at `start` cut down to named columns before rows leave it?"""
+    depth = 0
+    piped = False
+    i = start
+    while i < len(text):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth < 0:
+                return False
+        elif depth == 0 and (ch == ";" or (ch == "," and not piped)):
+            return False  # the end of a `let` or a `union` argument: whole rows leave
+        elif depth == 0 and ch == "|":
+            piped = True
+            m = re.match(r"\s*([A-Za-z][A-Za-z0-9_-]*)", text[i + 1:])
+            op = m.group(1).lower() if m else ""
+            if op in _TERMINAL:
+                return True
+            if op not in _PASS:
+                return False
+        i += 1
+    return False
+
+
+def keep_columns(queries: Iterable[str], tables: Iterable[str]) -> dict[str, set[str]]:
+    """Table -> lower-case names of the columns worth loading; tables not listed keep all."""
+    stripped = [_strip(q) for q in queries]
+    if not stripped or any(_NO_PRUNE.search(text) for text, _ in stripped):
+        return {}
+    words: set[str] = set(ALWAYS)
+    for _, w in stripped:
+        words |= w
+    out: dict[str, set[str]] = {}
+    for table in tables:
+        ok = True
+        pattern = re.compile(rf"(?<![\w.$]){re.escape(table)}(?![\w])")
+        for text, _ in stripped:
+            for m in pattern.finditer(text):
+                if not _limited(text, m.end()):
+                    ok = False
+                    break
+            if not ok:
+                break
+        if ok:
+            out[table] = words
+    return out
