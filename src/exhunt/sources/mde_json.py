@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, resolve_table
-from exhunt.sources.records import drop_union_leftovers, row_of_record
+from exhunt.sources.records import Router, drop_union_leftovers
 
 #: The whole document is parsed at once; API results are capped at ~124 MB by Defender.
 MAX_DOCUMENT = 2 << 30
@@ -121,23 +121,18 @@ class MdeJson:
         if not isinstance(rows, list):
             report.error = "JSON `Results` is not a list"
             return
-        default = None
+        router = Router(table, src.name)
         for i, rec in enumerate(rows, 1):
             report.read += 1
             where = f"record {i}"
             if not isinstance(rec, dict):
                 report.skip(where, "record is not a JSON object")
                 continue
-            category, row = row_of_record(rec)
-            target = resolve_table(table, category, "", []) if (table or category) else None
-            if target is None:
-                if default is None:
-                    default = resolve_table(None, None, src.name, list(row))
-                target = default
+            target, row = router.route(rec)
             if target is None:
                 report.skip(where, "no table matches the record's columns")
                 continue
-            out = buf.add(target.name, drop_union_leftovers(target.name, row), where)
+            out = buf.add(target.name, row, where)
             if out is not None:
                 yield out
         yield from buf.drain()

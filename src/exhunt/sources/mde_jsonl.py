@@ -13,9 +13,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from exhunt.schema import TableSchema
-from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, resolve_table, text_stream
-from exhunt.sources.records import drop_union_leftovers, row_of_record
+from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, text_stream
+from exhunt.sources.records import Router
 
 #: Keys that mark a line as a Windows event rather than a Defender row.
 _WINDOWS_MARKERS = ('"event":', '"winlog"', '"eventid"', '"channel"', '"event_id"')
@@ -40,7 +39,7 @@ class MdeJsonl:
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
         buf = RowBuffer()
-        default: TableSchema | None = None
+        router = Router(table, src.name)
         with src.open() as fh:
             for lineno, line in enumerate(text_stream(fh), 1):
                 if not line.strip():
@@ -66,17 +65,12 @@ class MdeJsonl:
                     if not isinstance(item, dict):
                         report.skip(here, "record is not a JSON object")
                         continue
-                    category, row = row_of_record(item)
-                    target = resolve_table(table, category, "", []) if (table or category) else None
-                    if target is None:
-                        if default is None:
-                            default = resolve_table(None, None, src.name, list(row))
-                        target = default
+                    target, row = router.route(item)
                     if target is None:
                         report.skip(here, "no table matches the record's columns",
                                     ", ".join(list(row)[:5]))
                         continue
-                    out = buf.add(target.name, drop_union_leftovers(target.name, row), here)
+                    out = buf.add(target.name, row, here)
                     if out is not None:
                         yield out
         yield from buf.drain()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from exhunt.schema import tables
+from exhunt.schema import TableSchema, tables
+from exhunt.sources.base import resolve_table
 
 
 def row_of_record(rec: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -40,3 +41,25 @@ def drop_union_leftovers(table: str, row: dict[str, Any]) -> dict[str, Any]:
     """
     foreign = foreign_columns(table)
     return {k: v for k, v in row.items() if not (v is None or v == "") or k.lower() not in foreign}
+
+
+class Router:
+    """Each JSON record's table: --table, else its `category`/`Type`, else the file's guess.
+
+    The file's guess (file name, then the first record's columns) is made once and
+    reused, so a file of plain rows is routed the same way from its first line to its last.
+    """
+
+    def __init__(self, override: str | None, file_name: str) -> None:
+        self.override = override
+        self.file_name = file_name
+        self._default: TableSchema | None = None
+
+    def route(self, rec: dict[str, Any]) -> tuple[TableSchema | None, dict[str, Any]]:
+        category, row = row_of_record(rec)
+        target = resolve_table(self.override, category, "", []) if (self.override or category) else None
+        if target is None:
+            if self._default is None:
+                self._default = resolve_table(None, None, self.file_name, list(row))
+            target = self._default
+        return target, (drop_union_leftovers(target.name, row) if target else row)
