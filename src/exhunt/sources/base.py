@@ -211,6 +211,20 @@ def rows_to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.table(arrays)
 
 
+#: A whole JSON document is parsed at once (API results are capped near 124 MB by Defender).
+MAX_DOCUMENT = 2 << 30
+
+
+def read_document(src: SourceFile, report: FileReport) -> str | None:
+    """The file as text for a whole-document JSON parse; None (and the reason reported) when too big."""
+    with src.open() as fh:
+        raw = fh.read(MAX_DOCUMENT + 1)
+    if len(raw) > MAX_DOCUMENT:
+        report.error = f"JSON document larger than {MAX_DOCUMENT >> 20} MB; save it as JSON lines"
+        return None
+    return raw.decode("utf-8-sig", errors="replace")
+
+
 def text_stream(fh: IO[bytes]) -> IO[str]:
     """UTF-8 text (BOM tolerated); undecodable bytes are replaced, not fatal."""
     return io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")

@@ -16,11 +16,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, resolve_table
+from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, read_document, resolve_table
 from exhunt.sources.records import Router, drop_union_leftovers
-
-#: The whole document is parsed at once; API results are capped at ~124 MB by Defender.
-MAX_DOCUMENT = 2 << 30
 
 
 def _keys(head: bytes) -> str:
@@ -84,12 +81,9 @@ class MdeJson:
         return 0
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
-        with src.open() as fh:
-            raw = fh.read(MAX_DOCUMENT + 1)
-        if len(raw) > MAX_DOCUMENT:
-            report.error = f"JSON document larger than {MAX_DOCUMENT >> 20} MB; save it as JSON lines"
+        text = read_document(src, report)
+        if text is None:
             return
-        text = raw.decode("utf-8-sig", errors="replace")
         try:
             doc: Any = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -20,11 +20,9 @@ import orjson
 import pyarrow as pa
 
 from exhunt.schema import SOURCE_RECORD, tables
-from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, SourceFile, text_stream
+from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, SourceFile, read_document, text_stream
 from exhunt.winlog import Mapper, WinEvent
 
-#: A JSON document that is not JSON lines is parsed whole; beyond this, ask for JSON lines.
-MAX_DOCUMENT = 2 << 30
 _RECORD_HEADER = re.compile(r"Record \d+\s*")
 _SKIP = " \t\r\n,"
 
@@ -87,14 +85,9 @@ def iter_records(src: SourceFile, report: FileReport) -> Iterator[tuple[str, Any
                         continue
                 yield f"line {lineno}", rec
         return
-    with src.open() as fh:
-        raw = fh.read(MAX_DOCUMENT + 1)
-    if len(raw) > MAX_DOCUMENT:
-        report.error = f"JSON document larger than {MAX_DOCUMENT >> 20} MB; save it as JSON lines"
-        return
-    text = raw.decode("utf-8-sig", errors="replace")
-    del raw
-    yield from _documents(text, report)
+    text = read_document(src, report)
+    if text is not None:
+        yield from _documents(text, report)
 
 
 def _documents(text: str, report: FileReport) -> Iterator[tuple[str, Any]]:
