@@ -13,6 +13,7 @@ import yaml
 import helpers
 from conftest import run_cli
 from exhunt import alerts as alerting
+from exhunt import sources
 from exhunt.engine import Session
 from exhunt.replay import rowwise, run_rule
 from exhunt.rule import load_rule, load_rules, shipped_dir
@@ -133,3 +134,17 @@ def test_identical_rows_in_two_files_are_reported_once(tmp_path: Path) -> None:
     write_rows(tmp_path / "b", [agent_install("2026-03-01T10:00:00Z", "x")])
     code, out, _ = run_cli(["detect", str(tmp_path), "--rules", SEED, "-f", "jsonl", "-q"])
     assert code == 0 and names(out) == ["x"]
+
+
+def test_latest_slice_replay_gives_the_windowed_alerts_in_fewer_runs() -> None:
+    """The chain rule declares `replay: latest-slice`; replaying every window must agree."""
+    (chain,) = load_rules(["exchange-transport-agent-chain"])
+    assert chain.meta["replay"] == "latest-slice"
+    demo = Path(__file__).resolve().parents[1] / "demo"
+    with Session(in_memory=True) as session:
+        session.load_files(list(sources.walk([demo])), jobs=1)
+        fast = run_rule(session, chain)
+        chain.meta["replay"] = "windowed"
+        full = run_rule(session, chain)
+    assert fast.rows and fast.rows == full.rows
+    assert fast.runs < full.runs

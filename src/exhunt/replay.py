@@ -32,10 +32,17 @@ _STATEFUL = re.compile(
 _EPOCH = datetime(1970, 1, 1)
 
 
+def latest_slice(rule: Rule) -> bool:
+    """`replay: latest-slice`: the rule says every alert needs a row in its run's newest
+    `queryFrequency` slice (e.g. `LastStep > ago(RunEvery)`), so only runs ending at a slice
+    that holds data can alert."""
+    return str(rule.meta.get("replay", "auto")).lower() == "latest-slice"
+
+
 def rowwise(rule: Rule) -> bool:
     """True when each row is judged on its own (no aggregation, join, or ranking)."""
     mode = str(rule.meta.get("replay", "auto")).lower()
-    if mode in ("rowwise", "windowed"):
+    if mode in ("rowwise", "windowed", "latest-slice"):
         return mode == "rowwise"
     text = re.sub(r"//[^\n]*", "", rule.query)
     text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', text)
@@ -120,6 +127,10 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
                 out.runs = len(plan)
                 out.rows = _unique(once.to_pylist(), set())
                 return out
+        elif latest_slice(rule):
+            # The rule only alerts on something in its newest slice: runs ending after the
+            # data's last slices cannot raise anything the run at that slice did not.
+            plan = [(end - period, end) for end in slices]
         else:
             ends: set[datetime] = set()
             steps = max(1, -(-period // freq))
