@@ -50,7 +50,7 @@ def without_provenance(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def table_rows(session: Session, name: str) -> list[dict[str, Any]]:
-    return [{k: alerting._jsonable(v) for k, v in r.items()} for r in session.query(ROUND_TRIP[name]).to_pylist()]
+    return [{k: alerting.jsonable(v) for k, v in r.items()} for r in session.query(ROUND_TRIP[name]).to_pylist()]
 
 
 @pytest.fixture(scope="module")

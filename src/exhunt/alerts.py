@@ -14,22 +14,21 @@ from exhunt.engine import Session
 from exhunt.rule import Rule
 from exhunt.schema import SOURCE_FILE, SOURCE_RECORD
 
-#: The fields every alert has, in output order, before the rule's own columns.
+#: The fields every alert has, in output order, before the rule's own columns (provenance comes last).
 HEAD = ("rule_id", "rule_name", "severity", "confidence", "tactics", "techniques", "Timestamp", "DeviceName")
-TAIL = ("source_file", "source_record")
 
 
 def iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
@@ -93,7 +92,7 @@ def build(session: Session, rule: Rule, rows: list[dict[str, Any]]) -> list[dict
         for key, value in row.items():
             if key in alert or key.startswith("_") or (key == "TimeGenerated" and "Timestamp" in row):
                 continue
-            alert[key] = _jsonable(value)
+            alert[key] = jsonable(value)
         alert["source_file"], alert["source_record"] = source
         alerts.append(alert)
     alerts.sort(key=lambda a: (a["Timestamp"] or "", a["rule_name"]))

@@ -217,7 +217,7 @@ def query(
         session.in_place = True
         load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
         result = session.query(kql, pinned)
-        rows = [{k: alerting._jsonable(v) for k, v in r.items() if not k.startswith("_")}
+        rows = [{k: alerting.jsonable(v) for k, v in r.items() if not k.startswith("_")}
                 for r in result.to_pylist()]
     if not quiet:
         err.print(f"{len(rows)} row(s).")

@@ -8,12 +8,10 @@ alias so Sentinel-style rules run) or `TimeGenerated` for Log Analytics tables.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import pyarrow as pa
 import yaml
 
 #: KQL scalar type -> DuckDB column type. `dynamic` is kept as JSON text, which
@@ -29,19 +27,6 @@ KQL_TO_DUCKDB: dict[str, str] = {
     "dynamic": "VARCHAR",
     "guid": "VARCHAR",
     "timespan": "INTERVAL",
-}
-
-KQL_TO_ARROW: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "long": pa.int64(),
-    "int": pa.int32(),
-    "bool": pa.bool_(),
-    "datetime": pa.timestamp("us"),
-    "real": pa.float64(),
-    "double": pa.float64(),
-    "dynamic": pa.string(),
-    "guid": pa.string(),
-    "timespan": pa.duration("us"),
 }
 
 #: Hidden provenance columns carried on every stored row (never part of the
@@ -94,12 +79,6 @@ class TableSchema:
 
     def has(self, name: str) -> bool:
         return name in self.aliases or any(c.name == name for c in self.columns)
-
-    def arrow_schema(self, extra: Iterable[str] = ()) -> pa.Schema:
-        fields = [pa.field(c.name, KQL_TO_ARROW[c.kql_type]) for c in self.columns]
-        fields += [pa.field(e, pa.string()) for e in extra]
-        fields += [pa.field(p, pa.string()) for p in PROVENANCE]
-        return pa.schema(fields)
 
 
 def _load_file(path: Path) -> dict[str, TableSchema]:
