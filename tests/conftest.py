@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from exhunt.cli import app
+
+# Translations cached by one test must not leak into the user's cache, nor an old
+# cache into the tests: every run starts with an empty one of its own.
+os.environ["EXHUNT_CACHE_DIR"] = tempfile.mkdtemp(prefix="exhunt-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -15,8 +16,9 @@ from exhunt.engine import Session
 from exhunt.prune import keep_columns
 from exhunt.replay import run_rule
 from exhunt.rule import load_rules
+from exhunt.sources import mde_csv
 from exhunt.sources.base import FileReport
-from helpers import ROWS, write_csv, write_parquet
+from helpers import FILE_ROWS, PROCESS_ROWS, ROWS, write_csv, write_parquet
 
 SEED = load_rules(["exchange-transport-agent-seed"])[0]
 
@@ -98,3 +100,105 @@ def test_keep_columns_is_conservative() -> None:
     assert keep_columns(["DeviceFileEvents | where * has 'x' | project FileName"], tables) == {}
     assert "x" in keep_columns(['DeviceFileEvents | extend v = column_ifexists("X", "") | project v'],
                                tables)["DeviceFileEvents"]
+
+
+# -- CSV parsed by DuckDB ------------------------------------------------------------
+
+
+def _staged_hunt(folder: Path, prune: bool = False, queries: list[str] | None = None) -> tuple[Any, ...]:
+    """`_hunt` with DuckDB's CSV reader offered every file; also how many files it kept."""
+    with Session(in_memory=True) as s:
+        s.in_place = True
+        if prune or queries:
+            s.load_only_for(queries or [SEED.query, LOOK])
+        reports = s.load_files(list(sources.walk([folder])), jobs=1)
+        found = alerts.build(s, SEED, run_rule(s, SEED).rows)
+        rows = s.query(LOOK).to_pylist()
+        return _reports(reports), found, rows, len(s._staged)
+
+
+@pytest.fixture
+def duckdb_csv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mde_csv, "DUCKDB_MIN_BYTES", 0)
+
+
+def _csv_dir(tmp_path: Path) -> Path:
+    write_csv(tmp_path / "DeviceFileEvents_1.csv", "DeviceFileEvents", FILE_ROWS, bom=True)
+    write_csv(tmp_path / "DeviceProcessEvents_1.csv", "DeviceProcessEvents", PROCESS_ROWS)
+    return tmp_path
+
+
+def test_csv_parsed_by_duckdb_equals_arrow(tmp_path: Path, duckdb_csv: None) -> None:
+    folder = _csv_dir(tmp_path)
+    arrow = _hunt(folder)  # not in place: every CSV goes through Arrow's reader
+    for prune in (False, True):
+        *staged, kept = _staged_hunt(folder, prune=prune)
+        assert kept == 2, "both files were stored as DuckDB parsed them"
+        assert tuple(staged) == arrow
+    assert [r["_record"] for r in arrow[2]] == ["line 2", "line 3", "line 4"]
+    assert len(arrow[1]) == 3
+
+
+@pytest.mark.parametrize("damage", ["multi-line value", "malformed line", "bad time", "bad number"])
+def test_csv_duckdb_falls_back_to_arrow_on_anything_unusual(tmp_path: Path, duckdb_csv: None, damage: str) -> None:
+    """Whatever DuckDB's rows could not say exactly (a line number, a problem's place) is read
+    again by the Arrow path: the reports, alerts and rows are those of the Arrow path."""
+    rows = [dict(r) for r in FILE_ROWS]
+    if damage == "multi-line value":
+        rows[0]["InitiatingProcessCommandLine"] = "powershell.exe -c \"\n Copy-Item x.dll\n\""
+    elif damage == "bad time":
+        rows[1]["Timestamp"] = "yesterday"
+    elif damage == "bad number":
+        rows[1]["FileSize"] = "big"
+    path = write_csv(tmp_path / "DeviceFileEvents_1.csv", "DeviceFileEvents", rows)
+    if damage == "malformed line":
+        text = path.read_bytes().splitlines(keepends=True)
+        path.write_bytes(b"".join([*text[:2], b"2026-03-01T10:30:00Z,exch01\r\n", *text[2:]]))
+    arrow = _hunt(tmp_path)
+    *staged, kept = _staged_hunt(tmp_path)
+    assert kept == 0
+    assert tuple(staged) == arrow
+    report = arrow[0][0]
+    if damage == "multi-line value":
+        assert [r["_record"] for r in arrow[2]] == ["line 2", "line 5", "line 6"]
+    elif damage == "malformed line":
+        assert report[4] == {"malformed CSV line": 1} and "line 3" in report[6][0]
+    elif damage == "bad time":
+        assert report[4] == {"bad Timestamp": 1}
+    else:
+        assert report[5] == {"FileSize": 1}
+
+
+def test_csv_of_a_table_no_query_reads_is_counted_not_stored(tmp_path: Path, duckdb_csv: None) -> None:
+    folder = _csv_dir(tmp_path)
+    only_files = "DeviceFileEvents | project Timestamp, FileName"
+    with Session(in_memory=True) as s:
+        s.in_place = True
+        s.load_only_for([only_files])
+        reports = {Path(r.path).name: r for r in s.load_files(list(sources.walk([folder])), jobs=1)}
+        assert s.row_count("DeviceProcessEvents") == 0
+        assert s.row_count("DeviceFileEvents") == 3
+    proc = reports["DeviceProcessEvents_1.csv"]
+    assert (proc.read, dict(proc.used), dict(proc.skipped)) == (3, {"DeviceProcessEvents": 3}, {})
+
+
+def test_csv_lines_stay_exact_when_duckdb_splits_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB parses buffers in parallel; each row's line must still be its line in the file.
+    Every row here carries its own line number (ReportId) to check against."""
+    monkeypatch.setattr(mde_csv, "DUCKDB_MIN_BYTES", 0)
+    monkeypatch.setattr(mde_csv, "DUCKDB_BUFFER_BYTES", 256 << 10)
+    n = 60_000
+    path = tmp_path / "DeviceFileEvents.csv"
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT strftime(TIMESTAMP '2026-03-01' + to_seconds(i), '%Y-%m-%dT%H:%M:%S.%f') || '0Z' "
+        f"AS Timestamp, 'exch0' || (i % 3) AS DeviceName, 'FileCreated' AS ActionType, "
+        f"'f' || i || '.dll' AS FileName, repeat('x', CAST(i % 97 AS INTEGER)) AS FolderPath, "
+        f"i + 2 AS ReportId FROM range({n}) r(i)) TO '{path}' (HEADER, NEW_LINE '\\r\\n')").fetchall()
+    assert path.stat().st_size > 10 * (256 << 10)
+    with Session(in_memory=True) as s:
+        s.in_place = True
+        s.load_files([sources.disk_file(path, str(path))], jobs=1)
+        assert len(s._staged) == 1
+        assert s.run("SELECT count(*), count(*) FILTER (_record <> 'line ' || CAST(ReportId AS VARCHAR)) "
+                     "FROM DeviceFileEvents")[0] == (n, 0)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from exhunt import timespan
+from exhunt import timespan, yamltext
 from exhunt.errors import UsageError
 from exhunt.rule import Rule
 
@@ -218,7 +218,7 @@ def export(rule: Rule, target: str) -> str:
 def exported_query(text: str, target: str) -> str:
     """The query inside an export (for round-trip checks), with ARM's `[[` escape undone."""
     if target == "sentinel":
-        return str(yaml.safe_load(text)["query"])
+        return str(yamltext.load(text)["query"])
     if target == "sentinel-arm":
         query = str(json.loads(text)["resources"][0]["properties"]["query"])
         return query[1:] if query.startswith("[[") else query

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-#: Always loaded: what alerts, replay and provenance need whatever the query says.
-ALWAYS = {"timestamp", "timegenerated", "devicename", "deviceid", "reportid", "computer"}
+#: Always loaded: what alerts and replay need whatever the query says (time, device).
+ALWAYS = {"timestamp", "timegenerated", "devicename", "computer"}
 _TERMINAL = {"project", "summarize", "count", "distinct", "make-series"}
 _PASS = {
     "where", "filter", "extend", "sort", "order", "top", "take", "limit", "sample", "join", "lookup",
@@ -89,3 +89,15 @@ def keep_columns(queries: Iterable[str], tables: Iterable[str]) -> dict[str, set
         if ok:
             out[table] = words
     return out
+
+
+def unread_tables(queries: Iterable[str], tables: Iterable[str]) -> set[str]:
+    """Tables no query names: their rows are checked and counted, never read by a query.
+
+    Empty when a query could reach a table without naming it (`*`, `search`, `find`...).
+    """
+    stripped = [re.sub(r"//[^\n]*", "", q) for q in queries]
+    if not stripped or any(_NO_PRUNE.search(text) for text in stripped):
+        return set()
+    return {t for t in tables
+            if not any(re.search(rf"(?<![\w.$]){re.escape(t)}(?![\w])", text) for text in stripped)}

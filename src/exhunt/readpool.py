@@ -18,14 +18,13 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from exhunt import sources
-from exhunt.sources.base import Batch, FileReport, SourceFile
+from exhunt.sources.base import Batch, FileReport, Relation, SourceFile
 
 #: Exceptions a reader may raise for bad input: the file's report says so, the run goes on.
 READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, pa.ArrowException)
@@ -33,14 +32,6 @@ READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, pa.ArrowExc
 POOL_MIN_BYTES = 16 << 20
 #: A file larger than this is read in this process, streaming (a worker returns whole files).
 POOL_MAX_FILE_BYTES = 64 << 20
-
-
-@dataclass
-class Relation:
-    """A file DuckDB reads itself: the table and the query reading it."""
-
-    table: str
-    sql: str
 
 
 Event = tuple[FileReport, str, Batch | Relation]
@@ -77,7 +68,7 @@ def iter_source(
         relation = getattr(reader, "relation", None) if direct else None
         found = relation(src, report, table) if relation else None
         if found is not None:
-            yield report, src.display, Relation(found[0], found[1])
+            yield report, src.display, found
             return
         for batch in reader.read(src, report, table):
             yield report, src.display, batch

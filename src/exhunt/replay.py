@@ -101,10 +101,10 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
     """All alerts of one rule: one pinned run with `now`, else a replay of its schedule."""
     out = RuleRun(rule)
     tables = session.tables_named_in(rule.query) or rule.required_tables
-    span = session.time_span(tables)
     freq, period = rule.frequency, rule.period
     try:
         if now is not None:
+            span = session.time_span(tables)
             session.set_window(now - period, now)
             out.rows = session.query(rule.query, now).to_pylist()
             out.runs = 1
@@ -114,10 +114,10 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
                 out.note = (f"data spans {_fmt(span[0])} .. {_fmt(span[1])} UTC; the window "
                             f"{_fmt(now - period)} .. {_fmt(now)} holds none of it")
             return out
-        if span is None:
+        slices = _slice_ends(session, tables, freq)
+        if not slices:
             out.note = "no rows in " + ", ".join(tables or ["its tables"])
             return out
-        slices = _slice_ends(session, tables, freq)
         if rowwise(rule):
             plan = [(end - freq, end) for end in slices]
             session.set_window(EARLIEST, LATEST)

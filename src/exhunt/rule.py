@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from exhunt import timespan
+from exhunt import timespan, yamltext
 from exhunt.errors import RuleError
 
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
@@ -112,7 +112,7 @@ def shipped_dir() -> Path:
 
 def load_rule(path: Path) -> Rule:
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = yamltext.load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise RuleError(f"{path}: not valid YAML: {exc}") from None
     except OSError as exc:

@@ -27,9 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exhunt import alerts as alerting
+from exhunt import yamltext
 from exhunt.engine import Session
 from exhunt.errors import RuleError
 from exhunt.replay import run_rule
@@ -103,7 +102,7 @@ def load_cases(rule: Rule) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     path = cases_path(rule)
     if not path.exists():
         raise RuleError(f"{rule.slug}: no tests at {path}")
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    doc = yamltext.load(path.read_text(encoding="utf-8")) or {}
     cases = doc.get("cases") or []
     if not isinstance(cases, list) or not cases:
         raise RuleError(f"{path}: no cases")

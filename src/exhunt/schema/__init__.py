@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-import yaml
+from exhunt import yamltext
 
 #: KQL scalar type -> DuckDB column type. `dynamic` is kept as JSON text, which
 #: is how Defender documents AdditionalFields and what `parse_json` reads.
@@ -82,7 +82,7 @@ class TableSchema:
 
 
 def _load_file(path: Path) -> dict[str, TableSchema]:
-    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc = yamltext.load(path.read_text(encoding="utf-8"))
     tables: dict[str, TableSchema] = {}
     for name, spec in (doc.get("tables") or {}).items():
         cols = spec.get("columns", spec) if isinstance(spec, dict) else {}

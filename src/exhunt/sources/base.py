@@ -91,6 +91,25 @@ class Batch:
     data: pa.RecordBatch | pa.Table
 
 
+@dataclass
+class Relation:
+    """A file DuckDB reads itself: the table and the query reading it.
+
+    For a text file DuckDB parses (CSV), `fallback` is set: the engine stores DuckDB's rows
+    only when every one parsed and normalized cleanly and `physical_records()` (the
+    records the file would hold if no value spanned lines; it may be slow, the engine runs
+    it beside the parse) equals the rows parsed, so row i is on line `first_line + i`.
+    Otherwise the rows come from `fallback(report)`, the reader's own batches, which
+    name each problem exactly.
+    """
+
+    table: str
+    sql: str
+    fallback: Callable[[FileReport], Iterator[Batch]] | None = None
+    physical_records: Callable[[], int] | None = None
+    first_line: int = 2
+
+
 class Reader(Protocol):
     """One input format. Modules in this package expose one as `READER`."""
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exhunt.schema import SOURCE_RECORD, TableSchema, find_table
-from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, SourceFile, resolve_table
+from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, Relation, SourceFile, resolve_table
 
 
 class ParquetFiles:
@@ -25,8 +25,8 @@ class ParquetFiles:
     def sniff(self, src: SourceFile, head: bytes) -> int:
         return 100 if head[:4] == b"PAR1" else 0
 
-    def relation(self, src: SourceFile, report: FileReport, table: str | None) -> tuple[str, str] | None:
-        """(table, DuckDB query reading the file) for a file on disk, so DuckDB scans it itself
+    def relation(self, src: SourceFile, report: FileReport, table: str | None) -> Relation | None:
+        """The table and the DuckDB query reading the file, for a file on disk, so DuckDB scans it itself
         (in parallel, no Arrow round trip); None sends the engine to `read` (archive members,
         damaged files)."""
         path = Path(src.display)
@@ -43,11 +43,11 @@ class ParquetFiles:
         report.read += pf.metadata.num_rows
         lit = "'" + str(path).replace("'", "''") + "'"
         if SOURCE_RECORD in cols:
-            return schema.name, f"SELECT * FROM read_parquet({lit})"
-        return schema.name, (
+            return Relation(schema.name, f"SELECT * FROM read_parquet({lit})")
+        return Relation(schema.name, (
             f"SELECT * EXCLUDE (file_row_number), 'row ' || CAST(file_row_number + 1 AS VARCHAR) "
             f"AS \"{SOURCE_RECORD}\" FROM read_parquet({lit}, file_row_number = true)"
-        )
+        ))
 
     @staticmethod
     def _table(src: SourceFile, table: str | None, cols: list[str]) -> TableSchema | None:

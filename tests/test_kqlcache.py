@@ -1,0 +1,60 @@
+"""Translations are kept between runs, keyed by everything the SQL depends on, and a damaged
+or unwritable cache only costs a translation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb_kql
+import pytest
+
+from exhunt import kqlcache
+from exhunt.engine import Session
+
+KQL = "DeviceProcessEvents | where Timestamp > ago(1h) | where FileName =~ 'cmd.exe' | project Timestamp"
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", str(tmp_path))
+    return tmp_path / "kql"
+
+
+def _translate() -> tuple[str, dict[str, object], bool]:
+    with Session(in_memory=True) as s:
+        tr = s.translate(KQL)
+        return tr.sql, tr.params, tr.uses_clock
+
+
+def test_second_run_reads_the_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _translate()
+    assert len(list(cache.glob("*.json"))) == 1
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("translated again although the cache holds it")
+
+    monkeypatch.setattr(duckdb_kql, "to_sql", refuse)
+    assert _translate() == first
+    assert first[2], "the clock parameter (a datetime) survives the round trip"
+
+
+def test_damaged_entry_is_translated_again(cache: Path) -> None:
+    first = _translate()
+    for entry in cache.glob("*.json"):
+        entry.write_text("{not json")
+    assert _translate() == first
+
+
+def test_cache_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXHUNT_CACHE_DIR", "off")
+    assert kqlcache.directory() is None
+    _translate()
+    assert not list(tmp_path.rglob("*.json"))
+
+
+def test_key_changes_with_the_tables_columns() -> None:
+    schema = {"DeviceProcessEvents": ["Timestamp", "FileName"]}
+    other = {"DeviceProcessEvents": ["Timestamp", "FileName", "NewColumn"]}
+    now = kqlcache.datetime(1601, 1, 1)
+    assert kqlcache.key(KQL, schema, now) != kqlcache.key(KQL, other, now)
+    assert kqlcache.key(KQL, schema, now) == kqlcache.key(KQL, dict(schema), now)
