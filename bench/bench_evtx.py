@@ -106,6 +106,9 @@ def child_exhunt(folder: Path) -> int:
 
     rules = load_rules(None)
     with Session() as session:
+        # As `exhunt detect` sets its session up (cli.detect).
+        session.load_only_for([r.query for r in rules])
+        session.in_place = True
         reports = session.load_files(list(sources.walk([folder])))
         span = session.time_span(session.tables)
         now = span[1] if span else None

@@ -13,7 +13,7 @@ import pytest
 
 from exhunt import alerts, schema, sources
 from exhunt.engine import Session
-from exhunt.prune import keep_columns
+from exhunt.prune import keep_columns, unread_tables
 from exhunt.replay import run_rule
 from exhunt.rule import load_rules
 from exhunt.sources import mde_csv
@@ -97,7 +97,14 @@ def test_keep_columns_is_conservative() -> None:
     joined = keep_columns(["DeviceFileEvents | join (DeviceProcessEvents | where X == 1) on DeviceId "
                            "| project FileName"], tables)
     assert "DeviceFileEvents" in joined and "DeviceProcessEvents" not in joined
-    assert keep_columns(["DeviceFileEvents | where * has 'x' | project FileName"], tables) == {}
+    assert "DeviceFileEvents" not in keep_columns(["DeviceFileEvents | where * has 'x' | project FileName"], tables)
+    assert "DeviceFileEvents" not in keep_columns(["DeviceFileEvents | extend b = pack_all() | project b"], tables)
+    # after the columns are cut, `*` only sees what was kept; a `*` inside a string is text
+    after = keep_columns(["DeviceFileEvents | where FolderPath matches regex @'a.*b' "
+                          "| project FileName, T = Timestamp | summarize arg_min(T, *) by FileName"], tables)
+    assert "filename" in after["DeviceFileEvents"] and "sha1" not in after["DeviceFileEvents"]
+    assert keep_columns(["union Device* | project FileName"], tables) == {}
+    assert keep_columns(["search 'evil.dll' | project FileName"], tables) == {}
     assert "x" in keep_columns(['DeviceFileEvents | extend v = column_ifexists("X", "") | project v'],
                                tables)["DeviceFileEvents"]
 
@@ -202,3 +209,16 @@ def test_csv_lines_stay_exact_when_duckdb_splits_the_file(tmp_path: Path, monkey
         assert len(s._staged) == 1
         assert s.run("SELECT count(*), count(*) FILTER (_record <> 'line ' || CAST(ReportId AS VARCHAR)) "
                      "FROM DeviceFileEvents")[0] == (n, 0)
+
+
+def test_unread_tables_are_those_no_query_names() -> None:
+    tables = list(schema.tables())
+    unread = unread_tables([SEED.query], tables)
+    assert "DeviceRegistryEvents" in unread and "Event" in unread
+    assert not {"DeviceFileEvents", "DeviceProcessEvents"} & unread
+    # a name inside a string still counts (table("X")); wildcards and search reach every table
+    assert "DeviceRegistryEvents" not in unread_tables(['table("DeviceRegistryEvents") | count'], tables)
+    assert unread_tables(["union Device* | count"], tables) == set()
+    assert unread_tables(["search 'x'"], tables) == set()
+    every = unread_tables([r.query for r in load_rules()], tables)
+    assert every == {"DeviceNetworkEvents", "DeviceRegistryEvents"}

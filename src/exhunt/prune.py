@@ -12,8 +12,10 @@ query outputs whole rows of its table. The analysis is deliberately conservative
   `count`, `distinct`, `make-series`) before any operator that is not known to pass
   rows through by name (`where`, `extend`, `join`, `sort`...); a pipeline that ends,
   is bound with `as`, closes a parenthesis or is a bare `let` value first keeps all;
-- a query with `*`, `search`, `pack_all`/`bag_pack_all`, `getschema`, `evaluate` or
-  `invoke` disables pruning altogether.
+- a `*` or `pack_all`/`bag_pack_all` met before that operator keeps all of the table (it
+  reads whole rows); after it, it only sees the columns kept;
+- a query with `search`, `find`, `getschema`, `evaluate`, `invoke` or a wildcard table name
+  (`union Device*`) disables pruning altogether, as it can reach a table without naming it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ _PASS = {
     "where", "filter", "extend", "sort", "order", "top", "take", "limit", "sample", "join", "lookup",
     "union", "project-rename", "project-reorder", "parse", "parse-where", "mv-expand", "serialize",
 }
-_NO_PRUNE = re.compile(r"\*|\b(search|pack_all|bag_pack_all|getschema|evaluate|invoke|find)\b", re.IGNORECASE)
+#: Reaches tables without naming them (or rows by a computed name): nothing is pruned.
+_NO_PRUNE = re.compile(r"\b(search|getschema|evaluate|invoke|find)\b|\bunion\b[^|;]*\*|[A-Za-z_]\*",
+                       re.IGNORECASE)
+#: Reads every column of the rows in front of it: a pipeline meeting one before it is cut keeps all.
+_ROW_WIDE = re.compile(r"\*|\b(pack_all|bag_pack_all)\b", re.IGNORECASE)
 _STRING = re.compile(r'@?"(?:[^"\\\n]|\\.)*"|@?\'(?:[^\'\\\n]|\\.)*\'')
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -47,6 +53,8 @@ def _limited(text: str, start: int) -> bool:
     i = start
     while i < len(text):
         ch = text[i]
+        if (ch == "*" or ch in "pb") and _ROW_WIDE.match(text, i) and (ch == "*" or not text[i - 1:i].isalnum()):
+            return False  # `*`, pack_all(): whole rows are read before the columns are cut
         if ch in "([{":
             depth += 1
         elif ch in ")]}":
@@ -96,8 +104,8 @@ def unread_tables(queries: Iterable[str], tables: Iterable[str]) -> set[str]:
 
     Empty when a query could reach a table without naming it (`*`, `search`, `find`...).
     """
-    stripped = [re.sub(r"//[^\n]*", "", q) for q in queries]
-    if not stripped or any(_NO_PRUNE.search(text) for text in stripped):
+    texts = [re.sub(r"//[^\n]*", "", q) for q in queries]  # strings kept: table("X") names X
+    if not texts or any(_NO_PRUNE.search(_strip(q)[0]) for q in queries):
         return set()
     return {t for t in tables
-            if not any(re.search(rf"(?<![\w.$]){re.escape(t)}(?![\w])", text) for text in stripped)}
+            if not any(re.search(rf"(?<![\w.$]){re.escape(t)}(?![\w])", text) for text in texts)}
