@@ -246,15 +246,20 @@ class Session:
         files = list(files)
         jobs = readpool.default_jobs() if jobs is None else jobs
         try:
+            # DuckDB parses CSV itself only when the rows are queried in place (see _stage).
+            text = self.in_place
             if readpool.worth_pooling(files, jobs):
-                for src, events in readpool.pooled(files, input_format, table, reports, jobs):
+                for src, events in readpool.pooled(files, input_format, table, reports, jobs, text):
                     self._store(events)
                     if progress:
                         progress(src.size)
             else:
-                read = readpool.prefetched if jobs > 1 else readpool.iter_source
                 for src in files:
-                    self._store(read(src, input_format, table, reports))
+                    if jobs > 1:
+                        events = readpool.prefetched(src, input_format, table, reports, parse_text=text)
+                    else:
+                        events = readpool.iter_source(src, input_format, table, reports, parse_text=text)
+                    self._store(events)
                     if progress:
                         progress(src.size)
         finally:
@@ -265,7 +270,7 @@ class Session:
         for report, display, item in events:
             if isinstance(item, Relation) and item.fallback is not None:
                 # A text file DuckDB parses: its rows if they pass the checks, else the reader's.
-                if not (self.in_place and self._stage(item, report, display)):
+                if not self._stage(item, report, display):
                     try:
                         for batch in item.fallback(report):
                             self._add(batch, report, display)
@@ -433,7 +438,7 @@ class Session:
         if p.time_source is None:
             return False
         keep = self._keep.get(t.name)
-        cmd_col = self._enrich_column(t) if p.time_source else None
+        cmd_col = self._enrich_column(t)
         kept = [c for c in t.names + p.extra_columns
                 if keep is None or c.lower() in keep or (cmd_col is not None and c == cmd_col)]
         name = f"_c{len(self._staged)}_{t.name}"
@@ -443,7 +448,7 @@ class Session:
         lines = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exhunt-lines")
         physical = lines.submit(rel.physical_records)
         try:
-            if store:
+            if store:  # in file order (the session keeps preserve_insertion_order on): rowid = row
                 self.run(f"CREATE TABLE {_q(name)} AS SELECT {', '.join(_q(c) for c in kept)}, "
                          f"{problem} AS _exhunt_problem FROM ({p.sql}) AS _exhunt_norm")
                 self._staged.append(name)

@@ -39,9 +39,13 @@ Event = tuple[FileReport, str, Batch | Relation]
 
 def iter_source(
     src: SourceFile, input_format: str | None, table: str | None, reports: list[FileReport],
-    direct: bool = True,
+    direct: bool = True, parse_text: bool = False,
 ) -> Iterator[Event]:
-    """(report, display, batch or relation) for one input; reports are appended in order."""
+    """(report, display, batch or relation) for one input; reports are appended in order.
+
+    `direct`: files DuckDB reads itself (Parquet) come as a relation. `parse_text`: so do
+    text files DuckDB can parse (CSV), worth it only when their rows are queried in place.
+    """
     report = FileReport(src.display)
     reports.append(report)
     try:
@@ -57,7 +61,7 @@ def iter_source(
             if container.sniff(src, head):
                 report.format = container.name
                 for member in container.members(src, report):
-                    yield from iter_source(member, None, table, reports, direct)
+                    yield from iter_source(member, None, table, reports, direct, parse_text)
                 return
     reader = sources.choose(src, head, input_format)
     if reader is None:
@@ -67,7 +71,7 @@ def iter_source(
     try:
         relation = getattr(reader, "relation", None) if direct else None
         found = relation(src, report, table) if relation else None
-        if found is not None:
+        if found is not None and (found.fallback is None or parse_text):
             yield report, src.display, found
             return
         for batch in reader.read(src, report, table):
@@ -209,7 +213,7 @@ def _replay(paths: list[str], items: list[Item], reports: list[FileReport]) -> I
 
 
 def prefetched(src: SourceFile, input_format: str | None, table: str | None,
-               reports: list[FileReport], ahead: int = 2) -> Iterator[Event]:
+               reports: list[FileReport], ahead: int = 2, parse_text: bool = False) -> Iterator[Event]:
     """`iter_source` run by a thread a few batches ahead (Arrow's parsers and DuckDB both
     release the GIL, so reading overlaps storing); same events, same report contents."""
     track = Tracker()
@@ -218,7 +222,7 @@ def prefetched(src: SourceFile, input_format: str | None, table: str | None,
 
     def work() -> None:
         try:
-            for event in iter_source(src, input_format, table, track.reports):
+            for event in iter_source(src, input_format, table, track.reports, parse_text=parse_text):
                 if stop.is_set():
                     return
                 q.put((track.changes(), event, None))
@@ -260,7 +264,7 @@ def _submit(pool: ProcessPoolExecutor, path: str, input_format: str | None, tabl
 
 def pooled(
     files: list[SourceFile], input_format: str | None, table: str | None, reports: list[FileReport],
-    jobs: int,
+    jobs: int, parse_text: bool = False,
 ) -> Iterator[tuple[SourceFile, Iterator[Event]]]:
     """Per input file, in order: its events, to be consumed before the next file
     (reports are appended to `reports` in order).
@@ -290,7 +294,7 @@ def pooled(
             submit_ahead(i + window)
             fut = futures.pop(i, None)
             if fut is None:
-                yield src, prefetched(src, input_format, table, reports)
+                yield src, prefetched(src, input_format, table, reports, parse_text=parse_text)
                 continue
             try:
                 got_reports, items = fut.result()
