@@ -445,8 +445,9 @@ class Session:
         time = _q(t.time_column)
         problem = f"(len({BAD}) > 0 OR {time} IS NULL)"
         store = t.name not in self._unread
+        # Line numbers are only shown for stored rows; an unread table needs no line check.
         lines = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exhunt-lines")
-        physical = lines.submit(rel.physical_records)
+        physical = lines.submit(rel.physical_records if store else lambda: -1)
         try:
             if store:  # in file order (the session keeps preserve_insertion_order on): rowid = row
                 self.run(f"CREATE TABLE {_q(name)} AS SELECT {', '.join(_q(c) for c in kept)}, "
@@ -456,7 +457,7 @@ class Session:
             else:  # no query reads the table: check and count its rows, keep none
                 counted = f"SELECT count(*), count(*) FILTER ({problem}) FROM ({p.sql}) AS _exhunt_norm"
             rows, flagged = self.run(counted)[0]
-            clean = flagged == 0 and physical.result() == rows
+            clean = flagged == 0 and (not store or physical.result() == rows)
         except (duckdb.Error, OSError):
             clean = False
         finally:
