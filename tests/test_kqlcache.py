@@ -58,3 +58,14 @@ def test_key_changes_with_the_tables_columns() -> None:
     now = kqlcache.datetime(1601, 1, 1)
     assert kqlcache.key(KQL, schema, now) != kqlcache.key(KQL, other, now)
     assert kqlcache.key(KQL, schema, now) == kqlcache.key(KQL, dict(schema), now)
+
+
+def test_names_kept_here_match_the_translator() -> None:
+    """The engine names the clock parameter and the cache reads the translator's version without
+    importing duckdb_kql (its parser is costly to load); both must agree with the package."""
+    from duckdb_kql.translate import CLOCK_SLOT
+
+    from exhunt import engine
+
+    assert engine.CLOCK_SLOT == CLOCK_SLOT
+    assert kqlcache._translator_version() == duckdb_kql.__version__

@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import duckdb_kql
 import pyarrow as pa
-from duckdb_kql.translate import CLOCK_SLOT
 
 from exhunt import enrich, kqlcache, readpool, sqlopt
 from exhunt import schema as sch
@@ -33,6 +31,10 @@ from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
 from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, Relation, SourceFile
 
+#: duckdb-kql's parameter for now() (`duckdb_kql.translate.CLOCK_SLOT`; a test checks they agree).
+#: Named here, not imported: a run whose translations are all cached never loads the translator
+#: (its ANTLR parser is a tenth of a second of every start-up).
+CLOCK_SLOT = "kqlnow"
 EARLIEST = datetime(1601, 1, 1)
 LATEST = datetime(9999, 12, 31)
 #: Hidden column carrying each row's replay slice end (see Session.query_sliced).
@@ -125,7 +127,9 @@ class Session:
         elif db_path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="exhunt-")
             db_path = Path(self._tmpdir) / "hunt.duckdb"
-        self.con = duckdb_kql.connect(str(db_path))
+        # As duckdb_kql.connect does: KQL's datetimes are UTC whatever the machine's zone.
+        self.con = duckdb.connect(str(db_path))
+        self.run("SET TimeZone='UTC'")
         self.run(f"SET memory_limit='{memory_limit}'")
         if self._tmpdir:
             self.run(f"SET temp_directory='{self._tmpdir}'")
@@ -612,6 +616,8 @@ class Session:
         entry = kqlcache.key(kql, schema, EARLIEST)
         stored = kqlcache.get(entry)
         if stored is None:
+            import duckdb_kql
+
             try:
                 result = duckdb_kql.to_sql(kql, schema=schema, query_now=EARLIEST)
             except duckdb_kql.KqlUnsupportedError as exc:

@@ -17,10 +17,10 @@ import json
 import os
 import tempfile
 from datetime import datetime
+from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
-
-import duckdb_kql
 
 #: Bump when what is stored changes shape.
 FORMAT = 1
@@ -35,8 +35,13 @@ def directory() -> Path | None:
     return Path(base) / "exhunt" / "kql"
 
 
+@cache
+def _translator_version() -> str:
+    return version("duckdb-kql")  # not duckdb_kql.__version__: importing the package is the cost saved
+
+
 def key(kql: str, schema: dict[str, list[str]], query_now: datetime) -> str:
-    blob = json.dumps([FORMAT, duckdb_kql.__version__, kql, schema, query_now.isoformat()], sort_keys=True)
+    blob = json.dumps([FORMAT, _translator_version(), kql, schema, query_now.isoformat()], sort_keys=True)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
