@@ -69,3 +69,12 @@ def test_names_kept_here_match_the_translator() -> None:
 
     assert engine.CLOCK_SLOT == CLOCK_SLOT
     assert kqlcache._translator_version() == duckdb_kql.__version__
+
+
+def test_cache_keeps_a_bounded_number_of_entries(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kqlcache, "MAX_ENTRIES", 4)
+    for i in range(6):
+        kqlcache.put(f"entry{i}", f"SELECT {i}", {})
+    kept = sorted(e.stem for e in cache.glob("*.json"))
+    assert len(kept) <= 4 and "entry5" in kept
+    assert kqlcache.get("entry5") == ("SELECT 5", {})

@@ -24,6 +24,9 @@ from typing import Any
 
 #: Bump when what is stored changes shape.
 FORMAT = 1
+#: Entries kept; past this the least recently written quarter goes (a key includes the
+#: tables' columns, so inputs with new columns add entries).
+MAX_ENTRIES = 1000
 
 
 def directory() -> Path | None:
@@ -86,5 +89,15 @@ def put(entry: str, sql: str, params: dict[str, Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump({"sql": sql, "params": encoded}, fh)
         os.replace(tmp, folder / f"{entry}.json")
+        _trim(folder)
     except OSError:
         pass
+
+
+def _trim(folder: Path) -> None:
+    entries = list(folder.glob("*.json"))
+    if len(entries) <= MAX_ENTRIES:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime)
+    for old in entries[: len(entries) - MAX_ENTRIES * 3 // 4]:
+        old.unlink(missing_ok=True)
