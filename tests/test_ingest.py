@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 
 from conftest import run_cli
+from exhunt.engine import Session
+from exhunt.sources import mde_csv
+from helpers import FILE_ROWS, PROCESS_ROWS, write_csv
 from winlog_gen import EX1, NAMED, evtx_json, write_jsonl
 
 
@@ -46,3 +51,36 @@ def test_ingest_then_query_and_detect(tmp_path: Path) -> None:
     assert code == 2 and "already holds ingested tables" in " ".join(err.split())
     code, _, err = run_cli(["ingest", str(src), "--out", str(out), "--append", "-q"])
     assert code == 0 and len(list((out / "DeviceFileEvents").glob("part-*.parquet"))) == 2
+
+
+def _tables(folder: Path) -> dict[str, list[dict[str, object]]]:
+    out = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        rows = pq.read_table(sub).to_pylist()
+        out[sub.name] = sorted(rows, key=lambda r: (str(r["_source_file"]), str(r["_record"])))
+    return out
+
+
+def test_ingest_of_csv_parsed_by_duckdb_equals_arrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest stages large CSV exports with DuckDB's parser; the Parquet written is the same."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_csv(src / "DeviceFileEvents.csv", "DeviceFileEvents", FILE_ROWS, bom=True)
+    write_csv(src / "DeviceProcessEvents.csv", "DeviceProcessEvents", PROCESS_ROWS)
+    code, _, err = run_cli(["ingest", str(src), "--out", str(tmp_path / "arrow"), "-q"])
+    assert code == 0, err
+    monkeypatch.setattr(mde_csv, "DUCKDB_MIN_BYTES", 0)
+    staged: list[bool] = []
+    stage = Session._stage
+
+    def spy(self: Session, *args: Any) -> bool:
+        staged.append(stage(self, *args))
+        return staged[-1]
+
+    monkeypatch.setattr(Session, "_stage", spy)
+    code, _, err = run_cli(["ingest", str(src), "--out", str(tmp_path / "duckdb"), "-q"])
+    assert code == 0, err
+    assert staged == [True, True], "both files were stored as DuckDB parsed them"
+    arrow, staged = _tables(tmp_path / "arrow"), _tables(tmp_path / "duckdb")
+    assert staged == arrow
+    assert [r["_record"] for r in arrow["DeviceFileEvents"]] == ["line 2", "line 3", "line 4"]

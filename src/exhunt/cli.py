@@ -241,6 +241,8 @@ def ingest(
     from exhunt.ingest import write_tables
 
     with Session() as session:
+        # Large CSV parsed by DuckDB and Parquet read in place: the tables are only copied out.
+        session.in_place = True
         load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
         written = write_tables(session, out, append)
     if not quiet:
