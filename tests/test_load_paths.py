@@ -146,7 +146,7 @@ def test_csv_parsed_by_duckdb_equals_arrow(tmp_path: Path, duckdb_csv: None) -> 
     assert len(arrow[1]) == 3
 
 
-@pytest.mark.parametrize("damage", ["multi-line value", "malformed line", "bad time", "bad number"])
+@pytest.mark.parametrize("damage", ["multi-line value", "malformed line", "bad time", "bad number", "blank line"])
 def test_csv_duckdb_falls_back_to_arrow_on_anything_unusual(tmp_path: Path, duckdb_csv: None, damage: str) -> None:
     """Whatever DuckDB's rows could not say exactly (a line number, a problem's place) is read
     again by the Arrow path: the reports, alerts and rows are those of the Arrow path."""
@@ -158,9 +158,10 @@ def test_csv_duckdb_falls_back_to_arrow_on_anything_unusual(tmp_path: Path, duck
     elif damage == "bad number":
         rows[1]["FileSize"] = "big"
     path = write_csv(tmp_path / "DeviceFileEvents_1.csv", "DeviceFileEvents", rows)
-    if damage == "malformed line":
+    if damage in ("malformed line", "blank line"):
         text = path.read_bytes().splitlines(keepends=True)
-        path.write_bytes(b"".join([*text[:2], b"2026-03-01T10:30:00Z,exch01\r\n", *text[2:]]))
+        extra = b"2026-03-01T10:30:00Z,exch01\r\n" if damage == "malformed line" else b"\r\n"
+        path.write_bytes(b"".join([*text[:2], extra, *text[2:]]))
     arrow = _hunt(tmp_path)
     *staged, kept = _staged_hunt(tmp_path)
     assert kept == 0
@@ -170,6 +171,8 @@ def test_csv_duckdb_falls_back_to_arrow_on_anything_unusual(tmp_path: Path, duck
         assert [r["_record"] for r in arrow[2]] == ["line 2", "line 5", "line 6"]
     elif damage == "malformed line":
         assert report[4] == {"malformed CSV line": 1} and "line 3" in report[6][0]
+    elif damage == "blank line":
+        assert [r["_record"] for r in arrow[2]] == ["line 2", "line 4", "line 5"]
     elif damage == "bad time":
         assert report[4] == {"bad Timestamp": 1}
     else:
@@ -222,3 +225,23 @@ def test_unread_tables_are_those_no_query_names() -> None:
     assert unread_tables(["search 'x'"], tables) == set()
     every = unread_tables([r.query for r in load_rules()], tables)
     assert every == {"DeviceNetworkEvents", "DeviceRegistryEvents"}
+
+
+@pytest.mark.parametrize("shape", ["no final newline", "header only"])
+def test_csv_duckdb_edges_of_a_file(tmp_path: Path, duckdb_csv: None, shape: str) -> None:
+    rows = [] if shape == "header only" else FILE_ROWS
+    path = write_csv(tmp_path / "DeviceFileEvents_1.csv", "DeviceFileEvents", rows)
+    if shape == "no final newline":
+        path.write_bytes(path.read_bytes().rstrip(b"\r\n"))
+    if shape == "header only":  # nothing to stage: the reader reports the file, as without DuckDB
+        with Session(in_memory=True) as s:
+            s.in_place = True
+            (report,) = s.load_files(list(sources.walk([tmp_path])), jobs=1)
+            assert s._staged == [] and (report.read, report.error) == (0, None)
+            assert "FutureDefenderColumn" not in s.kql_schema()["DeviceFileEvents"]
+        return
+    arrow = _hunt(tmp_path)
+    *staged, kept = _staged_hunt(tmp_path)
+    assert kept == 1
+    assert tuple(staged) == arrow
+    assert len(arrow[2]) == 3

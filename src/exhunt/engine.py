@@ -438,7 +438,8 @@ class Session:
             schema = self.con.sql(rel.sql).limit(0).to_arrow_table().schema
         except duckdb.Error:
             return False
-        p = self._plan(t, schema, f"({rel.sql}) AS _exhunt_src")
+        source = f"({rel.sql}) AS _exhunt_src"
+        p = plan(t, schema, source)  # not self._plan: columns are registered only if the rows are used
         if p.time_source is None:
             return False
         keep = self._keep.get(t.name)
@@ -461,7 +462,8 @@ class Session:
             else:  # no query reads the table: check and count its rows, keep none
                 counted = f"SELECT count(*), count(*) FILTER ({problem}) FROM ({p.sql}) AS _exhunt_norm"
             rows, flagged = self.run(counted)[0]
-            clean = flagged == 0 and (not store or physical.result() == rows)
+            # An empty file goes to the reader too, which reports it its own way.
+            clean = rows > 0 and flagged == 0 and (not store or physical.result() == rows)
         except (duckdb.Error, OSError):
             clean = False
         finally:
@@ -472,6 +474,7 @@ class Session:
                 if name in self._staged:
                     self._staged.remove(name)
             return False
+        self._plan(t, schema, source)  # the file's extra columns become columns of the table
         report.read += rows
         report.used[t.name] += rows
         report.unknown_columns.update(p.unknown_columns)
