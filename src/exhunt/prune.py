@@ -102,7 +102,7 @@ def keep_columns(queries: Iterable[str], tables: Iterable[str]) -> dict[str, set
 def unread_tables(queries: Iterable[str], tables: Iterable[str]) -> set[str]:
     """Tables no query names: their rows are checked and counted, never read by a query.
 
-    Empty when a query could reach a table without naming it (`*`, `search`, `find`...).
+    Empty when a query could reach a table without naming it (`search`, `find`, `union Device*`...).
     """
     texts = [re.sub(r"//[^\n]*", "", q) for q in queries]  # strings kept: table("X") names X
     if not texts or any(_NO_PRUNE.search(_strip(q)[0]) for q in queries):
