@@ -44,41 +44,57 @@ def _time_of(row: dict[str, Any]) -> datetime | None:
     return None
 
 
-def _find_source(session: Session, tables: list[str], row: dict[str, Any]) -> tuple[str, str]:
-    for name in tables:
-        t = session.tables[name]
-        conds: list[str] = []
-        params: list[Any] = []
-        for key, value in row.items():
-            col = t.aliases.get(key, key)
-            if t.column(col) is None or value is None or value == "" or isinstance(value, (list, dict)):
-                continue
-            if t.column(col).name != col:  # type: ignore[union-attr]
-                continue
-            conds.append(f'"{col}" = ?')
-            params.append(value)
-        if not any(c.startswith(f'"{t.time_column}"') for c in conds) or len(conds) < 2:
+def _conditions(session: Session, name: str, row: dict[str, Any]) -> tuple[list[str], list[Any]] | None:
+    """`col = ?` for each value the row kept that is a column of table `name`; None when they
+    cannot pin a row down (no time, or nothing besides it)."""
+    t = session.tables[name]
+    conds: list[str] = []
+    params: list[Any] = []
+    for key, value in row.items():
+        col = t.aliases.get(key, key)
+        if t.column(col) is None or value is None or value == "" or isinstance(value, (list, dict)):
             continue
-        hits = session.run(
-            f'SELECT "{SOURCE_FILE}", "{SOURCE_RECORD}" FROM "_t_{name}" WHERE {" AND ".join(conds)} LIMIT 1',
-            params,
-        )
-        if hits:
-            hit = hits[0]
-            return str(hit[0] or ""), str(hit[1] or "")
-    return "", ""
+        if t.column(col).name != col:  # type: ignore[union-attr]
+            continue
+        conds.append(f'"{col}" = ?')
+        params.append(value)
+    if not any(c.startswith(f'"{t.time_column}"') for c in conds) or len(conds) < 2:
+        return None
+    return conds, params
+
+
+def _find_sources(session: Session, tables: list[str], rows: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
+    """(file, record) of each row that lost its provenance columns, by row index: the first
+    table holding a row with its values. One statement per table for all rows."""
+    found: dict[int, tuple[str, str]] = {}
+    pending = [i for i, row in enumerate(rows) if SOURCE_FILE not in row]
+    for name in tables:
+        parts: list[str] = []
+        params: list[Any] = []
+        for i in pending:
+            pinned = _conditions(session, name, rows[i])
+            if pinned is not None:
+                parts.append(f'(SELECT {i}, "{SOURCE_FILE}", "{SOURCE_RECORD}" FROM "_t_{name}" '
+                             f'WHERE {" AND ".join(pinned[0])} LIMIT 1)')
+                params.extend(pinned[1])
+        if parts:
+            for i, file, record in session.run(" UNION ALL ".join(parts), params):
+                found[int(i)] = (str(file or ""), str(record or ""))
+        pending = [i for i in pending if i not in found]
+    return found
 
 
 def build(session: Session, rule: Rule, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One alert dict per result row, JSON-ready, sorted by time."""
     tables = session.tables_named_in(rule.query) or rule.required_tables
+    looked_up = _find_sources(session, tables, rows)
     alerts = []
-    for row in rows:
+    for i, row in enumerate(rows):
         when = _time_of(row)
         if SOURCE_FILE in row:
             source = (str(row.get(SOURCE_FILE) or ""), str(row.get(SOURCE_RECORD) or ""))
         else:
-            source = _find_source(session, tables, row)
+            source = looked_up.get(i, ("", ""))
         alert: dict[str, Any] = {
             "rule_id": rule.id,
             "rule_name": rule.name,

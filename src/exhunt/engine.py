@@ -259,7 +259,7 @@ class Session:
                         progress(src.size)
             else:
                 for src in files:
-                    if jobs > 1:
+                    if jobs > 1 and not readpool.is_parquet(src):
                         events = readpool.prefetched(src, input_format, table, reports, parse_text=text)
                     else:
                         events = readpool.iter_source(src, input_format, table, reports, parse_text=text)

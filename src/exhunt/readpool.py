@@ -179,15 +179,19 @@ def _read_file(path: str, display: str, input_format: str | None, table: str | N
 # -- main side ------------------------------------------------------------------
 
 
-def _poolable(src: SourceFile) -> bool:
-    """A file on disk that a worker can open by path and return whole; Parquet stays here
-    (DuckDB scans it itself)."""
-    if src.size > POOL_MAX_FILE_BYTES or not Path(src.display).is_file():
-        return False
+def is_parquet(src: SourceFile) -> bool:
+    """Parquet: DuckDB reads it itself, so neither a worker nor a read-ahead thread helps."""
     try:
-        return src.head(4) != b"PAR1"
+        return src.head(4) == b"PAR1"
     except OSError:
         return False
+
+
+def _poolable(src: SourceFile) -> bool:
+    """A file on disk that a worker can open by path and return whole; Parquet stays here."""
+    if src.size > POOL_MAX_FILE_BYTES or not Path(src.display).is_file():
+        return False
+    return not is_parquet(src)
 
 
 def worth_pooling(files: list[SourceFile], jobs: int) -> bool:
@@ -294,7 +298,9 @@ def pooled(
             submit_ahead(i + window)
             fut = futures.pop(i, None)
             if fut is None:
-                yield src, prefetched(src, input_format, table, reports, parse_text=parse_text)
+                yield src, (iter_source(src, input_format, table, reports, parse_text=parse_text)
+                            if is_parquet(src) else
+                            prefetched(src, input_format, table, reports, parse_text=parse_text))
                 continue
             try:
                 got_reports, items = fut.result()
