@@ -16,15 +16,17 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from exhunt import sources
 from exhunt.sources.base import Batch, FileReport, Relation, SourceFile
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 #: Exceptions a reader may raise for bad input: the file's report says so, the run goes on.
 READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, pa.ArrowException)
@@ -197,7 +199,7 @@ def _poolable(src: SourceFile) -> bool:
 def worth_pooling(files: list[SourceFile], jobs: int) -> bool:
     if jobs < 2:
         return False
-    eligible = [f for f in files if f.size <= POOL_MAX_FILE_BYTES]
+    eligible = [f for f in files if f.size <= POOL_MAX_FILE_BYTES and _poolable(f)]
     return len(eligible) >= 2 and sum(f.size for f in eligible) >= POOL_MIN_BYTES
 
 
@@ -258,6 +260,8 @@ def prefetched(src: SourceFile, input_format: str | None, table: str | None,
 
 
 def _submit(pool: ProcessPoolExecutor, path: str, input_format: str | None, table: str | None) -> Future[Any]:
+    from concurrent.futures.process import BrokenProcessPool
+
     try:
         return pool.submit(_read_file, path, path, input_format, table)
     except BrokenProcessPool as exc:  # a worker died meanwhile: this file is retried (see pooled)
@@ -276,6 +280,10 @@ def pooled(
     Files a worker cannot take are read here, lazily, when their turn comes. A worker that
     dies marks the file it was reading as failed and the pool is started again for the rest.
     """
+    # Imported here: the process pool's modules cost 20 ms of start-up a run without a pool saves.
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
     # Workers fork from a clean server process (never from this one, whose DuckDB threads
     # may hold locks) that imports only the readers, not the caller's main script.
     ctx = multiprocessing.get_context("forkserver")
