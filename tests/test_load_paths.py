@@ -3,6 +3,8 @@ columns pruned to what the queries read, batches coalesced across files."""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -220,7 +222,9 @@ def test_unread_tables_are_those_no_query_names() -> None:
     assert "DeviceRegistryEvents" in unread and "Event" in unread
     assert not {"DeviceFileEvents", "DeviceProcessEvents"} & unread
     # a name inside a string still counts (table("X")); wildcards and search reach every table
-    assert "DeviceRegistryEvents" not in unread_tables(['table("DeviceRegistryEvents") | count'], tables)
+    assert unread_tables(['table("DeviceRegistryEvents") | count'], tables) == set()
+    assert unread_tables(['table(strcat("DeviceRegistry", "Events")) | count'], tables) == set()
+    assert keep_columns(['table("DeviceFileEvents") | take 5'], tables) == {}
     assert unread_tables(["union Device* | count"], tables) == set()
     assert unread_tables(["search 'x'"], tables) == set()
     every = unread_tables([r.query for r in load_rules()], tables)
@@ -245,3 +249,25 @@ def test_csv_duckdb_edges_of_a_file(tmp_path: Path, duckdb_csv: None, shape: str
     assert kept == 1
     assert tuple(staged) == arrow
     assert len(arrow[2]) == 3
+
+
+def test_csv_duckdb_decodes_encoded_commands_like_arrow(tmp_path: Path, duckdb_csv: None) -> None:
+    """The staged rows get the same -EncodedCommand decoding into AdditionalFields, and only when
+    a query reads AdditionalFields (the decoding writes nothing else)."""
+    blob = base64.b64encode("Install-TransportAgent -Name x".encode("utf-16-le")).decode()
+    rows = [dict(r) for r in PROCESS_ROWS]
+    rows[2]["ProcessCommandLine"] = f"powershell.exe -enc {blob}"
+    write_csv(tmp_path / "DeviceProcessEvents_1.csv", "DeviceProcessEvents", rows)
+    look = ("DeviceProcessEvents | project Timestamp, ProcessCommandLine, AdditionalFields, _record "
+            "| sort by _record asc")
+    found = []
+    for in_place in (False, True):
+        with Session(in_memory=True) as s:
+            s.in_place = in_place
+            s.load_only_for([look])
+            s.load_files(list(sources.walk([tmp_path])), jobs=1)
+            assert len(s._staged) == (1 if in_place else 0)
+            found.append(s.query(look).to_pylist())
+    assert found[0] == found[1]
+    assert json.loads(found[1][2]["AdditionalFields"]) == {"DecodedCommand": "Install-TransportAgent -Name x"}
+    assert json.loads(found[1][1]["AdditionalFields"]) == {"ProcessStartKey": 1234567}

@@ -14,8 +14,9 @@ query outputs whole rows of its table. The analysis is deliberately conservative
   is bound with `as`, closes a parenthesis or is a bare `let` value first keeps all;
 - a `*` or `pack_all`/`bag_pack_all` met before that operator keeps all of the table (it
   reads whole rows); after it, it only sees the columns kept;
-- a query with `search`, `find`, `getschema`, `evaluate`, `invoke` or a wildcard table name
-  (`union Device*`) disables pruning altogether, as it can reach a table without naming it.
+- a query with `search`, `find`, `getschema`, `evaluate`, `invoke`, `table()` (whose name may
+  be computed) or a wildcard table name (`union Device*`) disables pruning altogether, as it can
+  reach a table without naming it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ _PASS = {
     "union", "project-rename", "project-reorder", "parse", "parse-where", "mv-expand", "serialize",
 }
 #: Reaches tables without naming them (or rows by a computed name): nothing is pruned.
-_NO_PRUNE = re.compile(r"\b(search|getschema|evaluate|invoke|find)\b|\bunion\b[^|;]*\*|[A-Za-z_]\*",
-                       re.IGNORECASE)
+_NO_PRUNE = re.compile(r"\b(search|getschema|evaluate|invoke|find)\b|\b(table|database|cluster)\s*\("
+                       r"|\bunion\b[^|;]*\*|[A-Za-z_]\*", re.IGNORECASE)
 #: Reads every column of the rows in front of it: a pipeline meeting one before it is cut keeps all.
 _ROW_WIDE = re.compile(r"\*|\b(pack_all|bag_pack_all)\b", re.IGNORECASE)
 _STRING = re.compile(r'@?"(?:[^"\\\n]|\\.)*"|@?\'(?:[^\'\\\n]|\\.)*\'')
