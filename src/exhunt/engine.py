@@ -30,6 +30,8 @@ from exhunt.readpool import READ_ERRORS, Event
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
 from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, Relation, SourceFile
+from exhunt.sqltext import ident as _q
+from exhunt.sqltext import literal
 
 #: duckdb-kql's parameter for now() (`duckdb_kql.translate.CLOCK_SLOT`; a test checks they agree).
 #: Named here, not imported: a run whose translations are all cached never loads the translator
@@ -104,10 +106,6 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
             elif not pa.types.is_null(fb.type):
                 return None
     return pa.schema(list(fields.values()))
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass
@@ -404,7 +402,7 @@ class Session:
         )
         no_time = self._report_problems(t, problems, [_Part(report, display, None)], rel)[0]
         report.used[t.name] += total - no_time
-        lit = "'" + display.replace("'", "''") + "'"
+        lit = literal(display)
         self._expose(t, f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(SOURCE_FILE)}), "
                         f"COALESCE({_q(SOURCE_FILE)}, {lit}) AS {_q(SOURCE_FILE)} FROM {source} "
                         f"WHERE {time} IS NOT NULL")
@@ -482,7 +480,7 @@ class Session:
             return True
         if cmd_col is not None and cmd_col in kept and "AdditionalFields" in kept:
             enrich.apply(self.con, _q(name), t.name)
-        lit = "'" + display.replace("'", "''") + "'"
+        lit = literal(display)
         self._expose(t, f"SELECT * EXCLUDE (_exhunt_problem), "
                         f"'line ' || CAST(rowid + {rel.first_line} AS VARCHAR) AS {_q(SOURCE_RECORD)}, "
                         f"{lit} AS {_q(SOURCE_FILE)} FROM {_q(name)}")
@@ -596,7 +594,7 @@ class Session:
     @staticmethod
     def _raw_value(data: Any, where: str, column: str) -> str:
         if not isinstance(data, (pa.RecordBatch, pa.Table)):
-            data = data.filter(f"{_q(SOURCE_RECORD)} = '{where.replace(chr(39), chr(39) * 2)}'").to_arrow_table()
+            data = data.filter(f"{_q(SOURCE_RECORD)} = {literal(where)}").to_arrow_table()
         names = {n.lower(): n for n in data.schema.names}
         name = names.get(column.lower())
         if name is None:

@@ -14,13 +14,10 @@ from pathlib import Path
 
 from exhunt.engine import Session
 from exhunt.errors import UsageError
+from exhunt.sqltext import ident, literal
 
 #: Rows per Parquet file part; DuckDB starts a new part beyond this size.
 PART_BYTES = "256MB"
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def write_tables(session: Session, out: Path, append: bool = False) -> dict[str, int]:
@@ -40,9 +37,8 @@ def write_tables(session: Session, out: Path, append: bool = False) -> dict[str,
     for name in counts:
         folder = out / name
         folder.mkdir(exist_ok=True)
-        target = str(folder).replace("'", "''")
         session.run(
-            f"COPY (SELECT * FROM {_q('_t_' + name)}) TO '{target}' "
+            f"COPY (SELECT * FROM {ident('_t_' + name)}) TO {literal(str(folder))} "
             f"(FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES '{PART_BYTES}', "
             f"FILENAME_PATTERN 'part-{run}-{{i}}', OVERWRITE_OR_IGNORE true)"
         )

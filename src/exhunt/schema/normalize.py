@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 from exhunt.schema import PROVENANCE, TableSchema
+from exhunt.sqltext import ident as _q
 
 #: Column the statement adds: names of the columns whose value did not cast.
 BAD = "_bad"
@@ -22,10 +23,6 @@ BAD = "_bad"
 RAW_TIME = "_raw_time"
 #: Hidden input column of a batch coalesced from several files (the file's index); passed through.
 PART = "_exhunt_part"
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _duck_type(t: pa.DataType) -> str:

@@ -41,6 +41,7 @@ from exhunt.sources.base import (
     text_stream,
 )
 from exhunt.sources.records import foreign_columns
+from exhunt.sqltext import literal
 
 #: Log Analytics' portal CSV export suffixes time columns with their zone ("TimeGenerated [UTC]").
 _ZONE_SUFFIX = " [UTC]"
@@ -120,10 +121,6 @@ def _trim(table: str, data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Ta
     return data.drop_columns(drop) if drop else data
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def physical_records(path: Path) -> int:
     """Records after the header if no value spanned lines: newlines, plus an unterminated last line."""
     count = 0
@@ -184,9 +181,9 @@ class MdeCsv:
         schema = resolve_table(table, None, src.name, header)
         if schema is None or any(h in foreign_columns(schema.name) for h in lower):
             return None  # a union export's leftovers: Arrow's path drops the empty ones
-        columns = ", ".join(f"{_sql_text(h)}: 'VARCHAR'" for h in header)
-        names = ", ".join(_sql_text(h) for h in header)
-        sql = (f"SELECT * FROM read_csv({_sql_text(str(path))}, header = true, auto_detect = false, "
+        columns = ", ".join(f"{literal(h)}: 'VARCHAR'" for h in header)
+        names = ", ".join(literal(h) for h in header)
+        sql = (f"SELECT * FROM read_csv({literal(str(path))}, header = true, auto_detect = false, "
                f"delim = ',', quote = '\"', escape = '\"', columns = {{{columns}}}, "
                f"force_not_null = [{names}], strict_mode = true, null_padding = false, encoding = 'utf-8'"
                + (f", buffer_size = {DUCKDB_BUFFER_BYTES}, max_line_size = {DUCKDB_BUFFER_BYTES}"

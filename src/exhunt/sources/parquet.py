@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from exhunt.schema import SOURCE_RECORD, TableSchema, find_table
 from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, Relation, SourceFile, resolve_table
+from exhunt.sqltext import literal
 
 
 class ParquetFiles:
@@ -41,7 +42,7 @@ class ParquetFiles:
         if schema is None:
             return None
         report.read += pf.metadata.num_rows
-        lit = "'" + str(path).replace("'", "''") + "'"
+        lit = literal(str(path))
         if SOURCE_RECORD in cols:
             return Relation(schema.name, f"SELECT * FROM read_parquet({lit})")
         return Relation(schema.name, (
