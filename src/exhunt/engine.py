@@ -355,13 +355,17 @@ class Session:
             p = plan(t, schema, relation)
             if relation == "_exhunt_batch":
                 self._plans[key] = p
-            for col in p.extra_columns:
-                if col not in self._extra[t.name] and t.column(col) is None:
-                    self.run(f"ALTER TABLE {_q(self._stored(t.name))} ADD COLUMN {_q(col)} VARCHAR")
-                    self._extra[t.name].append(col)
-                    self._create_view(t)
-                    self._translated.clear()
+            self._add_columns(t, p)
         return p
+
+    def _add_columns(self, t: TableSchema, p: Plan) -> None:
+        """Make the input's columns the schema does not know columns of the table."""
+        for col in p.extra_columns:
+            if col not in self._extra[t.name] and t.column(col) is None:
+                self.run(f"ALTER TABLE {_q(self._stored(t.name))} ADD COLUMN {_q(col)} VARCHAR")
+                self._extra[t.name].append(col)
+                self._create_view(t)
+                self._translated.clear()
 
     def _enrich_column(self, t: TableSchema) -> str | None:
         """The command-line column whose -EncodedCommand is decoded into AdditionalFields, or
@@ -436,8 +440,7 @@ class Session:
             schema = self.con.sql(rel.sql).limit(0).to_arrow_table().schema
         except duckdb.Error:
             return False
-        source = f"({rel.sql}) AS _exhunt_src"
-        p = plan(t, schema, source)  # not self._plan: columns are registered only if the rows are used
+        p = plan(t, schema, f"({rel.sql}) AS _exhunt_src")  # columns are added only if the rows are used
         if p.time_source is None:
             return False
         keep = self._keep.get(t.name)
@@ -450,7 +453,7 @@ class Session:
         store = t.name not in self._unread
         # Line numbers are only shown for stored rows; an unread table needs no line check.
         lines = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exhunt-lines")
-        physical = lines.submit(rel.physical_records if store else lambda: -1)
+        physical = lines.submit(rel.physical_records) if store else None
         try:
             if store:  # in file order (the session keeps preserve_insertion_order on): rowid = row
                 self.run(f"CREATE TABLE {_q(name)} AS SELECT {', '.join(_q(c) for c in kept)}, "
@@ -461,7 +464,7 @@ class Session:
                 counted = f"SELECT count(*), count(*) FILTER ({problem}) FROM ({p.sql}) AS _exhunt_norm"
             rows, flagged = self.run(counted)[0]
             # An empty file goes to the reader too, which reports it its own way.
-            clean = rows > 0 and flagged == 0 and (not store or physical.result() == rows)
+            clean = rows > 0 and flagged == 0 and (physical is None or physical.result() == rows)
         except (duckdb.Error, OSError):
             clean = False
         finally:
@@ -472,13 +475,13 @@ class Session:
                 if name in self._staged:
                     self._staged.remove(name)
             return False
-        self._plan(t, schema, source)  # the file's extra columns become columns of the table
+        self._add_columns(t, p)
         report.read += rows
         report.used[t.name] += rows
         report.unknown_columns.update(p.unknown_columns)
         if not store:
             return True
-        if cmd_col is not None and cmd_col in kept and "AdditionalFields" in kept:
+        if cmd_col is not None:  # kept, with AdditionalFields (see _enrich_column)
             enrich.apply(self.con, _q(name), t.name)
         lit = literal(display)
         self._expose(t, f"SELECT * EXCLUDE (_exhunt_problem), "
