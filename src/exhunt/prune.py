@@ -54,7 +54,7 @@ def _limited(text: str, start: int) -> bool:
     i = start
     while i < len(text):
         ch = text[i]
-        if (ch == "*" or ch in "pb") and _ROW_WIDE.match(text, i) and (ch == "*" or not text[i - 1:i].isalnum()):
+        if ch in "*pb" and _ROW_WIDE.match(text, i):
             return False  # `*`, pack_all(): whole rows are read before the columns are cut
         if ch in "([{":
             depth += 1
@@ -105,8 +105,8 @@ def unread_tables(queries: Iterable[str], tables: Iterable[str]) -> set[str]:
 
     Empty when a query could reach a table without naming it (`search`, `find`, `union Device*`...).
     """
-    texts = [re.sub(r"//[^\n]*", "", q) for q in queries]  # strings kept: table("X") names X
-    if not texts or any(_NO_PRUNE.search(_strip(q)[0]) for q in queries):
+    stripped = [_strip(q) for q in queries]
+    if not stripped or any(_NO_PRUNE.search(text) for text, _ in stripped):
         return set()
-    return {t for t in tables
-            if not any(re.search(rf"(?<![\w.$]){re.escape(t)}(?![\w])", text) for text in texts)}
+    named = set().union(*(words for _, words in stripped))  # words of strings too: conservative
+    return {t for t in tables if t.lower() not in named}
