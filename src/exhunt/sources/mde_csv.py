@@ -66,6 +66,11 @@ def _header(head: bytes) -> list[str]:
         return []
 
 
+def _columns(head: bytes) -> list[str]:
+    """The header's column names, zone suffixes removed."""
+    return [_column_name(c) for c in _header(head)]
+
+
 def _column_name(raw: str) -> str:
     name = raw.strip()
     return name[: -len(_ZONE_SUFFIX)] if name.endswith(_ZONE_SUFFIX) else name
@@ -160,7 +165,7 @@ class MdeCsv:
         stripped = head.lstrip(b"\xef\xbb\xbf \r\n\t")
         if not stripped or stripped[:1] in (b"{", b"["):
             return 0
-        cols = [_column_name(c).lower() for c in _header(head)]
+        cols = [c.lower() for c in _columns(head)]
         if len(cols) >= 2 and ("timestamp" in cols or "timegenerated" in cols):
             return 80
         return 10 if src.name.lower().endswith(".csv") else 0
@@ -173,7 +178,7 @@ class MdeCsv:
         head = src.head()
         if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
             return None  # UTF-16: Arrow's path decodes it
-        header = [_column_name(c) for c in _header(head)]
+        header = _columns(head)
         lower = [h.lower() for h in header]
         if (not header or "" in lower or len(set(lower)) != len(lower) or "type" in lower
                 or any(h.startswith("_") for h in lower)):
@@ -192,8 +197,7 @@ class MdeCsv:
                         physical_records=lambda: physical_records(path))
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
-        raw_header = _header(src.head())
-        header = [_column_name(c) for c in raw_header]
+        header = _columns(src.head())
         schema = resolve_table(table, None, src.name, header)
         # A Log Analytics export names each row's table in `Type` (a union mixes tables).
         by_type = table is None and "Type" in header
