@@ -183,10 +183,7 @@ def _read_file(path: str, display: str, input_format: str | None, table: str | N
 
 def is_parquet(src: SourceFile) -> bool:
     """Parquet: DuckDB reads it itself, so neither a worker nor a read-ahead thread helps."""
-    try:
-        return src.head(4) == b"PAR1"
-    except OSError:
-        return False
+    return src.magic == b"PAR1"
 
 
 def _poolable(src: SourceFile) -> bool:

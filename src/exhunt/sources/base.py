@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import PurePath
 from typing import IO, Any, Protocol
 
@@ -41,6 +42,14 @@ class SourceFile:
     def head(self, n: int = 65536) -> bytes:
         with self.open() as fh:
             return fh.read(n)
+
+    @cached_property
+    def magic(self) -> bytes:
+        """The first 4 bytes (b"" when unreadable), read once: pooling and read-ahead both ask."""
+        try:
+            return self.head(4)
+        except OSError:
+            return b""
 
 
 @dataclass
