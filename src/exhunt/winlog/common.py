@@ -74,13 +74,18 @@ def sysmon_time(value: Any) -> str:
     return v if v.endswith("Z") or "+" in v[10:] else v + "Z"
 
 
-_blake2b = hashlib.blake2b
+_md5 = hashlib.md5
 
 
 def report_id(*parts: Any) -> int:
-    """A stable positive 63-bit id from the event's identity (Defender's ReportId is a long)."""
+    """A stable positive 63-bit id from the event's identity (Defender's ReportId is a long).
+
+    The first 8 bytes of the MD5 of the parts joined by U+001F, little-endian, top bit
+    cleared: exactly DuckDB's `md5_number_upper(...) & 0x7FFFFFFFFFFFFFFF`, so the SQL
+    mappings compute the same id.
+    """
     key = "\x1f".join([text(p) for p in parts]).encode("utf-8", "surrogatepass")
-    return int.from_bytes(_blake2b(key, digest_size=8).digest(), "big") & 0x7FFF_FFFF_FFFF_FFFF
+    return int.from_bytes(_md5(key).digest()[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
 
 
 _orjson_dumps = orjson.dumps
