@@ -32,6 +32,8 @@ from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
 from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, Relation, SourceFile
 from exhunt.sqltext import ident as _q
 from exhunt.sqltext import literal
+from exhunt.winlog import Mapper
+from exhunt.winlog import sql as winsql
 
 #: duckdb-kql's parameter for now() (`duckdb_kql.translate.CLOCK_SLOT`; a test checks they agree).
 #: Named here, not imported: a run whose translations are all cached never loads the translator
@@ -146,6 +148,16 @@ class Session:
         self._in_place: dict[str, list[str]] = {}
         #: Tables holding a parsed CSV file each (see _stage).
         self._staged: list[str] = []
+        #: Windows events mapped in SQL (see _store_events): the table a load is forced into,
+        #: the next record's sequence number, and per input file the Python mapping's state.
+        self._forced: str | None = None
+        self._seq = 0
+        self._mapped_seq = 0
+        self._win_ready = False
+        self._win_files: list[_Part] = []
+        self._win_index: dict[int, int] = {}
+        self._win_views: set[str] = set()
+        self._mappers: dict[int, tuple[FileReport, str, Mapper]] = {}
         self.set_window(EARLIEST, LATEST)
         for t in self.tables.values():
             self._create(t)
@@ -195,6 +207,14 @@ class Session:
                 self.run(f"ALTER TABLE {_q(self._stored(name))} RENAME TO {_q('_t_' + name)}")
                 del self._in_place[name]
             self.run(f"DELETE FROM {_q('_t_' + name)}")
+        if self._win_ready:
+            self.run("DELETE FROM _w_events")
+            self.run("DELETE FROM _exhunt_seen")
+        self._win_files.clear()
+        self._win_index.clear()
+        self._win_views.clear()
+        self._mappers.clear()
+        self._mapped_seq = self._seq
         for staged in self._staged:
             self.run(f"DROP TABLE {_q(staged)}")
         self._staged.clear()
@@ -246,6 +266,7 @@ class Session:
             raise UsageError(f"unknown table {table!r}; known: {', '.join(sorted(self.tables))}")
         reports: list[FileReport] = []
         files = list(files)
+        self._forced = table
         jobs = readpool.default_jobs() if jobs is None else jobs
         try:
             # DuckDB parses CSV itself only when the rows are queried in place (see _stage).
@@ -298,7 +319,7 @@ class Session:
         """
         data = batch.data
         pend = self._pending.get(batch.table)
-        if pend is not None:
+        if pend is not None and not pend.schema.equals(data.schema):
             merged = _merge_schema(self.tables[batch.table], pend.schema, data.schema)
             if merged is None:
                 self._flush_table(batch.table)
@@ -317,6 +338,11 @@ class Session:
 
     def flush(self) -> None:
         """Store every pending batch (load_files does this before it returns)."""
+        self._flush_table(winsql.RAW)
+        self._map_events()
+        for report, display, mapper in self._mappers.values():
+            self._add_rows(mapper.finish(), report, display)
+        self._mappers.clear()
         for table in list(self._pending):
             self._flush_table(table)
 
@@ -338,11 +364,135 @@ class Session:
                                       else pa.nulls(d.num_rows, f.type) for f in pend.schema})
                     tables.append(d.append_column(PART, pa.nulls(d.num_rows, pa.int32()).fill_null(i)))
                 data = pa.concat_tables(tables)
-            self._insert_data(table, data, parts)
+            if table == winsql.RAW:
+                self._store_events(data, parts)
+            else:
+                self._insert_data(table, data, parts)
         except STORE_ERRORS as exc:
             for part in parts:
                 if part.report.error is None:
                     part.report.error = f"stopped reading: {exc}"
+
+    # -- Windows events, mapped in SQL (exhunt.winlog.sql) ------------------------
+
+    def _store_events(self, data: pa.RecordBatch | pa.Table, parts: list[_Part]) -> None:
+        """Raw records of one or more files -> rows of the stored `_w_events` table.
+
+        Records that are not Windows events are counted here; PowerShell and the cmdlet log
+        go on through the Python mapping now (it keeps state per file). Every other table is
+        made from `_w_events` once the load ends (_map_events).
+        """
+        if not self._win_ready:
+            self.run(winsql.macros())
+            self.run("CREATE TEMP TABLE _exhunt_seen (part INTEGER, k VARCHAR)")
+        n = data.num_rows
+        data = pa.table(data)
+        if PART not in data.column_names:
+            data = data.append_column(PART, pa.nulls(n, pa.int32()).fill_null(0))
+        first = self._seq
+        data = data.append_column("_exhunt_seq", pa.array(range(first, first + n), pa.int64()))
+        self._seq += n
+        files = [self._win_file(p) for p in parts]
+        select = (f"SELECT * REPLACE (list_extract(?::INTEGER[], {_q(PART)} + 1) AS {_q(PART)}), "
+                  f"list_extract(?::VARCHAR[], {_q(PART)} + 1) AS {_q(SOURCE_FILE)}, "
+                  f"CAST(TRY_CAST(NULLIF(trim(Time), '') AS TIMESTAMPTZ) AS TIMESTAMP) AS _time "
+                  f"FROM ({winsql.events_sql()}) AS _exhunt_e")
+        self.con.register("_exhunt_rawbatch", data)
+        try:
+            params = [files, [p.display for p in parts]]
+            if self._win_ready:
+                self.run(f"INSERT INTO _w_events BY NAME {select}", params)
+            else:
+                self.run(f"CREATE TABLE _w_events AS {select}", params)
+                self._win_ready = True
+            for where, i, what, text in self.run(
+                    "SELECT _record, _exhunt_part, _what, CASE WHEN NOT json_valid(data) THEN data END "
+                    "FROM _exhunt_rawbatch WHERE _exhunt_seq NOT IN "
+                    "(SELECT _exhunt_seq FROM _w_events WHERE _exhunt_seq >= ?) ORDER BY _exhunt_seq", [first]):
+                parts[i].report.skip(where, *winsql.not_an_event(what, text))
+        finally:
+            self.con.unregister("_exhunt_rawbatch")
+        rows = self.run(f"SELECT {', '.join(winsql.PYTHON_COLUMNS)} FROM _w_events "
+                        f"WHERE _exhunt_seq >= ? AND Kind IN {tuple(winsql.PYTHON_KINDS)} ORDER BY _exhunt_seq",
+                        [first])
+        out: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for row in rows:
+            i, ev, rid = winsql.win_event(row)
+            if i not in self._mappers:
+                self._mappers[i] = (self._win_files[i].report, self._win_files[i].display, Mapper(""))
+            out.setdefault(i, []).extend(self._mappers[i][2].map_stateful(ev, rid))
+        for i, mapped_rows in out.items():
+            self._add_rows(mapped_rows, self._win_files[i].report, self._win_files[i].display)
+
+    def _win_file(self, part: _Part) -> int:
+        """The session-wide index of an input file of Windows events (the `_exhunt_part` of its events)."""
+        key = id(part.report)
+        if key not in self._win_index:
+            self._win_index[key] = len(self._win_files)
+            self._win_files.append(_Part(part.report, part.display, None))
+        return self._win_index[key]
+
+    def _map_events(self) -> None:
+        """Every mapping over the events stored since the last call (see exhunt.winlog.sql).
+
+        A table no query reads is only checked and counted. `Event` and `SecurityEvent`
+        (every record, wide texts) are not copied: they become views computing their rows
+        from `_w_events` when a query reads them, so a rule's filters on EventID or Source
+        reach the stored columns and the texts are built for the rows that pass.
+        """
+        lo, self._mapped_seq = self._mapped_seq, self._seq
+        if not self._win_ready or lo == self._seq:
+            return
+        fresh = f"SELECT * FROM _w_events WHERE _exhunt_seq >= {lo}"
+        parts = self._win_files
+        for m in winsql.mappings():
+            if self._forced is not None and m.table != self._forced:
+                continue
+            t = self.tables[m.table]
+            if m.dedupe:
+                self._dedupe(m, fresh)
+                select = "SELECT * FROM _exhunt_mapped"
+            elif m.table in self._unread or m.view:  # checked and counted; no copy
+                select = winsql.over(m, fresh)
+            else:
+                self.run(f"CREATE OR REPLACE TEMP TABLE _exhunt_mapped AS {winsql.over(m, fresh)}")
+                select = "SELECT * FROM _exhunt_mapped"
+            if not self.run(f"SELECT count(*) FROM ({select}) AS _exhunt_m")[0][0]:
+                continue
+            rel = self.con.sql(select)
+            if m.view and m.table not in self._unread:
+                self._insert_data(m.table, rel, parts, store=False)
+                if m.table not in self._win_views:
+                    self._win_views.add(m.table)
+                    whole = winsql.over(m, "SELECT * FROM _w_events")
+                    viewed = f"SELECT * REPLACE (_exhunt_time AS {_q(t.time_column)}) FROM ({whole}) AS _exhunt_v"
+                    schema = self.con.sql(viewed).limit(0).to_arrow_table().schema
+                    p = self._plan(t, schema, f"({viewed}) AS _exhunt_src")
+                    self._expose(t, f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(PART)}) "
+                                    f"FROM ({p.sql}) AS _exhunt_norm WHERE {_q(t.time_column)} IS NOT NULL")
+            else:
+                self._insert_data(m.table, rel, parts)
+
+    def _dedupe(self, m: winsql.Mapping, events: str) -> None:
+        """`_exhunt_mapped` := the mapping's rows, first of each distinct `m.dedupe` value per input file."""
+        key = "to_json({" + ", ".join(f"{literal(c)}: {_q(c)}" for c in m.dedupe) + "})::VARCHAR"
+        self.run(f"CREATE OR REPLACE TEMP TABLE _exhunt_mapped AS SELECT * FROM ("
+                 f"SELECT *, {key} AS _exhunt_key FROM ({winsql.over(m, events)}) AS _exhunt_m) "
+                 f"QUALIFY row_number() OVER (PARTITION BY {_q(PART)}, _exhunt_key ORDER BY _exhunt_seq) = 1")
+        self.run(f"DELETE FROM _exhunt_mapped WHERE ({_q(PART)}, _exhunt_key) IN (SELECT part, k FROM _exhunt_seen)")
+        self.run(f"INSERT INTO _exhunt_seen SELECT {_q(PART)}, _exhunt_key FROM _exhunt_mapped")
+        self.run("ALTER TABLE _exhunt_mapped DROP COLUMN _exhunt_key")
+
+    def _add_rows(self, rows: list[tuple[str, dict[str, Any]]], report: FileReport, display: str) -> None:
+        """Rows the Python mapping made, per table, into the pending buffers."""
+        from exhunt.sources.winjson import rows_to_batch
+
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for name, row in rows:
+            if self._forced is None or name == self._forced:
+                by_table.setdefault(name, []).append(row)
+        for name, table_rows in by_table.items():
+            self._add(Batch(name, rows_to_batch(name, table_rows)), report, display)
 
     def _stored(self, table: str) -> str:
         """The DuckDB table rows are inserted into (`_t_<Table>` is a view once files are attached)."""
@@ -493,7 +643,7 @@ class Session:
         """Normalize one batch into its table now; skipped rows and bad values go to the report."""
         self._insert_data(batch.table, batch.data, [_Part(report, display, batch.data)])
 
-    def _insert_data(self, table: str, data: Any, parts: list[_Part]) -> None:
+    def _insert_data(self, table: str, data: Any, parts: list[_Part], store: bool = True) -> None:
         """`data` is Arrow, or a DuckDB relation reading a file (see `_load_one`).
 
         With several parts (batches of several files coalesced), `data` has a PART column
@@ -543,7 +693,7 @@ class Session:
                 self.run("SET preserve_insertion_order = false")
             keep = self._keep.get(t.name)
             if keep is None:
-                exclude = [BAD, RAW_TIME, _q(SOURCE_FILE)] + ([_q(PART)] if multi else [])
+                exclude = [BAD, RAW_TIME, _q(SOURCE_FILE)] + ([_q(PART)] if PART in schema.names else [])
                 columns = f"* EXCLUDE ({', '.join(exclude)})"
             else:
                 kept = [c for c in t.names + p.extra_columns if c.lower() in keep]
@@ -551,7 +701,7 @@ class Session:
             displays = [part.display for part in parts]
             fallback = f"list_extract(?::VARCHAR[], {part_col} + 1)" if multi else "?"
             try:
-                if t.name in self._unread:  # no query reads the table: count what would be stored
+                if t.name in self._unread or not store:  # count what would be stored
                     inserted = self.run(f"SELECT count(*) FROM {source} WHERE {time} IS NOT NULL")
                 else:
                     inserted = self.run(
@@ -567,7 +717,11 @@ class Session:
         finally:
             self.con.unregister("_exhunt_batch")
         no_time = self._report_problems(t, problems, parts, data)
-        if multi:
+        if multi and not arrow:  # a relation of several files' rows: count each file's
+            counts = dict(self.run(f"SELECT {_q(PART)}, count(*) FROM ({data.sql_query()}) AS _exhunt_r GROUP BY 1"))
+            for i, part in enumerate(parts):
+                part.report.used[t.name] += int(counts.get(i, 0)) - no_time[i]
+        elif multi:
             for i, part in enumerate(parts):
                 assert part.data is not None
                 part.report.used[t.name] += part.data.num_rows - no_time[i]

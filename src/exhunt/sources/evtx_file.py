@@ -1,8 +1,9 @@
 """Windows event log files (.evtx), parsed by the Rust `evtx` package.
 
-Records stream out of the parser one chunk at a time and are mapped as they
-come (see exhunt.winlog), so memory stays flat however large the log. A damaged
-chunk is counted and skipped; the rest of the file is still read.
+Records stream out of the parser and go to DuckDB in bounded batches of their JSON
+text, mapped there (exhunt.winlog.sql), so memory stays flat however large the log
+and no Python runs per field. A damaged chunk is counted and skipped; the rest of
+the file is still read.
 """
 
 from __future__ import annotations
@@ -10,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 from evtx import PyEvtxParser
 
 from exhunt.sources.base import Batch, FileReport, SourceFile
-from exhunt.sources.winjson import map_events
-from exhunt.winlog.event import WinEvent
-from exhunt.winlog.forms import from_evtx_json
+from exhunt.winlog.sql import RawBatches
 
 MAGIC = b"ElfFile\x00"
 #: An EVTX file is a 4 KiB header followed by 64 KiB chunks.
@@ -24,7 +22,6 @@ HEADER = 4096
 CHUNK = 65536
 #: Give up on a file after this many parser errors in a row (nothing readable is left).
 MAX_CONSECUTIVE_ERRORS = 10_000
-_ZERO_TIME = "1601-01-01"
 
 
 class EvtxFile:
@@ -41,22 +38,24 @@ class EvtxFile:
             except (RuntimeError, OSError, ValueError) as exc:
                 report.error = f"damaged EVTX file header: {exc}"
                 return
-            yield from map_events(self._events(parser, report), src, report, table, "Windows event")
+            yield from self._batches(parser, src, report)
         if src.size > HEADER and (src.size - HEADER) % CHUNK:
             report.damaged_chunks += 1
             report.message(f"{report.path}: the file ends inside a chunk (a truncated copy?); "
                            "the records of that last chunk are lost")
 
     @staticmethod
-    def _events(parser: Any, report: FileReport) -> Iterator[tuple[str, WinEvent | None]]:
+    def _batches(parser: Any, src: SourceFile, report: FileReport) -> Iterator[Batch]:
+        """The parser's records as they come, in bounded batches: their JSON text goes to DuckDB
+        untouched (exhunt.winlog.sql maps it), so nothing here runs per field."""
         records = parser.records_json()
-        loads = orjson.loads
         errors = 0
+        raw = RawBatches(src.name, "Windows event")
         while True:
             try:
                 rec = next(records)
             except StopIteration:
-                return
+                break
             except RuntimeError as exc:
                 errors += 1
                 msg = str(exc).split("\n", 1)[0]
@@ -67,19 +66,16 @@ class EvtxFile:
                     report.skip("?", "damaged record", msg[:160])
                 if errors >= MAX_CONSECUTIVE_ERRORS:
                     report.note = f"stopped after {errors} parser errors in a row"
-                    return
+                    break
                 continue
             errors = 0
-            where = f"record {rec['event_record_id']}"
-            try:
-                ev = from_evtx_json(loads(rec["data"]))
-            except ValueError:  # orjson.JSONDecodeError is a ValueError
-                ev = None
-            if ev is not None and not ev.time:
-                header = str(rec.get("timestamp") or "").removesuffix(" UTC")
-                if header and not header.startswith(_ZERO_TIME):
-                    ev.time = header
-            yield where, ev
+            report.read += 1
+            full = raw.add(f"record {rec['event_record_id']}", rec["data"], rec["timestamp"])
+            if full is not None:
+                yield full
+        last = raw.done()
+        if last is not None:
+            yield last
 
 
 READER = EvtxFile()

@@ -93,15 +93,28 @@ class Mapper:
                         self._certs.add(cert)
                         r.setdefault(SOURCE_RECORD, where)
                     out.append((table, r))
-        elif kind == _POWERSHELL:
-            if eid in PS_EVENT_IDS:
-                out += self.powershell.map_event(ev, self._base(ev))
-        elif eid == 1 or eid == 6:  # _EXCHANGE: the cmdlet log
+        else:
+            out += self._stateful(kind, ev, self._base(ev))
+        return out
+
+    def _stateful(self, kind: int, ev: WinEvent, base: Row) -> Out:
+        """PowerShell and Exchange cmdlet-log rows (kept in Python: script blocks are reassembled
+        across records, cmdlet parameters parsed from text)."""
+        eid = ev.event_id
+        if kind == _POWERSHELL:
+            return self.powershell.map_event(ev, base) if eid in PS_EVENT_IDS else []
+        if kind == _EXCHANGE and (eid == 1 or eid == 6):
             audit = exchange.audit_row(ev)
             if audit is not None:
-                audit.setdefault(SOURCE_RECORD, where)
-                out.append(("ExchangeAdminAuditLogs", audit))
-        return out
+                audit.setdefault(SOURCE_RECORD, ev.where)
+                return [("ExchangeAdminAuditLogs", audit)]
+        return []
+
+    def map_stateful(self, ev: WinEvent, report_id: int) -> Out:
+        """The rows the SQL mapping (exhunt.winlog.sql) leaves to Python, for one event."""
+        kind = _kind(ev.channel, ev.provider)
+        base = {"Timestamp": ev.time, "DeviceName": ev.computer, "ReportId": report_id, SOURCE_RECORD: ev.where}
+        return self._stateful(kind, ev, base)
 
     def finish(self) -> Out:
         return self.powershell.finish()

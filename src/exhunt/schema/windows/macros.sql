@@ -1,0 +1,78 @@
+-- Value conversions every Windows mapping uses, as DuckDB macros (the SQL twins of
+-- exhunt/winlog/common.py; a test runs both on the same values). Created once per session.
+
+-- Decimal or 0x-hex text -> integer; '', '-' and anything else -> NULL.
+CREATE OR REPLACE MACRO win_int(v) AS
+    CASE WHEN regexp_matches(trim(v), '^([+-]?[0-9][0-9_]*|0[xX][0-9a-fA-F_]+)$') THEN TRY_CAST(trim(v) AS BIGINT) END;
+
+-- Last component of a Windows path: 'C:\a\b.exe' -> 'b.exe'.
+CREATE OR REPLACE MACRO win_basename(p) AS regexp_extract(coalesce(p, ''), '[^\\/]*$');
+
+-- 'DOMAIN\user' -> DOMAIN / user; a bare name has no domain; '' and '-' give ''.
+CREATE OR REPLACE MACRO win_domain(v) AS
+    CASE WHEN coalesce(v, '') IN ('', '-') OR strpos(v, '\') = 0 THEN '' ELSE split_part(v, '\', 1) END;
+CREATE OR REPLACE MACRO win_user(v) AS
+    CASE WHEN coalesce(v, '') IN ('', '-') THEN '' WHEN strpos(v, '\') = 0 THEN v ELSE substr(v, strpos(v, '\') + 1) END;
+
+-- One digest of Sysmon's 'SHA1=..,MD5=..,SHA256=..,IMPHASH=..', lower-cased like Defender ('' when absent).
+CREATE OR REPLACE MACRO win_hash(h, algo) AS coalesce(list_transform(
+    list_filter(string_split(coalesce(h, ''), ','), lambda x: strpos(x, '=') > 0 AND upper(trim(split_part(x, '=', 1))) = algo),
+    lambda x: lower(trim(substr(x, strpos(x, '=') + 1))))[-1], '');
+
+-- Sysmon's UtcTime '2022-09-22 16:31:14.259' is UTC without a zone mark: add one.
+CREATE OR REPLACE MACRO win_sysmon_time(v) AS
+    CASE WHEN trim(coalesce(v, '')) IN ('', '-') THEN ''
+         WHEN suffix(trim(v), 'Z') OR strpos(substr(trim(v), 11), '+') > 0 THEN trim(v)
+         ELSE trim(v) || 'Z' END;
+
+-- 'true'/'1'/'yes' and 'false'/'0'/'no' (any case) -> BOOLEAN, anything else NULL.
+CREATE OR REPLACE MACRO win_bool(v) AS
+    CASE WHEN lower(trim(v)) IN ('true', '1', 'yes') THEN true WHEN lower(trim(v)) IN ('false', '0', 'no') THEN false END;
+
+-- Sysmon's short or kernel hive names -> the full names Defender writes.
+CREATE OR REPLACE MACRO win_hive(v, abbrev, hive) AS
+    CASE WHEN starts_with(upper(v), abbrev) AND (length(v) = length(abbrev) OR substr(v, length(abbrev) + 1, 1) = '\')
+         THEN hive || substr(v, length(abbrev) + 1) END;
+CREATE OR REPLACE MACRO win_registry_key(v) AS coalesce(
+    win_hive(v, '\REGISTRY\MACHINE', 'HKEY_LOCAL_MACHINE'), win_hive(v, '\REGISTRY\USER', 'HKEY_USERS'),
+    win_hive(v, 'HKLM', 'HKEY_LOCAL_MACHINE'), win_hive(v, 'HKU', 'HKEY_USERS'),
+    win_hive(v, 'HKCU', 'HKEY_CURRENT_USER'), win_hive(v, 'HKCR', 'HKEY_LOCAL_MACHINE\Classes'), coalesce(v, ''));
+
+-- XML text escaping as Log Analytics stores EventData.
+CREATE OR REPLACE MACRO win_xml(v) AS
+    replace(replace(replace(replace(v, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '"', '&quot;');
+
+-- A value Sysmon or Security left empty ('' or '-', or absent).
+CREATE OR REPLACE MACRO win_empty(v) AS coalesce(v, '') IN ('', '-');
+
+-- '"Name":"value"' for AdditionalFields, or NULL when the value is empty (see win_bag).
+CREATE OR REPLACE MACRO win_pair(name, v) AS CASE WHEN NOT win_empty(v) THEN to_json(name) || ':' || to_json(v) END;
+
+-- A JSON object text from win_pair items, '' when none is present.
+CREATE OR REPLACE MACRO win_bag(items) AS coalesce('{' || NULLIF(array_to_string(list_filter(items, lambda x: x IS NOT NULL), ','), '') || '}', '');
+
+-- Defender's ReportId for an event: a stable 63-bit id from a list of texts (exhunt.winlog.common.report_id).
+CREATE OR REPLACE MACRO win_report_id(parts) AS
+    CAST(md5_number_upper(array_to_string(parts, chr(31))) & 9223372036854775807::UBIGINT AS BIGINT);
+
+-- The three texts of an event's data in record order (exhunt/winlog/event_table.py): named data
+-- `m` (a map) or positional data `list`. EventData is the XML Log Analytics stores,
+-- ParameterXml one <Param> per value, the listing "Name: value" lines (bare values when positional).
+CREATE OR REPLACE MACRO win_values(m, list) AS
+    list_transform(CASE WHEN list IS NOT NULL THEN list ELSE coalesce(map_values(m), []) END, lambda x: coalesce(x, ''));
+CREATE OR REPLACE MACRO win_event_data(m, list) AS
+    '<EventData xmlns="http://schemas.microsoft.com/win/2004/08/events/event">'
+    || CASE WHEN list IS NOT NULL
+            THEN array_to_string(list_transform(list, lambda x: '<Data>' || win_xml(coalesce(x, '')) || '</Data>'), '')
+            ELSE coalesce(array_to_string(list_transform(map_entries(m),
+                     lambda p: '<Data Name="' || win_xml(p.key) || '">' || win_xml(coalesce(p.value, '')) || '</Data>'), ''), '')
+       END
+    || '</EventData>';
+CREATE OR REPLACE MACRO win_param_xml(m, list) AS
+    CASE WHEN len(win_values(m, list)) > 0
+         THEN '<Param>' || array_to_string(list_transform(win_values(m, list), lambda x: win_xml(x)), '</Param><Param>') || '</Param>'
+         ELSE '' END;
+CREATE OR REPLACE MACRO win_listing(m, list) AS
+    CASE WHEN list IS NOT NULL THEN array_to_string(list_transform(list, lambda x: coalesce(x, '')), chr(10))
+         ELSE coalesce(array_to_string(list_transform(map_entries(m), lambda p: p.key || ': ' || coalesce(p.value, '')), chr(10)), '')
+    END;

@@ -1,0 +1,174 @@
+"""Windows events mapped inside DuckDB, from the SQL files in exhunt/schema/windows.
+
+Readers hand over records as the parser renders them: JSON text in Arrow batches of
+the pseudo-table `RAW`, no per-record Python work. For each batch one statement
+(`events-<form>.sql`, then `events.sql`) extracts every record's System fields and
+data into a temporary `events` table; each mapping file then selects its table's
+rows from it (`-- table: X` on its first line names the table; `-- dedupe: a, b`
+keeps the first row per input file of each distinct value of those columns).
+Only PowerShell logging (script blocks reassembled across records) and the Exchange
+cmdlet log (parameter text parsed) go on through the Python mapping: few rows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from exhunt.errors import UsageError
+from exhunt.schema import find_table
+from exhunt.sources.base import Batch
+from exhunt.winlog.event import WinEvent
+
+#: The pseudo-table of raw record batches (never a table of the schema).
+RAW = "_WinRaw"
+#: Columns of a RAW batch: the record's position, its JSON text, the record header's time,
+#: the file's name (the fallback identity of events without a record number), and what a
+#: record of the input is called in the run summary ("not a Windows event record").
+RAW_COLUMNS = ("_record", "data", "header_time", "fallback_id", "_what")
+#: Records per RAW batch a reader yields.
+RAW_ROWS = 20_000
+#: Kinds of event the Python mapping still handles (see exhunt.winlog.Mapper).
+PYTHON_KINDS = ("powershell", "exchange")
+_HEADER = re.compile(r"^--\s*(table|dedupe|view):\s*(.+?)\s*$", re.M)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One mapping file: the rows of `table` selected from `events`."""
+
+    name: str
+    table: str
+    sql: str
+    dedupe: tuple[str, ...] = ()
+    #: Queried in place (a view over the stored events), not copied; its SELECT passes the
+    #: parsed time through as `_exhunt_time`.
+    view: bool = False
+
+
+def _text(name: str) -> str:
+    return resources.files("exhunt.schema").joinpath("windows", name).read_text(encoding="utf-8")
+
+
+@cache
+def macros() -> str:
+    return _text("macros.sql")
+
+
+@cache
+def events_sql(form: str = "evtx") -> str:
+    """The SELECT producing the `events` rows of one batch of `_exhunt_rawbatch`."""
+    return f"WITH _exhunt_form AS ({_text(f'events-{form}.sql')})\n{_text('events.sql')}"
+
+
+#: A folder of extra mapping files (same format); one named like a shipped file replaces it.
+MAPPINGS_ENV = "EXHUNT_WINDOWS_MAPPINGS"
+
+
+@cache
+def mappings() -> tuple[Mapping, ...]:
+    """Every mapping file (not the macros, not the event extraction), shipped and from
+    $EXHUNT_WINDOWS_MAPPINGS, in name order."""
+    files: dict[str, str] = {}
+    shipped = resources.files("exhunt.schema").joinpath("windows")
+    for entry in shipped.iterdir():
+        files[entry.name] = entry.read_text(encoding="utf-8")
+    extra = os.environ.get(MAPPINGS_ENV)
+    if extra:
+        folder = Path(extra)
+        if not folder.is_dir():
+            raise UsageError(f"{MAPPINGS_ENV}={extra}: not a folder")
+        for path in folder.glob("*.sql"):
+            files[path.name] = path.read_text(encoding="utf-8")
+    out = []
+    for name in sorted(files):
+        if not name.endswith(".sql") or name == "macros.sql" or name.startswith("events"):
+            continue
+        sql = files[name]
+        header: dict[str, str] = {m.group(1): m.group(2) for m in _HEADER.finditer(sql)}
+        if "table" not in header or find_table(header["table"]) is None:
+            raise UsageError(f"Windows mapping {name}: its first lines must name a table of the schema "
+                             "('-- table: DeviceProcessEvents')")
+        dedupe = tuple(c.strip() for c in header.get("dedupe", "").split(",") if c.strip())
+        view = header.get("view", "no").lower() in ("yes", "true")
+        out.append(Mapping(name.removesuffix(".sql"), header["table"], sql, dedupe, view))
+    return tuple(out)
+
+
+def over(m: Mapping, source: str) -> str:
+    """The mapping's SELECT with `events` bound to the rows of `source` (a SELECT over
+    `_w_events`), M (the named data as a map of texts) computed for the rows it selects."""
+    events = (f"events AS NOT MATERIALIZED (SELECT *, TRY_CAST(Data AS MAP(VARCHAR, VARCHAR)) AS M "
+              f"FROM ({source}) AS _w)")
+    body = "\n".join(line for line in m.sql.splitlines() if not line.startswith("--")).strip()
+    if body[:5].upper() == "WITH ":
+        return f"WITH {events}, {body[5:]}"
+    return f"WITH {events} {body}"
+
+
+#: Columns fetched for the events the Python mapping handles, in `win_event` order.
+PYTHON_COLUMNS = ("_exhunt_part", "_record", "Channel", "Provider", "EventID", "Level", "Task", "RecordId",
+                  "Computer", "Time", "UserSid", "Message", "Data", "DataList", "ReportId")
+
+
+def win_event(row: tuple[Any, ...]) -> tuple[int, WinEvent, int]:
+    """(part, event, ReportId) from a row of PYTHON_COLUMNS."""
+    ev = WinEvent()
+    part, ev.where, ev.channel, ev.provider, ev.event_id, ev.level, ev.task, ev.record_id, ev.computer, ev.time, \
+        ev.user_sid, ev.message, data, data_list, rid = row
+    if data is not None:
+        parsed = orjson.loads(data)
+        if isinstance(parsed, dict):
+            ev.data = parsed
+    ev.data_list = list(data_list) if data_list is not None else None
+    return part, ev, rid
+
+
+def not_an_event(what: str, text: str | None) -> tuple[str, str]:
+    """(reason, detail) for a record that yielded no event; `text` is set when it is not JSON."""
+    if text is not None:
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            return "invalid JSON", str(exc).split(":")[0]
+    return f"not a {what} record", ""
+
+
+class RawBatches:
+    """Collects one input file's records as text and hands them out as RAW batches."""
+
+    def __init__(self, fallback_id: str, what: str) -> None:
+        self.fallback_id = fallback_id
+        self.what = what
+        self.wheres: list[str] = []
+        self.texts: list[str] = []
+        self.times: list[str] = []
+
+    def add(self, where: str, text: str, header_time: str = "") -> Batch | None:
+        """Queue one record; a full batch is returned, to be yielded by the reader."""
+        self.wheres.append(where)
+        self.texts.append(text)
+        self.times.append(header_time)
+        return self.done() if len(self.texts) >= RAW_ROWS else None
+
+    def done(self) -> Batch | None:
+        """The records queued so far as one batch (None when there are none)."""
+        n = len(self.texts)
+        if not n:
+            return None
+        zeros = pa.array([0] * n, pa.int32())
+        const = [pa.DictionaryArray.from_arrays(zeros, pa.array([v], pa.string())).cast(pa.string())
+                 for v in (self.fallback_id, self.what)]
+        batch = Batch(RAW, pa.table([pa.array(self.wheres, pa.string()), pa.array(self.texts, pa.string()),
+                                     pa.array(self.times, pa.string()), *const], names=list(RAW_COLUMNS)))
+        self.wheres, self.texts, self.times = [], [], []
+        return batch
