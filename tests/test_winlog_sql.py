@@ -58,7 +58,7 @@ def test_every_mapping_file_names_a_table_and_only_its_columns(con: duckdb.DuckD
     assert {m.table for m in found} >= {"Event", "SecurityEvent", "DeviceProcessEvents", "DeviceFileEvents",
                                         "DeviceImageLoadEvents", "DeviceFileCertificateInfo"}
     raw = "SELECT 0 AS _exhunt_part, 0::BIGINT AS _exhunt_seq, '' AS _record, '' AS data, '' AS header_time, " \
-          "'' AS fallback_id WHERE false"
+          "'' AS fallback_id, '' AS _what WHERE false"
     con.execute(f"CREATE OR REPLACE TEMP VIEW _exhunt_rawbatch AS {raw}")
     events = f"SELECT *, '' AS _source_file, NULL::TIMESTAMP AS _time FROM ({winsql.events_sql()})"
     for m in found:
@@ -141,3 +141,19 @@ def test_a_mapping_without_a_table_is_refused(tmp_path: Path, monkeypatch: pytes
     finally:
         monkeypatch.delenv(winsql.MAPPINGS_ENV)
         winsql.mappings.cache_clear()
+
+
+def test_records_that_are_not_events_are_counted_with_their_line(tmp_path: Path) -> None:
+    import winlog_gen as g
+
+    good = g.write_jsonl(tmp_path / "one.json", [g.evtx_json(g.SYSMON11)]).read_text(encoding="utf-8")
+    path = tmp_path / "mixed.json"
+    path.write_text(good + '{"Event": {"Data": 1}}\n\n{"Event": {"System": \n' + good, encoding="utf-8")
+    with Session(in_memory=True) as session:
+        (report,) = session.load_files([sources.disk_file(path)], jobs=1)
+        files = session.query("DeviceFileEvents | project _record").to_pylist()
+    assert (report.read, report.total_skipped) == (4, 2)
+    assert dict(report.skipped) == {"not a EVTX JSON (Event.System) record": 1, "invalid JSON": 1}
+    assert any("mixed.json:line 2: skipped: not a EVTX JSON" in m for m in report.messages)
+    assert any("mixed.json:line 4: skipped: invalid JSON" in m for m in report.messages)
+    assert sorted(r["_record"] for r in files) == ["line 1", "line 5"]

@@ -405,16 +405,18 @@ class Session:
             else:
                 self.run(f"CREATE TABLE _w_events AS {select}", params)
                 self._win_ready = True
-            for where, i, what, text in self.run(
-                    "SELECT _record, _exhunt_part, _what, CASE WHEN NOT json_valid(data) THEN data END "
-                    "FROM _exhunt_rawbatch WHERE _exhunt_seq NOT IN "
-                    "(SELECT _exhunt_seq FROM _w_events WHERE _exhunt_seq >= ?) ORDER BY _exhunt_seq", [first]):
-                parts[i].report.skip(where, *winsql.not_an_event(what, text))
         finally:
             self.con.unregister("_exhunt_rawbatch")
-        rows = self.run(f"SELECT {', '.join(winsql.PYTHON_COLUMNS)} FROM _w_events "
-                        f"WHERE _exhunt_seq >= ? AND Kind IN {tuple(winsql.PYTHON_KINDS)} ORDER BY _exhunt_seq",
-                        [first])
+        # Records that are not events were stored (filtering them out while parsing parses twice).
+        gone = self.run("SELECT _record, _exhunt_part, _what, CASE WHEN NOT json_valid(Doc) THEN Doc END "
+                        "FROM _w_events WHERE _exhunt_seq >= ? AND NOT is_event ORDER BY _exhunt_seq", [first])
+        for where, i, what, text in gone:
+            self._win_files[i].report.skip(where, *winsql.not_an_event(what, text))
+        if gone:
+            self.run("DELETE FROM _w_events WHERE _exhunt_seq >= ? AND NOT is_event", [first])
+        fresh = winsql.events_view(f"SELECT * FROM _w_events WHERE _exhunt_seq >= {first} "
+                                    f"AND Kind IN {tuple(winsql.PYTHON_KINDS)}")
+        rows = self.run(f"SELECT {', '.join(winsql.PYTHON_COLUMNS)} FROM ({fresh}) AS _w ORDER BY _exhunt_seq")
         out: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         for row in rows:
             i, ev, rid = winsql.win_event(row)

@@ -104,11 +104,20 @@ def mappings() -> tuple[Mapping, ...]:
     return tuple(out)
 
 
+def events_view(source: str) -> str:
+    """`source` (a SELECT over `_w_events`) with each record's data read from its Doc: Data (named,
+    JSON), DataList (positional) and M (Data as a map of texts). DuckDB computes a column only
+    where a query reads it, after the query's filters, so data is parsed for selected rows only."""
+    return ("SELECT *, TRY_CAST(Data AS MAP(VARCHAR, VARCHAR)) AS M FROM ("
+            "SELECT * EXCLUDE (_ed), win_named(_ed) AS Data, win_list(_ed) AS DataList FROM ("
+            "SELECT * EXCLUDE (_e), win_ed(_e) AS _ed FROM ("
+            "SELECT *, from_json(Doc, '{\"Event\": {\"EventData\": \"JSON\", \"UserData\": \"JSON\"}}').Event AS _e "
+            f"FROM ({source}) AS _w)))")
+
+
 def over(m: Mapping, source: str) -> str:
-    """The mapping's SELECT with `events` bound to the rows of `source` (a SELECT over
-    `_w_events`), M (the named data as a map of texts) computed for the rows it selects."""
-    events = (f"events AS NOT MATERIALIZED (SELECT *, TRY_CAST(Data AS MAP(VARCHAR, VARCHAR)) AS M "
-              f"FROM ({source}) AS _w)")
+    """The mapping's SELECT with `events` bound to the rows of `source` (see events_view)."""
+    events = f"events AS NOT MATERIALIZED ({events_view(source)})"
     body = "\n".join(line for line in m.sql.splitlines() if not line.startswith("--")).strip()
     if body[:5].upper() == "WITH ":
         return f"WITH {events}, {body[5:]}"

@@ -13,4 +13,3 @@ SELECT *,
        CASE WHEN RecordId IS NOT NULL THEN win_report_id([lower(Computer), lower(Channel), CAST(RecordId AS VARCHAR)])
             ELSE win_report_id([fallback_id, _record]) END AS ReportId
 FROM _exhunt_form
-WHERE is_event

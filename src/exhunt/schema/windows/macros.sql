@@ -76,3 +76,40 @@ CREATE OR REPLACE MACRO win_listing(m, list) AS
     CASE WHEN list IS NOT NULL THEN array_to_string(list_transform(list, lambda x: coalesce(x, '')), chr(10))
          ELSE coalesce(array_to_string(list_transform(map_entries(m), lambda p: p.key || ': ' || coalesce(p.value, '')), chr(10)), '')
     END;
+
+-- A System field typed VARCHAR that may hold an object's JSON text ({"#text": 4688, "#attributes": ..}
+-- in forwarded events): its #text.
+CREATE OR REPLACE MACRO win_text(v) AS CASE WHEN left(v, 1) = '{' THEN json_extract_string(v, '$."#text"') ELSE v END;
+
+-- Positional EventData values as texts: a JSON array's elements, else the one value.
+CREATE OR REPLACE MACRO win_positional(j) AS
+    CASE WHEN json_type(j) = 'ARRAY' THEN json_extract_string(j, '$[*]') ELSE [j ->> '$'] END;
+
+-- A record's data (exhunt/winlog/forms.py): EventData, else UserData (its one inner element when it
+-- wraps one object), as JSON text. `e` is the record's {"EventData": JSON, "UserData": JSON}.
+CREATE OR REPLACE MACRO win_ed(e) AS
+    CASE WHEN coalesce(e.EventData, 'null') <> 'null' THEN e.EventData
+         WHEN left(e.UserData, 1) = '{' AND len(json_keys(e.UserData)) = 1 AND json_type(e.UserData, '$.*') = ['OBJECT']
+              THEN (e.UserData -> '$.*')[1]
+         ELSE e.UserData END;
+
+-- Unnamed <Data> elements (alone, or beside <Binary>) are positional data; the parser writes them as
+-- {"Data": ...}, so only such objects need their keys read.
+CREATE OR REPLACE MACRO win_by_position(ed) AS
+    starts_with(ed, '{"Data":') AND coalesce(json_type(ed, '$.Data'), 'NULL') <> 'NULL'
+    AND (len(json_keys(ed)) = 1 OR (len(json_keys(ed)) = 2 AND json_type(ed, '$.Binary') IS NOT NULL));
+
+-- Named data as a JSON object (#attributes left out), or NULL.
+CREATE OR REPLACE MACRO win_named(ed) AS
+    CASE WHEN left(ed, 1) = '{' AND win_by_position(ed) IS NOT TRUE THEN
+         CASE WHEN contains(ed, '"#attributes"') AND json_type(ed, '$."#attributes"') IS NOT NULL
+              THEN json_merge_patch(ed, '{"#attributes": null}') ELSE ed END
+    END;
+
+-- Positional data as a list of texts, or NULL; a bare non-empty string is one value.
+CREATE OR REPLACE MACRO win_list(ed) AS
+    CASE WHEN win_by_position(ed) THEN
+              list_transform(win_positional(CASE WHEN json_type(ed, '$.Data') = 'OBJECT' THEN ed -> '$.Data."#text"'
+                                                 ELSE ed -> '$.Data' END), lambda v: coalesce(v, ''))
+         WHEN left(ed, 1) = '"' AND ed ->> '$' <> '' THEN [ed ->> '$']
+    END;
