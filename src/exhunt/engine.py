@@ -403,7 +403,7 @@ class Session:
             if self._win_ready:
                 self.run(f"INSERT INTO _w_events BY NAME {select}", params)
             else:
-                self.run(f"CREATE TABLE _w_events AS {select}", params)
+                self.run(f"CREATE TEMP TABLE _w_events AS {select}", params)
                 self._win_ready = True
         finally:
             self.con.unregister("_exhunt_rawbatch")
