@@ -451,29 +451,28 @@ class Session:
             if self._forced is not None and m.table != self._forced:
                 continue
             t = self.tables[m.table]
-            if m.dedupe:
+            if m.dedupe:  # the first of each kept row is chosen among all rows: one pass, times as text
                 self._dedupe(m, fresh)
-                select = "SELECT * FROM _exhunt_mapped"
-            elif m.table in self._unread or m.view:  # checked and counted; no copy
-                select = winsql.over(m, fresh)
-            else:
-                self.run(f"CREATE OR REPLACE TEMP TABLE _exhunt_mapped AS {winsql.over(m, fresh)}")
-                select = "SELECT * FROM _exhunt_mapped"
-            if not self.run(f"SELECT count(*) FROM ({select}) AS _exhunt_m")[0][0]:
+                if self.run("SELECT count(*) FROM _exhunt_mapped")[0][0]:
+                    self._insert_data(m.table, self.con.sql("SELECT * FROM _exhunt_mapped"), parts)
                 continue
-            rel = self.con.sql(select)
-            if m.view and m.table not in self._unread:
-                self._insert_data(m.table, rel, parts, store=False)
-                if m.table not in self._win_views:
-                    self._win_views.add(m.table)
-                    whole = winsql.over(m, "SELECT * FROM _w_events")
-                    viewed = f"SELECT * REPLACE (_exhunt_time AS {_q(t.time_column)}) FROM ({whole}) AS _exhunt_v"
-                    schema = self.con.sql(viewed).limit(0).to_arrow_table().schema
-                    p = self._plan(t, schema, f"({viewed}) AS _exhunt_src")
-                    self._expose(t, f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(PART)}) "
-                                    f"FROM ({p.sql}) AS _exhunt_norm WHERE {_q(t.time_column)} IS NOT NULL")
-            else:
-                self._insert_data(m.table, rel, parts)
+            copy = m.table not in self._unread and not m.view
+            # Times were parsed once into _w_events; only rows without one (few) give the
+            # normalizer text, so its messages name the bad or missing time as for any input.
+            for typed in (False, True):
+                select = winsql.over(m, fresh, typed_time=typed)
+                if copy:
+                    self.run(f"CREATE OR REPLACE TEMP TABLE _exhunt_mapped AS {select}")
+                    select = "SELECT * FROM _exhunt_mapped"
+                if self.run(f"SELECT count(*) FROM ({select}) AS _exhunt_m")[0][0]:
+                    self._insert_data(m.table, self.con.sql(select), parts, store=copy)
+            if m.view and m.table not in self._unread and m.table not in self._win_views:
+                self._win_views.add(m.table)
+                viewed = winsql.over(m, "SELECT * FROM _w_events", typed_time=True)
+                schema = self.con.sql(viewed).limit(0).to_arrow_table().schema
+                p = self._plan(t, schema, f"({viewed}) AS _exhunt_src")
+                self._expose(t, f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(PART)}) "
+                                f"FROM ({p.sql}) AS _exhunt_norm WHERE {_q(t.time_column)} IS NOT NULL")
 
     def _dedupe(self, m: winsql.Mapping, events: str) -> None:
         """`_exhunt_mapped` := the mapping's rows, first of each distinct `m.dedupe` value per input file."""

@@ -50,8 +50,7 @@ class Mapping:
     table: str
     sql: str
     dedupe: tuple[str, ...] = ()
-    #: Queried in place (a view over the stored events), not copied; its SELECT passes the
-    #: parsed time through as `_exhunt_time`.
+    #: Queried in place (a view over the stored events), not copied.
     view: bool = False
 
 
@@ -115,8 +114,16 @@ def events_view(source: str) -> str:
             f"FROM ({source}) AS _w)))")
 
 
-def over(m: Mapping, source: str) -> str:
-    """The mapping's SELECT with `events` bound to the rows of `source` (see events_view)."""
+def over(m: Mapping, source: str, typed_time: bool | None = None) -> str:
+    """The mapping's SELECT with `events` bound to the rows of `source` (see events_view).
+
+    `typed_time` True: only rows whose time parsed at load, with `Time` that TIMESTAMP (the
+    normalizer passes it through); False: only the rows whose time did not parse, `Time` as
+    text (the normalizer names the problem); None: every row, `Time` as text.
+    """
+    if typed_time is not None:
+        source = (f"SELECT * REPLACE (_time AS Time) FROM ({source}) AS _s WHERE _time IS NOT NULL" if typed_time
+                  else f"SELECT * FROM ({source}) AS _s WHERE _time IS NULL")
     events = f"events AS NOT MATERIALIZED ({events_view(source)})"
     body = "\n".join(line for line in m.sql.splitlines() if not line.startswith("--")).strip()
     if body[:5].upper() == "WITH ":

@@ -18,5 +18,5 @@ SELECT Time AS TimeGenerated,
        win_param_xml(M, DataList) AS ParameterXml,
        win_event_data(M, DataList) AS EventData,
        'Event' AS Type,
-       _record, _source_file, _exhunt_seq, _exhunt_part, _time AS _exhunt_time
+       _record, _source_file, _exhunt_seq, _exhunt_part
 FROM events

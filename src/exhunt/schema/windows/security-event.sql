@@ -58,5 +58,5 @@ SELECT Time AS TimeGenerated, Computer, EventID,
        M['ServiceName'] AS ServiceName, M['ServiceFileName'] AS ServiceFileName,
        win_event_data(M, DataList) AS EventData,
        'SecurityEvent' AS Type,
-       _record, _source_file, _exhunt_seq, _exhunt_part, _time AS _exhunt_time
+       _record, _source_file, _exhunt_seq, _exhunt_part
 FROM a
