@@ -109,6 +109,22 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
 
 
 @dataclass
+class LazyCsv:
+    """A large CSV file queried in place through a view, its rows' lines found only on request
+    (see Session._view_csv and Session.lines_of)."""
+
+    display: str
+    table: str
+    #: The normalizing SELECT over DuckDB's parse of the file (file order when numbered).
+    sql: str
+    rows: int
+    first_line: int
+    fallback: Callable[[FileReport], Iterator[Batch]]
+    #: Whether row i is on line first_line + i (no value spans lines).
+    one_line_rows: bool
+
+
+@dataclass
 class Translated:
     sql: str
     params: dict[str, Any]
@@ -146,6 +162,13 @@ class Session:
         self._in_place: dict[str, list[str]] = {}
         #: Tables holding a parsed CSV file each (see _stage).
         self._staged: list[str] = []
+        #: Large CSV files are queried in place too, each row's line found only when asked for
+        #: (`lines_of`; `exhunt detect` asks for the alerting rows only). Needs `in_place`.
+        self.lines_later = False
+        #: Display name -> CSV file queried in place without line numbers (see _view_csv).
+        self.lazy: dict[str, LazyCsv] = {}
+        #: Table -> indexes into _in_place[table] of the lazily numbered CSV files.
+        self._lazy_parts: dict[str, set[int]] = {}
         self.set_window(EARLIEST, LATEST)
         for t in self.tables.values():
             self._create(t)
@@ -198,6 +221,8 @@ class Session:
         for staged in self._staged:
             self.run(f"DROP TABLE {_q(staged)}")
         self._staged.clear()
+        self.lazy.clear()
+        self._lazy_parts.clear()
 
     def kql_schema(self) -> dict[str, list[str]]:
         """Table -> columns, as duckdb-kql needs it for union/join column rules."""
@@ -272,7 +297,8 @@ class Session:
         for report, display, item in events:
             if isinstance(item, Relation) and item.fallback is not None:
                 # A text file DuckDB parses: its rows if they pass the checks, else the reader's.
-                if not self._stage(item, report, display):
+                if not (self.lines_later and self._view_csv(item, report, display)) and \
+                        not self._stage(item, report, display):
                     try:
                         for batch in item.fallback(report):
                             self._add(batch, report, display)
@@ -412,16 +438,125 @@ class Session:
                         f"WHERE {time} IS NOT NULL")
         return True
 
-    def _expose(self, t: TableSchema, select: str) -> None:
-        """Make the rows of `select` part of table `t` (see _attach)."""
+    def _expose(self, t: TableSchema, select: str) -> int:
+        """Make the rows of `select` part of table `t` (see _attach); its index among them."""
         if t.name not in self._in_place:
             self.run(f"ALTER TABLE {_q('_t_' + t.name)} RENAME TO {_q('_s_' + t.name)}")
             self._in_place[t.name] = []
         self._in_place[t.name].append(select)
-        union = " UNION ALL BY NAME ".join(f"({q})" for q in [f"SELECT * FROM {_q('_s_' + t.name)}",
-                                                               *self._in_place[t.name]])
-        self.run(f"CREATE OR REPLACE VIEW {_q('_t_' + t.name)} AS {union}")
+        self.run(f"CREATE OR REPLACE VIEW {_q('_t_' + t.name)} AS {self._union(t.name, self._in_place[t.name])}")
         self._create_view(t)
+        return len(self._in_place[t.name]) - 1
+
+    def _union(self, table: str, selects: list[str]) -> str:
+        return " UNION ALL BY NAME ".join(f"({q})" for q in [f"SELECT * FROM {_q('_s_' + table)}", *selects])
+
+    def numbered_rows(self, table: str) -> str:
+        """SQL of table's rows in scan order (what `LIMIT 1` would meet first), `_exhunt_ord`
+        numbering them, without the CSV files whose lines are found later (see lines_of)."""
+        lazy = self._lazy_parts.get(table, set())
+        source = _q("_t_" + table)
+        if lazy:
+            source = f"({self._union(table, [q for i, q in enumerate(self._in_place[table]) if i not in lazy])})"
+        return f"SELECT *, row_number() OVER () AS _exhunt_ord FROM {source}"
+
+    def _view_csv(self, rel: Relation, report: FileReport, display: str) -> bool:
+        """Query a large CSV file in place through a view over DuckDB's parallel reader; False,
+        with nothing stored and nothing reported, when `_stage` must take it instead.
+
+        One aggregate query over the parse counts the rows and any row with a value that did
+        not cast or a missing time, while a thread counts the file's physical lines (DuckDB
+        skips an empty line the reader counts as a record, so rows and lines must be compared
+        for the run summary to stay the reader's). A clean file becomes part of its table as a
+        normalizing SELECT over `read_csv`: each query reads only the columns it needs, and no
+        row gets a line number now (`_record` is null). The lines of the few rows that need
+        one (alerts) are found afterwards by `lines_of`, a second, targeted read of the file.
+        A file with any problem row, an empty line, or command lines to decode goes to
+        `_stage` as before, so the run summary names every problem exactly as it always did.
+        """
+        t = self.tables[rel.table]
+        assert rel.physical_records is not None and rel.fallback is not None and rel.blank_lines is not None
+        try:
+            schema = self.con.sql(rel.sql).limit(0).to_arrow_table().schema
+        except duckdb.Error:
+            return False
+        p = plan(t, schema, f"({rel.sql}) AS _exhunt_src")
+        if p.time_source is None:
+            return False
+        time = _q(t.time_column)
+        cmd_col = self._enrich_column(t)
+        checks = f"count(*), count(*) FILTER (len({BAD}) > 0 OR {time} IS NULL)"
+        if cmd_col is not None and cmd_col.lower() in p.sql.lower():
+            checks += f", count(*) FILTER ({enrich.SQL_FILTER.format(col=_q(cmd_col))})"
+        lines = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exhunt-lines")
+        physical = lines.submit(rel.physical_records)
+        try:
+            rows, flagged, *encoded = self.run(f"SELECT {checks} FROM ({p.sql}) AS _exhunt_norm")[0]
+            one_line_rows = physical.result() == rows
+        except (duckdb.Error, OSError):
+            return False
+        finally:
+            lines.shutdown(wait=True)
+        if rows == 0 or flagged or any(encoded) or (not one_line_rows and rel.blank_lines()):
+            return False
+        self._add_columns(t, p)
+        report.read += rows
+        report.used[t.name] += rows
+        report.unknown_columns.update(p.unknown_columns)
+        if t.name in self._unread:
+            return True
+        keep = self._keep.get(t.name)
+        kept = [c for c in t.names + p.extra_columns if keep is None or c.lower() in keep]
+        select = (f"SELECT {', '.join(_q(c) for c in kept)}, {literal(display)} AS {_q(SOURCE_FILE)}, "
+                  f"CAST(NULL AS VARCHAR) AS {_q(SOURCE_RECORD)} FROM ({p.sql}) AS _exhunt_norm")
+        self._lazy_parts.setdefault(t.name, set()).add(self._expose(t, select))
+        self.lazy[display] = LazyCsv(display, t.name, p.sql, rows, rel.first_line, rel.fallback, one_line_rows)
+        return True
+
+    def lines_of(self, display: str, keys: pa.Table) -> dict[int, str]:
+        """`line N` of the first row of a CSV file queried in place (see _view_csv) matching each
+        key row, by the key's `_i`: the other columns of `keys` are table columns to match.
+
+        A second read of the file: DuckDB numbers its rows in file order, reading only the key
+        columns, and row i is line first_line + i when the file's physical lines equal its rows
+        (counted when it was loaded). Otherwise a value spans lines somewhere, and the reader,
+        which knows each record's line, reads the file again.
+        """
+        lazy = self.lazy[display]
+        cols = [c for c in keys.column_names if c != "_i"]
+        on = " AND ".join(f"r.{_q(c)} = k.{_q(c)}" for c in cols) or "true"
+        self.con.register("_exhunt_keys", keys)
+        try:
+            if lazy.one_line_rows:
+                found = self.run(
+                    f"SELECT k._i, min(r._n) FROM _exhunt_keys k JOIN (SELECT row_number() OVER () AS _n, "
+                    f"{', '.join(_q(c) for c in cols)} FROM ({lazy.sql}) AS _exhunt_norm) r ON {on} GROUP BY k._i")
+                return {int(i): f"line {n - 1 + lazy.first_line}" for i, n in found}
+            return self._lines_by_reader(lazy, cols, on)
+        finally:
+            self.con.unregister("_exhunt_keys")
+
+    def _lines_by_reader(self, lazy: LazyCsv, cols: list[str], on: str) -> dict[int, str]:
+        """`lines_of` for a file whose rows are not one line each: the reader's batches, in order."""
+        t = self.tables[lazy.table]
+        out: dict[int, str] = {}
+        wanted = int(self.run("SELECT count(*) FROM _exhunt_keys")[0][0])
+        for batch in lazy.fallback(FileReport(lazy.display)):
+            self.con.register("_exhunt_batch", batch.data)
+            try:
+                p = self._plan(t, batch.data.schema)
+                select = ", ".join(_q(c) for c in [*cols, SOURCE_RECORD])
+                found = self.run(
+                    f"SELECT k._i, arg_min(r.{_q(SOURCE_RECORD)}, CAST(substr(r.{_q(SOURCE_RECORD)}, 6) AS BIGINT)) "
+                    f"FROM _exhunt_keys k JOIN (SELECT {select} FROM ({p.sql}) AS _exhunt_norm) r ON {on} "
+                    f"GROUP BY k._i")
+            finally:
+                self.con.unregister("_exhunt_batch")
+            for i, record in found:
+                out.setdefault(int(i), str(record))
+            if len(out) == wanted:
+                break
+        return out
 
     def _stage(self, rel: Relation, report: FileReport, display: str) -> bool:
         """Store a text file DuckDB parses in parallel (CSV); False, with nothing stored and
