@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from conftest import run_cli
-from exhunt import alerts, sources
+from exhunt import alerts, engine, sources
 from exhunt.engine import Session
 from exhunt.replay import run_rule
 from exhunt.rule import load_rules
@@ -95,11 +95,14 @@ def _big_csv(path: Path, n: int, multi_at: int | None = None) -> None:
         f"TO '{path}' (HEADER, NEW_LINE '\\r\\n')").fetchall()
 
 
+@pytest.mark.parametrize("copy", [True, False])
 @pytest.mark.parametrize("multi_at", [None, 7])
 def test_lines_of_rows_far_into_a_file_duckdb_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     multi_at: int | None) -> None:
+                                                     multi_at: int | None, copy: bool) -> None:
     """The second read numbers rows in file order across DuckDB's parallel buffers; a value
-    spanning lines anywhere before a row moves it down, and the line still comes out exact."""
+    spanning lines anywhere before a row moves it down, and the line still comes out exact
+    (rows kept in a temporary table in any order, or a view over the parse)."""
+    monkeypatch.setattr(engine, "COPY_CSV", copy)
     monkeypatch.setattr(mde_csv, "DUCKDB_MIN_BYTES", 0)
     monkeypatch.setattr(mde_csv, "DUCKDB_BUFFER_BYTES", 256 << 10)
     n = 60_000
@@ -119,6 +122,9 @@ def test_lines_of_rows_far_into_a_file_duckdb_splits(tmp_path: Path, monkeypatch
         lines = s.lines_of(str(path), keys)
         assert lines == {i: f"line {r[2]}" for i, r in enumerate(picked)}
         assert s.lazy[str(path)].one_line_rows is (multi_at is None)
+        assert len(s._lazy_tables) == copy
+        s.clear()
+        assert s.row_count("DeviceFileEvents") == 0 and not s.lazy
 
 
 def test_detect_names_exact_lines_for_rows_kept_whole_and_projected(tmp_path: Path, duckdb_csv: None) -> None:
@@ -163,3 +169,14 @@ def test_memory_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     code, out, _ = run_cli(["query", "DeviceFileEvents | count", str(tmp_path), "-q", "-f", "jsonl",
                             "--memory", "600MB"])
     assert code == 0 and json.loads(out)["Count"] == len(FILE_ROWS)
+
+
+def test_provenance_join_for_many_alerts_finds_what_limit_one_finds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many alerts are looked up by one join per table instead of one `LIMIT 1` each: same files
+    and records, the first row in scan order winning as before."""
+    demo = Path(__file__).resolve().parent.parent / "demo"
+    args = ["detect", str(demo), "-f", "jsonl", "-q", "-j", "1"]
+    code, few, _ = run_cli(args)
+    monkeypatch.setattr(alerts, "FEW", 0)
+    code2, many, _ = run_cli(args)
+    assert (code, code2) == (code, code) and many == few and '"source_record": "line' in few

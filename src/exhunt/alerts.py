@@ -16,6 +16,7 @@ import pyarrow as pa
 from exhunt.engine import Session
 from exhunt.rule import Rule
 from exhunt.schema import SOURCE_FILE, SOURCE_RECORD
+from exhunt.sqltext import ident as _q
 
 #: The fields every alert has, in output order, before the rule's own columns (provenance comes last).
 HEAD = ("rule_id", "rule_name", "severity", "confidence", "tactics", "techniques", "Timestamp", "DeviceName")
@@ -77,10 +78,16 @@ def _key_tables(rows: dict[int, dict[str, Any]]) -> Iterator[pa.Table]:
         yield pa.table(columns)
 
 
+#: Up to this many rows are looked up one `LIMIT 1` each (cheapest for a few alerts); more
+#: by one join per table, whose cost does not grow with every alert scanning the table.
+FEW = 64
+
+
 def _find_sources(session: Session, tables: list[str], rows: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
     """(file, record) of each row that lost its provenance columns, by row index: the first
-    row in scan order of the first table holding a row with its values. One join per table
-    (and shape of values) for all rows, so memory and time stay flat as alerts grow.
+    row in scan order of the first table holding a row with its values. One statement per
+    table: for many rows a join (and one per shape of values), so time and memory do not
+    grow with alerts times rows.
 
     CSV files queried in place are not searched here but by `resolve_lines`, after every
     other file (their rows have no line number until then).
@@ -89,19 +96,27 @@ def _find_sources(session: Session, tables: list[str], rows: list[dict[str, Any]
     pending = [i for i, row in enumerate(rows) if SOURCE_FILE not in row]
     for name in tables:
         keys = {i: c for i in pending if (c := _conditions(session, name, rows[i])) is not None}
-        for table in _key_tables(keys):
-            cols = [c for c in table.column_names if c != "_i"]
-            on = " AND ".join(f'r."{c}" = k."{c}"' for c in cols)
-            session.con.register("_exhunt_keys", table)
-            try:
-                hits = session.run(
-                    f'SELECT k._i, arg_min(r."{SOURCE_FILE}", r._exhunt_ord), '
-                    f'arg_min(r."{SOURCE_RECORD}", r._exhunt_ord) '
-                    f"FROM _exhunt_keys k JOIN ({session.numbered_rows(name)}) r ON {on} GROUP BY k._i")
-            finally:
-                session.con.unregister("_exhunt_keys")
-            for i, file, record in hits:
-                found.setdefault(int(i), (str(file or ""), str(record or "")))
+        source = session.searchable(name)
+        if len(keys) <= FEW:
+            parts = [f'(SELECT {i}, "{SOURCE_FILE}", "{SOURCE_RECORD}" FROM {source} '
+                     f'WHERE {" AND ".join(f"{_q(c)} = ?" for c in conds)} LIMIT 1)' for i, conds in keys.items()]
+            params = [v for conds in keys.values() for v in conds.values()]
+            hits = session.run(" UNION ALL ".join(parts), params) if parts else []
+        else:
+            hits = []
+            for table in _key_tables(keys):
+                cols = [c for c in table.column_names if c != "_i"]
+                on = " AND ".join(f"r.{_q(c)} = k.{_q(c)}" for c in cols)
+                session.con.register("_exhunt_keys", table)
+                try:
+                    hits += session.run(
+                        f'SELECT k._i, arg_min(r."{SOURCE_FILE}", r._o), arg_min(r."{SOURCE_RECORD}", r._o) '
+                        f"FROM _exhunt_keys k JOIN (SELECT *, row_number() OVER () AS _o FROM {source}) r "
+                        f"ON {on} GROUP BY k._i")
+                finally:
+                    session.con.unregister("_exhunt_keys")
+        for i, file, record in hits:
+            found.setdefault(int(i), (str(file or ""), str(record or "")))
         pending = [i for i in pending if i not in found]
     return found
 

@@ -51,6 +51,11 @@ PENDING_BYTES = 192 << 20
 STORE_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, duckdb.IOException, duckdb.InvalidInputException)
 
 Progress = Callable[[int], None]
+#: A large CSV hunted in place (Session.lines_later) keeps the columns the rules read in a
+#: temporary table, filled by one parallel parse in any order; False: a view over the parse,
+#: so every query parses the file again (slower as soon as two queries read it, see
+#: docs/benchmarks.md, round 5).
+COPY_CSV = True
 
 
 @dataclass
@@ -169,6 +174,8 @@ class Session:
         self.lazy: dict[str, LazyCsv] = {}
         #: Table -> indexes into _in_place[table] of the lazily numbered CSV files.
         self._lazy_parts: dict[str, set[int]] = {}
+        #: Temporary tables holding those files' columns (see COPY_CSV).
+        self._lazy_tables: list[str] = []
         self.set_window(EARLIEST, LATEST)
         for t in self.tables.values():
             self._create(t)
@@ -221,6 +228,9 @@ class Session:
         for staged in self._staged:
             self.run(f"DROP TABLE {_q(staged)}")
         self._staged.clear()
+        for copied in self._lazy_tables:
+            self.run(f"DROP TABLE {_q(copied)}")
+        self._lazy_tables.clear()
         self.lazy.clear()
         self._lazy_parts.clear()
 
@@ -451,26 +461,25 @@ class Session:
     def _union(self, table: str, selects: list[str]) -> str:
         return " UNION ALL BY NAME ".join(f"({q})" for q in [f"SELECT * FROM {_q('_s_' + table)}", *selects])
 
-    def numbered_rows(self, table: str) -> str:
-        """SQL of table's rows in scan order (what `LIMIT 1` would meet first), `_exhunt_ord`
-        numbering them, without the CSV files whose lines are found later (see lines_of)."""
+    def searchable(self, table: str) -> str:
+        """SQL naming the table's rows in scan order (what `LIMIT 1` meets first), without the
+        CSV files whose lines are found later (see lines_of)."""
         lazy = self._lazy_parts.get(table, set())
-        source = _q("_t_" + table)
-        if lazy:
-            source = f"({self._union(table, [q for i, q in enumerate(self._in_place[table]) if i not in lazy])})"
-        return f"SELECT *, row_number() OVER () AS _exhunt_ord FROM {source}"
+        if not lazy:
+            return _q("_t_" + table)
+        return f"({self._union(table, [q for i, q in enumerate(self._in_place[table]) if i not in lazy])})"
 
     def _view_csv(self, rel: Relation, report: FileReport, display: str) -> bool:
-        """Query a large CSV file in place through a view over DuckDB's parallel reader; False,
-        with nothing stored and nothing reported, when `_stage` must take it instead.
+        """Hunt a large CSV file as DuckDB's parallel reader parses it, with no line numbers;
+        False, with nothing stored and nothing reported, when `_stage` must take it instead.
 
-        One aggregate query over the parse counts the rows and any row with a value that did
-        not cast or a missing time, while a thread counts the file's physical lines (DuckDB
-        skips an empty line the reader counts as a record, so rows and lines must be compared
-        for the run summary to stay the reader's). A clean file becomes part of its table as a
-        normalizing SELECT over `read_csv`: each query reads only the columns it needs, and no
-        row gets a line number now (`_record` is null). The lines of the few rows that need
-        one (alerts) are found afterwards by `lines_of`, a second, targeted read of the file.
+        One parallel parse of the columns the rules read fills a temporary table in any order
+        (COPY_CSV; else a view over the parse, parsed again by every query), flagging any
+        value that did not cast or missing time; meanwhile a thread counts the file's physical
+        lines (DuckDB skips an empty line the reader counts as a record, so rows and lines must
+        be compared for the run summary to stay the reader's). A clean file's rows join their
+        table with `_record` null. The lines of the few rows that need one (alerts) are found
+        afterwards by `lines_of`, a second, targeted read of the file.
         A file with any problem row, an empty line, or command lines to decode goes to
         `_stage` as before, so the run summary names every problem exactly as it always did.
         """
@@ -484,20 +493,43 @@ class Session:
         if p.time_source is None:
             return False
         time = _q(t.time_column)
+        problem = f"len({BAD}) > 0 OR {time} IS NULL"
         cmd_col = self._enrich_column(t)
-        checks = f"count(*), count(*) FILTER (len({BAD}) > 0 OR {time} IS NULL)"
-        if cmd_col is not None and cmd_col.lower() in p.sql.lower():
-            checks += f", count(*) FILTER ({enrich.SQL_FILTER.format(col=_q(cmd_col))})"
+        encoded = (enrich.SQL_FILTER.format(col=_q(cmd_col))
+                   if cmd_col is not None and cmd_col.lower() in p.sql.lower() else "false")
+        keep = self._keep.get(t.name)
+        kept = [c for c in t.names + p.extra_columns if keep is None or c.lower() in keep]
+        copy = COPY_CSV and t.name not in self._unread
+        name = f"_v{len(self.lazy)}_{t.name}"
         lines = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exhunt-lines")
         physical = lines.submit(rel.physical_records)
         try:
-            rows, flagged, *encoded = self.run(f"SELECT {checks} FROM ({p.sql}) AS _exhunt_norm")[0]
+            if copy:  # in any order: no row's position matters any more
+                self.run("SET preserve_insertion_order = false")
+                try:
+                    self.run(f"CREATE TEMP TABLE {_q(name)} AS SELECT {', '.join(_q(c) for c in kept)}, "
+                             f"{problem} AS _exhunt_problem, {encoded} AS _exhunt_encoded "
+                             f"FROM ({p.sql}) AS _exhunt_norm")
+                finally:
+                    self.run("SET preserve_insertion_order = true")
+                self._lazy_tables.append(name)
+                rows, flagged, n_encoded = self.run(
+                    f"SELECT count(*), count(*) FILTER (_exhunt_problem), count(*) FILTER (_exhunt_encoded) "
+                    f"FROM {_q(name)}")[0]
+            else:
+                rows, flagged, n_encoded = self.run(
+                    f"SELECT count(*), count(*) FILTER ({problem}), count(*) FILTER ({encoded}) "
+                    f"FROM ({p.sql}) AS _exhunt_norm")[0]
             one_line_rows = physical.result() == rows
+            clean = rows > 0 and not flagged and not n_encoded and (one_line_rows or not rel.blank_lines())
         except (duckdb.Error, OSError):
-            return False
+            clean = False
         finally:
             lines.shutdown(wait=True)
-        if rows == 0 or flagged or any(encoded) or (not one_line_rows and rel.blank_lines()):
+        if not clean:
+            if name in self._lazy_tables:
+                self.run(f"DROP TABLE {_q(name)}")
+                self._lazy_tables.remove(name)
             return False
         self._add_columns(t, p)
         report.read += rows
@@ -505,10 +537,9 @@ class Session:
         report.unknown_columns.update(p.unknown_columns)
         if t.name in self._unread:
             return True
-        keep = self._keep.get(t.name)
-        kept = [c for c in t.names + p.extra_columns if keep is None or c.lower() in keep]
+        source = _q(name) if copy else f"({p.sql}) AS _exhunt_norm"
         select = (f"SELECT {', '.join(_q(c) for c in kept)}, {literal(display)} AS {_q(SOURCE_FILE)}, "
-                  f"CAST(NULL AS VARCHAR) AS {_q(SOURCE_RECORD)} FROM ({p.sql}) AS _exhunt_norm")
+                  f"CAST(NULL AS VARCHAR) AS {_q(SOURCE_RECORD)} FROM {source}")
         self._lazy_parts.setdefault(t.name, set()).add(self._expose(t, select))
         self.lazy[display] = LazyCsv(display, t.name, p.sql, rows, rel.first_line, rel.fallback, one_line_rows)
         return True
