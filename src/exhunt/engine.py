@@ -115,8 +115,8 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
 
 @dataclass
 class LazyCsv:
-    """A large CSV file queried in place through a view, its rows' lines found only on request
-    (see Session._view_csv and Session.lines_of)."""
+    """A large CSV file hunted as DuckDB parsed it, its rows' lines found only on request
+    (see Session._csv_in_place and Session.lines_of)."""
 
     display: str
     table: str
@@ -170,7 +170,7 @@ class Session:
         #: Large CSV files are queried in place too, each row's line found only when asked for
         #: (`lines_of`; `exhunt detect` asks for the alerting rows only). Needs `in_place`.
         self.lines_later = False
-        #: Display name -> CSV file queried in place without line numbers (see _view_csv).
+        #: Display name -> CSV file queried in place without line numbers (see _csv_in_place).
         self.lazy: dict[str, LazyCsv] = {}
         #: Table -> indexes into _in_place[table] of the lazily numbered CSV files.
         self._lazy_parts: dict[str, set[int]] = {}
@@ -307,7 +307,7 @@ class Session:
         for report, display, item in events:
             if isinstance(item, Relation) and item.fallback is not None:
                 # A text file DuckDB parses: its rows if they pass the checks, else the reader's.
-                if not (self.lines_later and self._view_csv(item, report, display)) and \
+                if not (self.lines_later and self._csv_in_place(item, report, display)) and \
                         not self._stage(item, report, display):
                     try:
                         for batch in item.fallback(report):
@@ -469,7 +469,7 @@ class Session:
             return _q("_t_" + table)
         return f"({self._union(table, [q for i, q in enumerate(self._in_place[table]) if i not in lazy])})"
 
-    def _view_csv(self, rel: Relation, report: FileReport, display: str) -> bool:
+    def _csv_in_place(self, rel: Relation, report: FileReport, display: str) -> bool:
         """Hunt a large CSV file as DuckDB's parallel reader parses it, with no line numbers;
         False, with nothing stored and nothing reported, when `_stage` must take it instead.
 
@@ -545,7 +545,7 @@ class Session:
         return True
 
     def lines_of(self, display: str, keys: pa.Table) -> dict[int, str]:
-        """`line N` of the first row of a CSV file queried in place (see _view_csv) matching each
+        """`line N` of the first row of a CSV file queried in place (see _csv_in_place) matching each
         key row, by the key's `_i`: the other columns of `keys` are table columns to match.
 
         A second read of the file: DuckDB numbers its rows in file order, reading only the key
