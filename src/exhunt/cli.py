@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from exhunt import alerts as alerting
-from exhunt import output, sources, summary
+from exhunt import memory, output, sources, summary
 from exhunt.engine import Session
 from exhunt.errors import ExhuntError, UsageError
 from exhunt.replay import RuleRun, run_rule
@@ -44,6 +44,9 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No run summary on
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every input problem kept.")]
 JobsOpt = Annotated[int | None, typer.Option(
     "--jobs", "-j", min=1, help="Processes reading files in parallel (default: one per core; 1 = none).")]
+MemoryOpt = Annotated[str | None, typer.Option(
+    "--memory", help="Memory for the whole run, all processes (e.g. 1GB; default 1536MB or "
+                     "$EXHUNT_MEMORY); DuckDB spills to a temporary folder beyond its share.")]
 
 
 def parse_time(text: str) -> datetime:
@@ -89,6 +92,11 @@ def load_inputs(session: Session, paths: list[Path], input_format: str | None, t
     if strict and summary.problems(reports):
         raise UsageError("--strict: some input was skipped or coerced (see the summary above)")
     return reports
+
+
+def _session(mem: str | None) -> Session:
+    """A session within the run's memory budget (checked before anything is read)."""
+    return Session(memory_limit=memory.duckdb_limit(memory.budget(mem)))
 
 
 def _check_format(fmt: str) -> None:
@@ -155,6 +163,7 @@ def detect(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     jobs: JobsOpt = None,
+    mem: MemoryOpt = None,
 ) -> None:
     """Run detection rules over telemetry and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
@@ -162,19 +171,24 @@ def detect(
     _check_format(fmt)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
-    with Session() as session:
+    with _session(mem) as session:
         session.load_only_for([r.query for r in chosen])
         session.in_place = True
+        # A large CSV is hunted where it is; only the alerting rows' lines are looked up.
+        session.lines_later = True
         load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
         found: list[dict[str, Any]] = []
-        details: list[str] = []
         runs: list[RuleRun] = []
+        owners: list[Any] = []
+        unresolved: list[alerting.Unresolved] = []
         for rule in chosen:
             run = run_rule(session, rule, pinned)
             runs.append(run)
-            alerts = alerting.build(session, rule, run.rows)
+            alerts = alerting.build(session, rule, run.rows, unresolved)
             found.extend(alerts)
-            details.extend(alerting.summary_line(rule, a) for a in alerts)
+            owners.extend(rule for _ in alerts)
+        alerting.resolve_lines(session, unresolved)
+        details = [alerting.summary_line(rule, a) for rule, a in zip(owners, found, strict=True)]
         order = sorted(range(len(found)), key=lambda i: (found[i]["Timestamp"] or "", found[i]["rule_name"]))
         found = [found[i] for i in order]
         details = [details[i] for i in order]
@@ -208,11 +222,12 @@ def query(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     jobs: JobsOpt = None,
+    mem: MemoryOpt = None,
 ) -> None:
     """Ad-hoc hunting: run one KQL query over the same tables."""
     _check_format(fmt)
     pinned = parse_time(now) if now else None
-    with Session() as session:
+    with _session(mem) as session:
         session.load_only_for([kql])
         session.in_place = True
         load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
@@ -236,11 +251,12 @@ def ingest(
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
     jobs: JobsOpt = None,
+    mem: MemoryOpt = None,
 ) -> None:
     """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
     from exhunt.ingest import write_tables
 
-    with Session() as session:
+    with _session(mem) as session:
         # Large CSV parsed by DuckDB and Parquet read in place: the tables are only copied out.
         session.in_place = True
         load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)

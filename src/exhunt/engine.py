@@ -53,6 +53,11 @@ PENDING_BYTES = 192 << 20
 STORE_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, duckdb.IOException, duckdb.InvalidInputException)
 
 Progress = Callable[[int], None]
+#: A large CSV hunted in place (Session.lines_later) keeps the columns the rules read in a
+#: temporary table, filled by one parallel parse in any order; False: a view over the parse,
+#: so every query parses the file again (slower as soon as two queries read it, see
+#: docs/benchmarks.md, round 5).
+COPY_CSV = True
 
 
 @dataclass
@@ -111,6 +116,22 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
 
 
 @dataclass
+class LazyCsv:
+    """A large CSV file hunted as DuckDB parsed it, its rows' lines found only on request
+    (see Session._csv_in_place and Session.lines_of)."""
+
+    display: str
+    table: str
+    #: The normalizing SELECT over DuckDB's parse of the file (file order when numbered).
+    sql: str
+    rows: int
+    first_line: int
+    fallback: Callable[[FileReport], Iterator[Batch]]
+    #: Whether row i is on line first_line + i (no value spans lines).
+    one_line_rows: bool
+
+
+@dataclass
 class Translated:
     sql: str
     params: dict[str, Any]
@@ -158,6 +179,15 @@ class Session:
         self._win_index: dict[int, int] = {}
         self._win_views: set[str] = set()
         self._mappers: dict[int, tuple[FileReport, str, Mapper]] = {}
+        #: Large CSV files are queried in place too, each row's line found only when asked for
+        #: (`lines_of`; `exhunt detect` asks for the alerting rows only). Needs `in_place`.
+        self.lines_later = False
+        #: Display name -> CSV file queried in place without line numbers (see _csv_in_place).
+        self.lazy: dict[str, LazyCsv] = {}
+        #: Table -> indexes into _in_place[table] of the lazily numbered CSV files.
+        self._lazy_parts: dict[str, set[int]] = {}
+        #: Temporary tables holding those files' columns (see COPY_CSV).
+        self._lazy_tables: list[str] = []
         self.set_window(EARLIEST, LATEST)
         for t in self.tables.values():
             self._create(t)
@@ -218,6 +248,11 @@ class Session:
         for staged in self._staged:
             self.run(f"DROP TABLE {_q(staged)}")
         self._staged.clear()
+        for copied in self._lazy_tables:
+            self.run(f"DROP TABLE {_q(copied)}")
+        self._lazy_tables.clear()
+        self.lazy.clear()
+        self._lazy_parts.clear()
 
     def kql_schema(self) -> dict[str, list[str]]:
         """Table -> columns, as duckdb-kql needs it for union/join column rules."""
@@ -293,7 +328,8 @@ class Session:
         for report, display, item in events:
             if isinstance(item, Relation) and item.fallback is not None:
                 # A text file DuckDB parses: its rows if they pass the checks, else the reader's.
-                if not self._stage(item, report, display):
+                if not (self.lines_later and self._csv_in_place(item, report, display)) and \
+                        not self._stage(item, report, display):
                     try:
                         for batch in item.fallback(report):
                             self._add(batch, report, display)
@@ -563,16 +599,146 @@ class Session:
                         f"WHERE {time} IS NOT NULL")
         return True
 
-    def _expose(self, t: TableSchema, select: str) -> None:
-        """Make the rows of `select` part of table `t` (see _attach)."""
+    def _expose(self, t: TableSchema, select: str) -> int:
+        """Make the rows of `select` part of table `t` (see _attach); its index among them."""
         if t.name not in self._in_place:
             self.run(f"ALTER TABLE {_q('_t_' + t.name)} RENAME TO {_q('_s_' + t.name)}")
             self._in_place[t.name] = []
         self._in_place[t.name].append(select)
-        union = " UNION ALL BY NAME ".join(f"({q})" for q in [f"SELECT * FROM {_q('_s_' + t.name)}",
-                                                               *self._in_place[t.name]])
-        self.run(f"CREATE OR REPLACE VIEW {_q('_t_' + t.name)} AS {union}")
+        self.run(f"CREATE OR REPLACE VIEW {_q('_t_' + t.name)} AS {self._union(t.name, self._in_place[t.name])}")
         self._create_view(t)
+        return len(self._in_place[t.name]) - 1
+
+    def _union(self, table: str, selects: list[str]) -> str:
+        return " UNION ALL BY NAME ".join(f"({q})" for q in [f"SELECT * FROM {_q('_s_' + table)}", *selects])
+
+    def searchable(self, table: str) -> str:
+        """SQL naming the table's rows in scan order (what `LIMIT 1` meets first), without the
+        CSV files whose lines are found later (see lines_of)."""
+        lazy = self._lazy_parts.get(table, set())
+        if not lazy:
+            return _q("_t_" + table)
+        return f"({self._union(table, [q for i, q in enumerate(self._in_place[table]) if i not in lazy])})"
+
+    def _csv_in_place(self, rel: Relation, report: FileReport, display: str) -> bool:
+        """Hunt a large CSV file as DuckDB's parallel reader parses it, with no line numbers;
+        False, with nothing stored and nothing reported, when `_stage` must take it instead.
+
+        One parallel parse of the columns the rules read fills a temporary table in any order
+        (COPY_CSV; else a view over the parse, parsed again by every query), flagging any
+        value that did not cast or missing time; meanwhile a thread counts the file's physical
+        lines (DuckDB skips an empty line the reader counts as a record, so rows and lines must
+        be compared for the run summary to stay the reader's). A clean file's rows join their
+        table with `_record` null. The lines of the few rows that need one (alerts) are found
+        afterwards by `lines_of`, a second, targeted read of the file.
+        A file with any problem row, an empty line, or command lines to decode goes to
+        `_stage` as before, so the run summary names every problem exactly as it always did.
+        """
+        t = self.tables[rel.table]
+        assert rel.physical_records is not None and rel.fallback is not None and rel.blank_lines is not None
+        try:
+            schema = self.con.sql(rel.sql).limit(0).to_arrow_table().schema
+        except duckdb.Error:
+            return False
+        p = plan(t, schema, f"({rel.sql}) AS _exhunt_src")
+        if p.time_source is None:
+            return False
+        time = _q(t.time_column)
+        problem = f"len({BAD}) > 0 OR {time} IS NULL"
+        cmd_col = self._enrich_column(t)
+        encoded = (enrich.SQL_FILTER.format(col=_q(cmd_col))
+                   if cmd_col is not None and cmd_col.lower() in p.sql.lower() else "false")
+        keep = self._keep.get(t.name)
+        kept = [c for c in t.names + p.extra_columns if keep is None or c.lower() in keep]
+        copy = COPY_CSV and t.name not in self._unread
+        name = f"_v{len(self.lazy)}_{t.name}"
+        lines = ThreadPoolExecutor(max_workers=1, thread_name_prefix="exhunt-lines")
+        physical = lines.submit(rel.physical_records)
+        try:
+            if copy:  # in any order: no row's position matters any more
+                self.run("SET preserve_insertion_order = false")
+                try:
+                    self.run(f"CREATE TEMP TABLE {_q(name)} AS SELECT {', '.join(_q(c) for c in kept)}, "
+                             f"{problem} AS _exhunt_problem, {encoded} AS _exhunt_encoded "
+                             f"FROM ({p.sql}) AS _exhunt_norm")
+                finally:
+                    self.run("SET preserve_insertion_order = true")
+                self._lazy_tables.append(name)
+                rows, flagged, n_encoded = self.run(
+                    f"SELECT count(*), count(*) FILTER (_exhunt_problem), count(*) FILTER (_exhunt_encoded) "
+                    f"FROM {_q(name)}")[0]
+            else:
+                rows, flagged, n_encoded = self.run(
+                    f"SELECT count(*), count(*) FILTER ({problem}), count(*) FILTER ({encoded}) "
+                    f"FROM ({p.sql}) AS _exhunt_norm")[0]
+            one_line_rows = physical.result() == rows
+            clean = rows > 0 and not flagged and not n_encoded and (one_line_rows or not rel.blank_lines())
+        except (duckdb.Error, OSError):
+            clean = False
+        finally:
+            lines.shutdown(wait=True)
+        if not clean:
+            if name in self._lazy_tables:
+                self.run(f"DROP TABLE {_q(name)}")
+                self._lazy_tables.remove(name)
+            return False
+        self._add_columns(t, p)
+        report.read += rows
+        report.used[t.name] += rows
+        report.unknown_columns.update(p.unknown_columns)
+        if t.name in self._unread:
+            return True
+        source = _q(name) if copy else f"({p.sql}) AS _exhunt_norm"
+        select = (f"SELECT {', '.join(_q(c) for c in kept)}, {literal(display)} AS {_q(SOURCE_FILE)}, "
+                  f"CAST(NULL AS VARCHAR) AS {_q(SOURCE_RECORD)} FROM {source}")
+        self._lazy_parts.setdefault(t.name, set()).add(self._expose(t, select))
+        self.lazy[display] = LazyCsv(display, t.name, p.sql, rows, rel.first_line, rel.fallback, one_line_rows)
+        return True
+
+    def lines_of(self, display: str, keys: pa.Table) -> dict[int, str]:
+        """`line N` of the first row of a CSV file queried in place (see _csv_in_place) matching each
+        key row, by the key's `_i`: the other columns of `keys` are table columns to match.
+
+        A second read of the file: DuckDB numbers its rows in file order, reading only the key
+        columns, and row i is line first_line + i when the file's physical lines equal its rows
+        (counted when it was loaded). Otherwise a value spans lines somewhere, and the reader,
+        which knows each record's line, reads the file again.
+        """
+        lazy = self.lazy[display]
+        cols = [c for c in keys.column_names if c != "_i"]
+        on = " AND ".join(f"r.{_q(c)} = k.{_q(c)}" for c in cols) or "true"
+        self.con.register("_exhunt_keys", keys)
+        try:
+            if lazy.one_line_rows:
+                found = self.run(
+                    f"SELECT k._i, min(r._n) FROM _exhunt_keys k JOIN (SELECT row_number() OVER () AS _n, "
+                    f"{', '.join(_q(c) for c in cols)} FROM ({lazy.sql}) AS _exhunt_norm) r ON {on} GROUP BY k._i")
+                return {int(i): f"line {n - 1 + lazy.first_line}" for i, n in found}
+            return self._lines_by_reader(lazy, cols, on)
+        finally:
+            self.con.unregister("_exhunt_keys")
+
+    def _lines_by_reader(self, lazy: LazyCsv, cols: list[str], on: str) -> dict[int, str]:
+        """`lines_of` for a file whose rows are not one line each: the reader's batches, in order."""
+        t = self.tables[lazy.table]
+        out: dict[int, str] = {}
+        wanted = int(self.run("SELECT count(*) FROM _exhunt_keys")[0][0])
+        for batch in lazy.fallback(FileReport(lazy.display)):
+            self.con.register("_exhunt_batch", batch.data)
+            try:
+                p = self._plan(t, batch.data.schema)
+                select = ", ".join(_q(c) for c in [*cols, SOURCE_RECORD])
+                found = self.run(
+                    f"SELECT k._i, arg_min(r.{_q(SOURCE_RECORD)}, CAST(substr(r.{_q(SOURCE_RECORD)}, 6) AS BIGINT)) "
+                    f"FROM _exhunt_keys k JOIN (SELECT {select} FROM ({p.sql}) AS _exhunt_norm) r ON {on} "
+                    f"GROUP BY k._i")
+            finally:
+                self.con.unregister("_exhunt_batch")
+            for i, record in found:
+                out.setdefault(int(i), str(record))
+            if len(out) == wanted:
+                break
+        return out
 
     def _stage(self, rel: Relation, report: FileReport, display: str) -> bool:
         """Store a text file DuckDB parses in parallel (CSV); False, with nothing stored and

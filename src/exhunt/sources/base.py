@@ -116,6 +116,8 @@ class Relation:
     sql: str
     fallback: Callable[[FileReport], Iterator[Batch]] | None = None
     physical_records: Callable[[], int] | None = None
+    #: Whether any line is empty (see mde_csv.blank_lines); asked only when lines and rows differ.
+    blank_lines: Callable[[], bool] | None = None
     first_line: int = 2
 
 

@@ -138,6 +138,21 @@ def physical_records(path: Path) -> int:
     return count - 1 + (last != b"\n")
 
 
+def blank_lines(path: Path) -> bool:
+    """Whether any line is empty (DuckDB skips such lines; the reader counts them): slower than
+    counting lines, so only asked when the lines and rows differ. True also for an empty line
+    inside a quoted value, which only sends the file to the reader."""
+    buf = bytearray(16 << 20)
+    tail = b""
+    with path.open("rb", buffering=0) as fh:
+        while k := fh.readinto(buf):
+            chunk = tail + bytes(buf[:k])
+            if chunk.find(b"\n\n") >= 0 or chunk.find(b"\n\r\n") >= 0:
+                return True
+            tail = chunk[-2:]
+    return False
+
+
 def _route(batch: Batch, default: str | None, by_type: bool, report: FileReport) -> Iterator[Batch]:
     """Split a batch by its `Type` column when it has one, else pass it to its table."""
     data = batch.data
@@ -194,7 +209,7 @@ class MdeCsv:
                + (f", buffer_size = {DUCKDB_BUFFER_BYTES}, max_line_size = {DUCKDB_BUFFER_BYTES}"
                   if DUCKDB_BUFFER_BYTES else "") + ")")
         return Relation(schema.name, sql, fallback=lambda rep: self.read(src, rep, table),
-                        physical_records=lambda: physical_records(path))
+                        physical_records=lambda: physical_records(path), blank_lines=lambda: blank_lines(path))
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
         header = _columns(src.head())
