@@ -1,10 +1,9 @@
 """Benchmark the schedule replay: a windowed rule over an export spanning many windows.
 
 Generates one portal-style DeviceProcessEvents CSV (default 1M rows over 30 days, rows
-shuffled so the file is not in time order) with bench_detect's noise profiles, which put
-an agent-cmdlet step of the chain rule on the Exchange servers every hour, plus a few
-planted `net stop msexchangetransport` restarts that complete chains. Then times, each as
-a child process (median of --repeat runs):
+shuffled so the file is not in time order) with bench_detect's noise profiles, and a few
+planted agent installs, most followed by a transport restart (a chain). Then times, each
+as a child process (median of --repeat runs):
 
 - `exhunt detect demo/` (what `make run` does);
 - `exhunt detect FILE -r exchange-transport-agent-chain` (the windowed rule alone: 695 runs);
@@ -37,31 +36,52 @@ REPO = HERE.parent
 CHAIN = "exchange-transport-agent-chain"
 DAYS = 30
 SEED = 8005
-#: (position in the span, Exchange server index) of each planted transport restart.
-RESTARTS = [(0.05, 0), (0.31, 1), (0.52, 2), (0.74, 3), (0.97, 0)]
+#: (position in the span, Exchange server index, restart too) of each planted agent install:
+#: with a restart 40 minutes later it is a two-stage chain, without it a lone step.
+PLANTED = [(0.05, 0, True), (0.20, 1, False), (0.31, 1, True), (0.52, 2, True), (0.60, 3, False),
+           (0.74, 3, True), (0.97, 0, True)]
+INSTALL = "powershell.exe -c Install-TransportAgent -Name Connectivity -AssemblyPath C:\\ProgramData\\a.dll"
+RESTART = "net stop msexchangetransport"
+
+
+def _planted(rows: int, days: int) -> str:
+    """The planted rows, keyed by the row index (`pi`) they replace."""
+    out = []
+    for pos, dev, restart in PLANTED:
+        t = bd.START + timedelta(days=days * pos)
+        steps = [(t, "powershell.exe", INSTALL, "explorer.exe")]
+        if restart:
+            steps.append((t + timedelta(minutes=40), "net.exe", RESTART, "cmd.exe"))
+        for k, (when, name, line, parent) in enumerate(steps):
+            out.append(f"SELECT {int(rows * pos) + k} AS pi, TIMESTAMP '{when.isoformat()}' AS ts, "
+                       f"'exch0{dev + 1}.contoso.local' AS dn, {bd._lit(name)} AS fn, {bd._lit(line)} AS cl, "
+                       f"{bd._lit(parent)} AS ipf")
+    return " UNION ALL ".join(out)
 
 
 def generate(out: Path, rows: int, days: int = DAYS) -> Path:
     """Write out/DeviceProcessEvents.csv (skipped when already made with these settings)."""
     path = out / "DeviceProcessEvents.csv"
     stamp = out / "stamp.json"
-    want = {"rows": rows, "days": days, "seed": SEED, "version": 1}
+    want = {"rows": rows, "days": days, "seed": SEED, "version": 2}
     if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == want:
         return path
     out.mkdir(parents=True, exist_ok=True)
     base = bd._select("DeviceProcessEvents", rows, days)
-    planted = " UNION ALL ".join(
-        f"SELECT {int(rows * pos)} AS pi, TIMESTAMP '{(bd.START + timedelta(days=days * pos)).isoformat()}' AS ts, "
-        f"'exch0{dev + 1}.contoso.local' AS dn" for pos, dev in RESTARTS)
+    planted = _planted(rows, days)
     con = duckdb.connect()
     cols = [d[0] for d in con.execute(f"SELECT * FROM ({base}) LIMIT 0").description if d[0] != "i"]
-    restart = "'net stop msexchangetransport'"
     swap = {
         "Timestamp": "COALESCE(pl.ts, b.Timestamp)",
         "DeviceName": "COALESCE(pl.dn, b.DeviceName)",
-        "FileName": "CASE WHEN pl.pi IS NULL THEN b.FileName ELSE 'net.exe' END",
-        "ProcessCommandLine": f"CASE WHEN pl.pi IS NULL THEN b.ProcessCommandLine ELSE {restart} END",
-        "InitiatingProcessFileName": "CASE WHEN pl.pi IS NULL THEN b.InitiatingProcessFileName ELSE 'cmd.exe' END",
+        "FileName": "COALESCE(pl.fn, b.FileName)",
+        # bench_detect's `cmd.exe /c Install-TransportAgent.txt` near miss is a chain step (the chain
+        # rule's cmdlet pattern is looser than the seed rule's): every hour on every server would make
+        # every run join hundreds of steps, which no real fleet does. Steps stay rare here.
+        "ProcessCommandLine": ("CASE WHEN pl.pi IS NOT NULL THEN pl.cl "
+                               "WHEN b.ProcessCommandLine = 'cmd.exe /c Install-TransportAgent.txt' "
+                               "THEN 'cmd.exe /c type Install-Notes.txt' ELSE b.ProcessCommandLine END"),
+        "InitiatingProcessFileName": "COALESCE(pl.ipf, b.InitiatingProcessFileName)",
     }
     texts = []
     for c in cols:

@@ -214,16 +214,17 @@ def _slice(row: dict[str, Any]) -> datetime:
     return hour if t == hour else hour + timedelta(hours=1)
 
 
+@pytest.mark.parametrize("keyed", [True, False], ids=["runs-keyed", "runs-by-range"])
 @pytest.mark.parametrize("slug", ["lightneuron-indicators", "exchange-transport-foreign-module",
                                   "exchange-transport-agent-chain"])
-def test_shipped_windowed_rules_replay_in_one_query_on_the_demo(slug: str) -> None:
+def test_shipped_windowed_rules_replay_in_one_query_on_the_demo(slug: str, keyed: bool) -> None:
     (rule,) = load_rules([slug])
     assert not rowwise(rule)
     demo = Path(__file__).resolve().parents[1] / "demo"
     with Session(in_memory=True) as session:
         session.load_files(list(sources.walk([demo])), jobs=1)
         plan = schedule(rule, session.slice_ends(session.tables_named_in(rule.query), rule.frequency))
-        together = session.query_windows(rule.query, plan)
+        together = session.query_windows(rule.query, plan, rule.frequency if keyed else None)
         assert together is not None
         assert together.column(SLICE_END).to_pylist() == sorted(together.column(SLICE_END).to_pylist())
         got = _unique(together.drop_columns([SLICE_END]).to_pylist(), set())

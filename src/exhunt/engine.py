@@ -691,7 +691,8 @@ class Session:
             raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
         return table.drop_columns([SLICE_END]) if SLICE_END in table.column_names else table
 
-    def query_windows(self, kql: str, windows: list[tuple[datetime, datetime]]) -> pa.Table | None:
+    def query_windows(self, kql: str, windows: list[tuple[datetime, datetime]],
+                      step: timedelta | None = None) -> pa.Table | None:
         """Every run of a replay in one query, or None when DuckDB cannot run it that way.
 
         Run i sees the rows with start_i < time <= end_i and reads now() as end_i, exactly as
@@ -700,37 +701,56 @@ class Session:
         the data) and a scan of every stored row. Here the runs are a list and the rule a
         LATERAL subquery evaluated for each: DuckDB binds it once and decorrelates it into
         joins on the run, so each table is read once and each row goes to the runs that see
-        it. The result carries each row's run end in SLICE_END and is ordered by it (the
-        order runs would have been made in); rows within one run come in any order, as they
-        do from a single run.
+        it. When every run is as long and ends on the `step` grid (a replay's runs do), each
+        row also carries the index of every run that can see it, so that join is on equal
+        keys instead of comparing each row with each run. The result carries each row's run
+        end in SLICE_END and is ordered by it (the order runs would have been made in); rows
+        within one run come in any order, as they do from a single run.
         """
         if not windows:
             return None
         tr = self.translate(kql)
         if CLOCK_SLOT in kql or "_exhunt_w" in tr.sql:
             return None
+        us = timedelta(microseconds=1)
+        epoch = datetime(1970, 1, 1)
+        size = int(step / us) if step else 0
+        length = {end - start for start, end in windows}
+        keyed = size > 0 and len(length) == 1 and all(int((end - epoch) / us) % size == 0 for _, end in windows)
         bounds = "{time} > _exhunt_w.ws AND {time} <= _exhunt_w.we"
-        inner = self._shadow_tables(tr.sql.replace("$" + CLOCK_SLOT, "_exhunt_w.we"), where=bounds)
-        if inner is None:
+        key = ""
+        if keyed:
+            # Run k ends at k * size; a row at t is seen by the runs with t <= k * size < t + length.
+            # One run more on each side than that: the range test stays the exact one.
+            span = int(length.pop() / us)
+            key = (f"unnest(generate_series(CAST(ceil(epoch_us({{time}}) / {size}) AS BIGINT) - 1, "
+                   f"CAST(ceil((epoch_us({{time}}) + {span}) / {size}) AS BIGINT)))")
+            bounds = "_exhunt_k = _exhunt_w.k AND " + bounds
+        sql = self._shadow_tables(tr.sql.replace("$" + CLOCK_SLOT, "_exhunt_w.we"), where=bounds, key=key)
+        if sql is None:
             return None
-        sql = (f"SELECT _exhunt_w.we AS {_q(SLICE_END)}, _exhunt_q.* FROM "
-               f"(SELECT unnest($exhunt_starts) AS ws, unnest($exhunt_ends) AS we) AS _exhunt_w, "
-               f"LATERAL ({inner}) AS _exhunt_q ORDER BY 1")
+        runs = "unnest($exhunt_starts) AS ws, unnest($exhunt_ends) AS we"
+        if keyed:
+            runs += f", CAST(epoch_us(unnest($exhunt_ends)) // {size} AS BIGINT) AS k"
+        sql = (f"SELECT _exhunt_w.we AS {_q(SLICE_END)}, _exhunt_q.* FROM (SELECT {runs}) AS _exhunt_w, "
+               f"LATERAL ({sql}) AS _exhunt_q ORDER BY 1")
         params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
         params["exhunt_starts"] = [start for start, _ in windows]
         params["exhunt_ends"] = [end for _, end in windows]
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
-                return self.con.execute(sql, params).to_arrow_table()
+                table = self.con.execute(sql, params).to_arrow_table()
         except duckdb.Error:
             return None  # the caller runs window by window, which reports a real error itself
+        return table
 
-    def _shadow_tables(self, sql: str, extra: str = "", where: str = "") -> str | None:
+    def _shadow_tables(self, sql: str, extra: str = "", where: str = "", key: str = "") -> str | None:
         """`sql` with a CTE in front for each table it reads, named as the table so it hides
-        the table's view: the stored rows with the view's aliases, plus `extra` columns and
-        filtered by `where` (`{time}` stands for the table's time column). None when the
-        statement's shape does not allow it (a recursive WITH)."""
+        the table's view: the stored rows with the view's aliases, plus `extra` columns,
+        filtered by `where`, which may read `_exhunt_k` computed by `key` (`{time}` stands
+        for the table's time column in each). None when the statement's shape does not
+        allow it (a recursive WITH)."""
         head = sql.lstrip()
         if head[:5].upper() == "WITH " and head[5:15].upper().startswith("RECURSIVE"):
             return None
@@ -745,7 +765,12 @@ class Session:
             filt = " WHERE " + where.format(time=time) if where else ""
             # NOT MATERIALIZED: a table two parts of a rule read would otherwise be copied
             # whole before either filters it (measured 0.64 s -> 0.50 s on the seed rule).
-            ctes.append(f"{_q(t.name)} AS NOT MATERIALIZED (SELECT *{alias}{more} FROM {_q('_t_' + t.name)}{filt})")
+            source = _q("_t_" + t.name)
+            columns = "*"
+            if key:  # a column the filter reads, not one the rule sees
+                source = f"(SELECT *, {key.format(time=time)} AS _exhunt_k FROM {source})"
+                columns = "* EXCLUDE (_exhunt_k)"
+            ctes.append(f"{_q(t.name)} AS NOT MATERIALIZED (SELECT {columns}{alias}{more} FROM {source}{filt})")
         if not ctes:
             return None
         if head[:5].upper() == "WITH ":

@@ -127,7 +127,7 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
                 out.rows = _unique(once.to_pylist(), set())
                 return out
         out.runs = len(plan)
-        together = session.query_windows(rule.query, plan)
+        together = session.query_windows(rule.query, plan, freq)
         if together is not None:
             # The same rows as one run per window, in one query (see Session.query_windows).
             out.rows = _unique(together.drop_columns([SLICE_END]).to_pylist(), set())
