@@ -147,6 +147,8 @@ class Session:
         #: Tables holding a parsed CSV file each (see _stage).
         self._staged: list[str] = []
         self.set_window(EARLIEST, LATEST)
+        for macro in sqlopt.MACROS:
+            self.run(macro)
         for t in self.tables.values():
             self._create(t)
 
@@ -631,7 +633,7 @@ class Session:
             stored = (str(result), dict(result.parameters))
             kqlcache.put(entry, *stored)
         sql, params = stored
-        out = Translated(sqlopt.merge_regex_runs(sql), params, CLOCK_SLOT in params)
+        out = Translated(sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(sql)), params, CLOCK_SLOT in params)
         self._translated[kql] = out
         return out
 
