@@ -63,6 +63,7 @@ TOSTRING_QUERIES = [
     "T | where tostring(b) =~ 'true' or s has 'a' or tostring(f) == 'NaN' | project s",
     "T | extend x = strcat(tostring(i), '-', tostring(t)), y = toupper(s) | project x, y",
     "T | extend n = tostring(int(null)), e = tostring('') | project n, e",
+    "T | extend x = strcat(iff(b, s, 'END'), case(i > 0, 'case', f > 1, tostring(j), 'x')) | project x",
 ]
 
 
@@ -99,5 +100,9 @@ def test_tostring_macro_only_replaces_the_translators_text_over_an_atom() -> Non
     assert use_tostring_macro(case) == f'{TOSTRING}("s")'
     compound = case.replace('"s"', '"s" || "s"')
     assert use_tostring_macro(compound) == compound
+    two_cases = case.replace('"s"', "CASE WHEN b THEN 'a' END || CASE WHEN b THEN 'c' END")
+    assert use_tostring_macro(two_cases) == two_cases
+    one_case = case.replace('"s"', "CASE WHEN b THEN 'END' ELSE CASE WHEN \"END\" THEN 'x' END END")
+    assert use_tostring_macro(one_case).startswith(f"{TOSTRING}(CASE WHEN b")
     changed = case.replace("'True'", "'true'")  # not the translator's text: left alone
     assert use_tostring_macro(changed) == changed

@@ -21,7 +21,7 @@ lambda: binding those is most of what planning a rule costs (the cmdlet rule has
 defined once as a DuckDB macro, `TOSTRING(x)`, is expanded by DuckDB into exactly
 that expression, but parsed once and bound at about half the cost. Only the
 translator's own text is replaced, and only where `x` is a column name, a string
-literal or a function call, so `x ->> '$'` means what it meant inline.
+literal, a function call or a CASE ... END, so `x ->> '$'` means what it meant inline.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ TOSTRING = "_exhunt_tostring"
 MACROS = [f"CREATE OR REPLACE TEMP MACRO {TOSTRING}(_exhunt_v) AS {_TOSTRING.replace('@', '_exhunt_v')}"]
 _HEAD = "CASE typeof("
 _ATOM = re.compile(rf"{_COL}|{_STR}|[A-Za-z_][A-Za-z0-9_]*\(")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _paren_end(sql: str, i: int) -> int:
@@ -96,9 +97,41 @@ def _paren_end(sql: str, i: int) -> int:
     return -1
 
 
+def _case_end(sql: str) -> int:
+    """Index just past the END closing the CASE that `sql` starts with (quotes skipped), or -1."""
+    depth = 0
+    i = 0
+    n = len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch in "'\"":
+            j = sql.find(ch, i + 1)
+            while j != -1 and sql.startswith(ch, j + 1):
+                j = sql.find(ch, j + 2)
+            if j == -1:
+                return -1
+            i = j + 1
+            continue
+        m = _WORD.match(sql, i)
+        if m is None:
+            i += 1
+            continue
+        word = m.group(0).upper()
+        if word == "CASE":
+            depth += 1
+        elif word == "END":
+            depth -= 1
+            if depth == 0:
+                return m.end()
+        i = m.end()
+    return -1
+
+
 def _atomic(expr: str) -> bool:
-    """A column name, a string literal or one function call: an operand that cannot be split
-    by the operators around it."""
+    """A column name, a string literal, one function call or one CASE ... END: an operand
+    that the operators around it cannot split."""
+    if expr.startswith("CASE "):
+        return _case_end(expr) == len(expr)
     m = _ATOM.match(expr)
     if m is None:
         return False
