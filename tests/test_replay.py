@@ -16,7 +16,7 @@ import helpers
 from conftest import run_cli
 from exhunt import alerts as alerting
 from exhunt import sources
-from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session
+from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session, _ceil_div
 from exhunt.replay import _key, _unique, rowwise, run_rule, schedule
 from exhunt.rule import Rule, load_rule, load_rules, shipped_dir
 from exhunt.sources.base import FileReport, RowBuffer
@@ -241,3 +241,14 @@ def test_replay_falls_back_to_one_query_per_run(monkeypatch: pytest.MonkeyPatch)
         apart = run_rule(session, chain)
     assert together.rows and sorted(map(_key, apart.rows)) == sorted(map(_key, together.rows))
     assert apart.runs == together.runs
+
+
+@pytest.mark.parametrize("size", [3_600_000_000, 7, 1])
+def test_run_keys_are_exact_ceilings_for_any_sign(size: int) -> None:
+    """A row's first and last run come from integer ceilings: a float or truncating one
+    would drop a row from a run at a slice edge."""
+    values = [0, 1, -1, size, -size, size - 1, 1 - size, 1_772_000_000_000_001, -98_765_432_109_876]
+    with Session(in_memory=True) as session:
+        for v in values:
+            got = session.con.execute(f"SELECT {_ceil_div('CAST($v AS BIGINT)', size)}", {"v": v}).fetchone()
+            assert got == (-(-v // size),), v

@@ -3,8 +3,10 @@
 Every table of the schema exists from the start with all its columns (a rule
 never fails because one export lacked a column), rows are stored in `_t_<Table>`
 and queried through a view `<Table>` that adds `TimeGenerated` and applies the
-current time window, so replaying a rule's schedule is a matter of moving two
-variables. Rows live in a temporary on-disk database, not in Python memory.
+current time window (two variables). A replay instead hides the views behind CTEs
+of the same name over `_t_<Table>`, so that all its runs are one query (see
+query_sliced, query_windows). Rows live in a temporary on-disk database, not in
+Python memory.
 """
 
 from __future__ import annotations
@@ -106,6 +108,11 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
             elif not pa.types.is_null(fb.type):
                 return None
     return pa.schema(list(fields.values()))
+
+
+def _ceil_div(expr: str, size: int) -> str:
+    """SQL for ceil(expr / size) over BIGINTs, exact for any sign (DuckDB's `//` truncates)."""
+    return f"(({expr} + {size - 1}) - ((({expr} + {size - 1}) % {size}) + {size}) % {size}) // {size}"
 
 
 @dataclass
@@ -722,11 +729,12 @@ class Session:
         bounds = "{time} > _exhunt_w.ws AND {time} <= _exhunt_w.we"
         key = ""
         if keyed:
-            # Run k ends at k * size; a row at t is seen by the runs with t <= k * size < t + length.
-            # One run more on each side than that: the range test stays the exact one.
+            # Run k ends at k * size and sees the rows with k * size - span < time <= k * size: a row
+            # is seen by runs ceil(us / size) .. ceil((us + span) / size) - 1 (in integers: exact).
             span = int(length.pop() / us)
-            key = (f"unnest(generate_series(CAST(ceil(epoch_us({{time}}) / {size}) AS BIGINT) - 1, "
-                   f"CAST(ceil((epoch_us({{time}}) + {span}) / {size}) AS BIGINT)))")
+            first = _ceil_div("epoch_us({time})", size)
+            last = _ceil_div(f"(epoch_us({{time}}) + {span})", size)
+            key = f"unnest(generate_series({first}, {last} - 1))"
             bounds = "_exhunt_k = _exhunt_w.k AND " + bounds
         sql = self._shadow_tables(tr.sql.replace("$" + CLOCK_SLOT, "_exhunt_w.we"), where=bounds, key=key)
         if sql is None:
