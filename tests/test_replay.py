@@ -17,7 +17,7 @@ from conftest import run_cli
 from exhunt import alerts as alerting
 from exhunt import sources
 from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session, _ceil_div
-from exhunt.replay import _key, _unique, rowwise, run_rule, schedule
+from exhunt.replay import _key, _unique, rowwise, run_rule, run_rules, schedule
 from exhunt.rule import Rule, load_rule, load_rules, shipped_dir
 from exhunt.sources.base import FileReport, RowBuffer
 
@@ -252,3 +252,18 @@ def test_run_keys_are_exact_ceilings_for_any_sign(size: int) -> None:
         for v in values:
             got = session.con.execute(f"SELECT {_ceil_div('CAST($v AS BIGINT)', size)}", {"v": v}).fetchone()
             assert got == (-(-v // size),), v
+
+
+def test_rules_run_at_once_give_the_same_runs_as_one_after_the_other() -> None:
+    rules = load_rules(None)
+    demo = Path(__file__).resolve().parents[1] / "demo"
+    with Session(in_memory=True) as session:
+        session.load_files(list(sources.walk([demo])), jobs=1)
+        apart = run_rules(session, rules, jobs=1)
+        together = run_rules(session, rules, jobs=3)
+        pinned = run_rules(session, rules, datetime(2026, 3, 2), jobs=3)
+        assert [r.rows for r in pinned] == [r.rows for r in run_rules(session, rules, datetime(2026, 3, 2))]
+    assert [r.rule.slug for r in together] == [r.slug for r in rules]
+    assert [(r.runs, r.note, sorted(map(_key, r.rows))) for r in together] == \
+        [(r.runs, r.note, sorted(map(_key, r.rows))) for r in apart]
+    assert sum(len(r.rows) for r in apart) == 36

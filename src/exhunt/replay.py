@@ -16,7 +16,9 @@ overlapping windows are reported once.
 from __future__ import annotations
 
 import json
+import queue
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -142,3 +144,30 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
         return out
     finally:
         session.set_window(EARLIEST, LATEST)
+
+
+def run_rules(session: Session, rules: list[Rule], now: datetime | None = None, jobs: int = 1) -> list[RuleRun]:
+    """run_rule for each rule, in order; with jobs > 1 that many rules at once, each on a cursor
+    of the session (Session.worker). The runs are the same either way: each rule's queries are
+    its own, and only the order they are made in changes."""
+    jobs = min(jobs, len(rules))
+    if jobs <= 1:
+        return [run_rule(session, rule, now) for rule in rules]
+    workers: queue.SimpleQueue[Session] = queue.SimpleQueue()
+    made = [session.worker() for _ in range(jobs)]
+    for w in made:
+        workers.put(w)
+
+    def one(rule: Rule) -> RuleRun:
+        w = workers.get()
+        try:
+            return run_rule(w, rule, now)
+        finally:
+            workers.put(w)
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="exhunt-rule") as pool:
+            return list(pool.map(one, rules))
+    finally:
+        for w in made:
+            w.close()
