@@ -111,6 +111,16 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
     return pa.schema(list(fields.values()))
 
 
+def _quiet_arrow() -> None:
+    """Query results are alert-sized, so the extra copy DuckDB warns about does not matter.
+
+    A filter set before each query, not `warnings.catch_warnings` around it: that one is not
+    thread-safe (rules run on several threads, see Session.worker), and a filter set once can
+    be dropped by a caller's own catch_warnings (pytest's, around each test).
+    """
+    warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+
+
 def _ceil_div(expr: str, size: int) -> str:
     """SQL for ceil(expr / size) over BIGINTs, exact for any sign (DuckDB's `//` truncates)."""
     return f"(({expr} + {size - 1}) - ((({expr} + {size - 1}) % {size}) + {size}) % {size}) // {size}"
@@ -133,9 +143,6 @@ class Session:
         elif db_path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="exhunt-")
             db_path = Path(self._tmpdir) / "hunt.duckdb"
-        # Query results are alert-sized, so the extra copy DuckDB warns about does not matter.
-        # Set here, not around each query: `warnings.catch_warnings` is not thread-safe (see worker).
-        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
         # As duckdb_kql.connect does: KQL's datetimes are UTC whatever the machine's zone.
         self.con = duckdb.connect(str(db_path))
         self.run("SET TimeZone='UTC'")
@@ -663,8 +670,8 @@ class Session:
             params[CLOCK_SLOT] = now or datetime.utcnow()
         try:
             # execute() plans once; the relation API (con.sql) binds and plans the statement
-            # again when it runs, which doubles the cost of every replay window. Results here
-            # are alert-sized, so the extra copy DuckDB warns about does not matter.
+            # again when it runs, which doubles the cost of every replay window.
+            _quiet_arrow()
             return self.con.execute(tr.sql, params).to_arrow_table()
         except duckdb.BinderException as exc:
             raise RuleError(self.binder_message(kql, str(exc))) from None
@@ -696,6 +703,7 @@ class Session:
         try:
             # execute(), not con.sql(): the relation binds the statement once to make the
             # relation and again to run it, and binding is most of a rule's cost on small data.
+            _quiet_arrow()
             table: pa.Table = self.con.execute(sql, params).to_arrow_table()
         except duckdb.BinderException:
             return None
@@ -751,6 +759,7 @@ class Session:
         params["exhunt_starts"] = [start for start, _ in windows]
         params["exhunt_ends"] = [end for _, end in windows]
         try:
+            _quiet_arrow()
             table = self.con.execute(sql, params).to_arrow_table()
         except duckdb.Error:
             return None  # the caller runs window by window, which reports a real error itself
