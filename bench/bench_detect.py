@@ -212,9 +212,9 @@ def _planted_time(p: Planted) -> datetime:
     return START + timedelta(seconds=int(DAYS * 86400 * p.position), microseconds=123456)
 
 
-def _select(table: str, n: int) -> str:
-    """A SELECT producing `n` time-ordered rows of `table` with typed columns."""
-    span_us = DAYS * 86400 * 1_000_000
+def _select(table: str, n: int, days: int = DAYS) -> str:
+    """A SELECT producing `n` time-ordered rows of `table` with typed columns, over `days` days."""
+    span_us = days * 86400 * 1_000_000
     ts = (f"(TIMESTAMP '{START.isoformat()}' + to_microseconds(CAST(i * {span_us} // {n} "
           f"+ hash(i, {SEED}) % 999983 AS BIGINT)))")
     h = f"hash(i, {SEED} + 1)"

@@ -4,6 +4,8 @@ note when the data lies outside the window."""
 from __future__ import annotations
 
 import json
+import random
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,9 @@ import helpers
 from conftest import run_cli
 from exhunt import alerts as alerting
 from exhunt import sources
-from exhunt.engine import Session
-from exhunt.replay import rowwise, run_rule
-from exhunt.rule import load_rule, load_rules, shipped_dir
+from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session, _ceil_div
+from exhunt.replay import _key, _unique, rowwise, run_rule, run_rules, schedule
+from exhunt.rule import Rule, load_rule, load_rules, shipped_dir
 from exhunt.sources.base import FileReport, RowBuffer
 
 SEED = "exchange-transport-agent-seed"
@@ -148,3 +150,120 @@ def test_latest_slice_replay_gives_the_windowed_alerts_in_fewer_runs() -> None:
         full = run_rule(session, chain)
     assert fast.rows and fast.rows == full.rows
     assert fast.runs < full.runs
+
+
+def _chain_rows(days: int = 1) -> list[dict[str, Any]]:
+    """Agent cmdlets, transport restarts and noise on two servers over `days` days, shuffled:
+    chains form, grow and break across dozens of the chain rule's hourly runs."""
+    rng = random.Random(8)
+    kinds = [
+        ("powershell.exe", "powershell.exe -c Install-TransportAgent -Name A{n}", "explorer.exe"),
+        ("net.exe", "net stop msexchangetransport", "cmd.exe"),
+        ("MSExchangeTransport.exe", "MSExchangeTransport.exe", "services.exe"),
+        ("cmd.exe", "cmd.exe /c whoami", "EdgeTransport.exe"),
+        ("chrome.exe", "chrome.exe --type=renderer", "explorer.exe"),
+        ("chrome.exe", "chrome.exe --type=gpu", "explorer.exe"),
+    ]
+    start = datetime(2026, 3, 1)
+    rows = []
+    for i in range(days * 24 * 3):
+        t = start + timedelta(minutes=20 * i + rng.randrange(20), seconds=rng.randrange(60))
+        name, line, parent = kinds[rng.randrange(len(kinds))]
+        rows.append({"Timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                     "DeviceName": f"exch0{1 + rng.randrange(2)}.contoso.local", "ActionType": "ProcessCreated",
+                     "FileName": name, "FolderPath": rf"C:\Windows\System32\{name}",
+                     "ProcessCommandLine": line.format(n=i), "AccountName": f"admin{i % 3}",
+                     "InitiatingProcessFileName": parent, "ReportId": i})
+    rng.shuffle(rows)  # not in time order on input
+    return rows
+
+
+def _one_query_per_run(session: Session, rule: Rule) -> list[dict[str, Any]]:
+    """The replay as Sentinel runs it: one query per run, its window set, now() at its end."""
+    tables = session.tables_named_in(rule.query)
+    seen: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    for start, end in schedule(rule, session.slice_ends(tables, rule.frequency)):
+        session.set_window(start, end)
+        rows.extend(_unique(session.query(rule.query, end).to_pylist(), seen))
+    session.set_window(EARLIEST, LATEST)
+    return rows
+
+
+@pytest.mark.parametrize("mode", ["latest-slice", "windowed"])
+def test_windowed_replay_in_one_query_gives_the_alerts_of_one_query_per_run(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    (chain,) = load_rules(["exchange-transport-agent-chain"])
+    chain.meta["replay"] = mode
+    with _session_with({"DeviceProcessEvents": _chain_rows()}) as session:
+        naive = _one_query_per_run(session, chain)
+
+        def no_single_runs(*_: object) -> None:
+            raise AssertionError("a run was made as a query of its own")
+
+        monkeypatch.setattr(session, "query", no_single_runs)
+        got = run_rule(session, chain)
+    assert len(naive) >= 5  # chains raised, grown and raised again
+    assert sorted(map(_key, got.rows)) == sorted(map(_key, naive))  # within a run, rows come in any order
+    assert got.runs == len(schedule(chain, sorted({_slice(r) for r in _chain_rows()})))
+
+
+def _slice(row: dict[str, Any]) -> datetime:
+    t = helpers.parse_ts(row["Timestamp"]).replace(tzinfo=None)
+    hour = t.replace(minute=0, second=0, microsecond=0)
+    return hour if t == hour else hour + timedelta(hours=1)
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["runs-keyed", "runs-by-range"])
+@pytest.mark.parametrize("slug", ["lightneuron-indicators", "exchange-transport-foreign-module",
+                                  "exchange-transport-agent-chain"])
+def test_shipped_windowed_rules_replay_in_one_query_on_the_demo(slug: str, keyed: bool) -> None:
+    (rule,) = load_rules([slug])
+    assert not rowwise(rule)
+    demo = Path(__file__).resolve().parents[1] / "demo"
+    with Session(in_memory=True) as session:
+        session.load_files(list(sources.walk([demo])), jobs=1)
+        plan = schedule(rule, session.slice_ends(session.tables_named_in(rule.query), rule.frequency))
+        together = session.query_windows(rule.query, plan, rule.frequency if keyed else None)
+        assert together is not None
+        assert together.column(SLICE_END).to_pylist() == sorted(together.column(SLICE_END).to_pylist())
+        got = _unique(together.drop_columns([SLICE_END]).to_pylist(), set())
+        naive = _one_query_per_run(session, rule)
+    assert got and sorted(map(_key, got)) == sorted(map(_key, naive))
+
+
+def test_replay_falls_back_to_one_query_per_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When DuckDB cannot run all windows as one query, the runs are made one by one."""
+    (chain,) = load_rules(["exchange-transport-agent-chain"])
+    with _session_with({"DeviceProcessEvents": _chain_rows()}) as session:
+        together = run_rule(session, chain)
+        monkeypatch.setattr(session, "query_windows", lambda *_: None)
+        apart = run_rule(session, chain)
+    assert together.rows and sorted(map(_key, apart.rows)) == sorted(map(_key, together.rows))
+    assert apart.runs == together.runs
+
+
+@pytest.mark.parametrize("size", [3_600_000_000, 7, 1])
+def test_run_keys_are_exact_ceilings_for_any_sign(size: int) -> None:
+    """A row's first and last run come from integer ceilings: a float or truncating one
+    would drop a row from a run at a slice edge."""
+    values = [0, 1, -1, size, -size, size - 1, 1 - size, 1_772_000_000_000_001, -98_765_432_109_876]
+    with Session(in_memory=True) as session:
+        for v in values:
+            got = session.con.execute(f"SELECT {_ceil_div('CAST($v AS BIGINT)', size)}", {"v": v}).fetchone()
+            assert got == (-(-v // size),), v
+
+
+def test_rules_run_at_once_give_the_same_runs_as_one_after_the_other() -> None:
+    rules = load_rules(None)
+    demo = Path(__file__).resolve().parents[1] / "demo"
+    with Session(in_memory=True) as session:
+        session.load_files(list(sources.walk([demo])), jobs=1)
+        apart = run_rules(session, rules, jobs=1)
+        together = run_rules(session, rules, jobs=3)
+        pinned = run_rules(session, rules, datetime(2026, 3, 2), jobs=3)
+        assert [r.rows for r in pinned] == [r.rows for r in run_rules(session, rules, datetime(2026, 3, 2))]
+    assert [r.rule.slug for r in together] == [r.slug for r in rules]
+    assert [(r.runs, r.note, sorted(map(_key, r.rows))) for r in together] == \
+        [(r.runs, r.note, sorted(map(_key, r.rows))) for r in apart]
+    assert sum(len(r.rows) for r in apart) == 36

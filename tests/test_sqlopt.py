@@ -7,7 +7,7 @@ import duckdb
 import duckdb_kql
 import pytest
 
-from exhunt.sqlopt import merge_regex_runs
+from exhunt.sqlopt import MACROS, TOSTRING, merge_regex_runs, use_tostring_macro
 
 TEXTS = [
     r"C:\Program Files\Microsoft\Exchange Server\V15\TransportRoles\agents\x.dll",
@@ -54,3 +54,55 @@ def test_only_whole_parenthesized_runs_on_one_column_are_merged() -> None:
     assert merge_regex_runs(same) == (
         "(regexp_matches(\"A\", '(?:' || '(?i)' || regexp_escape('x') || ')|(?:' || "
         "'(?i)' || regexp_escape('y') || ')'))")
+
+
+TYPED = {"T": ["s", "i", "b", "t", "d", "f", "j"]}
+TOSTRING_QUERIES = [
+    "T | extend x = strcat(s, i, b, t, d, f, j) | project x",
+    "T | extend x = tostring(tostring(s)), y = tolower(tostring(j.k)), z = tostring(d) | project x, y, z",
+    "T | where tostring(b) =~ 'true' or s has 'a' or tostring(f) == 'NaN' | project s",
+    "T | extend x = strcat(tostring(i), '-', tostring(t)), y = toupper(s) | project x, y",
+    "T | extend n = tostring(int(null)), e = tostring('') | project n, e",
+    "T | extend x = strcat(iff(b, s, 'END'), case(i > 0, 'case', f > 1, tostring(j), 'x')) | project x",
+]
+
+
+def _typed_table() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+    con.execute("CREATE TABLE T (s VARCHAR, i BIGINT, b BOOLEAN, t TIMESTAMP, d INTERVAL, f DOUBLE, j JSON)")
+    con.execute("""INSERT INTO T VALUES
+        ('Ab c', 1, true, TIMESTAMP '2026-03-01 10:00:00.123456', INTERVAL '1 day 02:03:04.5', 1.5, '{"k": "v"}'),
+        ('', -7, false, TIMESTAMP '1970-01-01', INTERVAL '-00:00:01', 'NaN'::DOUBLE, '[1, 2]'),
+        (NULL, NULL, NULL, NULL, NULL, NULL, NULL)""")
+    return con
+
+
+@pytest.mark.parametrize("kql", TOSTRING_QUERIES)
+def test_tostring_macro_gives_the_same_values(kql: str) -> None:
+    sql = str(duckdb_kql.to_sql(kql, schema=TYPED))
+    short = use_tostring_macro(sql)
+    assert TOSTRING in short and len(short) < len(sql)
+    con = _typed_table()
+    for macro in MACROS:
+        con.execute(macro)
+    before = con.execute(sql).fetchall()
+    after = con.execute(short).fetchall()
+    assert after == before
+    assert before
+
+
+def test_tostring_macro_only_replaces_the_translators_text_over_an_atom() -> None:
+    whole = str(duckdb_kql.to_sql("T | project x = tostring(s)", schema=TYPED))
+    assert f'{TOSTRING}("s")' in use_tostring_macro(whole)
+    # The same CASE over `a || b`: `a || b ->> '$'` does not mean `(a || b) ->> '$'`; left alone.
+    case = whole[whole.index("CASE typeof("):whole.rindex("END") + 3]
+    assert use_tostring_macro(case) == f'{TOSTRING}("s")'
+    compound = case.replace('"s"', '"s" || "s"')
+    assert use_tostring_macro(compound) == compound
+    two_cases = case.replace('"s"', "CASE WHEN b THEN 'a' END || CASE WHEN b THEN 'c' END")
+    assert use_tostring_macro(two_cases) == two_cases
+    one_case = case.replace('"s"', "CASE WHEN b THEN 'END' ELSE CASE WHEN \"END\" THEN 'x' END END")
+    assert use_tostring_macro(one_case).startswith(f"{TOSTRING}(CASE WHEN b")
+    changed = case.replace("'True'", "'true'")  # not the translator's text: left alone
+    assert use_tostring_macro(changed) == changed

@@ -15,10 +15,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from exhunt import alerts as alerting
-from exhunt import memory, output, sources, summary
+from exhunt import memory, output, readpool, sources, summary
 from exhunt.engine import Session
 from exhunt.errors import ExhuntError, UsageError
-from exhunt.replay import RuleRun, run_rule
+from exhunt.replay import RuleRun, run_rules
 from exhunt.rule import SEVERITIES, load_rules, severity_rank
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -43,7 +43,8 @@ StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 2 if any record 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No run summary on stderr.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every input problem kept.")]
 JobsOpt = Annotated[int | None, typer.Option(
-    "--jobs", "-j", min=1, help="Processes reading files in parallel (default: one per core; 1 = none).")]
+    "--jobs", "-j", min=1,
+    help="Processes reading files in parallel, and rules run at once (default: one per core; 1 = none).")]
 MemoryOpt = Annotated[str | None, typer.Option(
     "--memory", help="Memory for the whole run, all processes (e.g. 1GB; default 1536MB or "
                      "$EXHUNT_MEMORY); DuckDB spills to a temporary folder beyond its share.")]
@@ -178,12 +179,10 @@ def detect(
         session.lines_later = True
         load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
         found: list[dict[str, Any]] = []
-        runs: list[RuleRun] = []
         owners: list[Any] = []
         unresolved: list[alerting.Unresolved] = []
-        for rule in chosen:
-            run = run_rule(session, rule, pinned)
-            runs.append(run)
+        runs = run_rules(session, chosen, pinned, readpool.default_jobs() if jobs is None else jobs)
+        for rule, run in zip(chosen, runs, strict=True):
             alerts = alerting.build(session, rule, run.rows, unresolved)
             found.extend(alerts)
             owners.extend(rule for _ in alerts)

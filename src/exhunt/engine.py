@@ -3,12 +3,15 @@
 Every table of the schema exists from the start with all its columns (a rule
 never fails because one export lacked a column), rows are stored in `_t_<Table>`
 and queried through a view `<Table>` that adds `TimeGenerated` and applies the
-current time window, so replaying a rule's schedule is a matter of moving two
-variables. Rows live in a temporary on-disk database, not in Python memory.
+current time window (two variables). A replay instead hides the views behind CTEs
+of the same name over `_t_<Table>`, so that all its runs are one query (see
+query_sliced, query_windows). Rows live in a temporary on-disk database, not in
+Python memory.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import tempfile
@@ -115,6 +118,21 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
     return pa.schema(list(fields.values()))
 
 
+def _quiet_arrow() -> None:
+    """Query results are alert-sized, so the extra copy DuckDB warns about does not matter.
+
+    A filter set before each query, not `warnings.catch_warnings` around it: that one is not
+    thread-safe (rules run on several threads, see Session.worker), and a filter set once can
+    be dropped by a caller's own catch_warnings (pytest's, around each test).
+    """
+    warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+
+
+def _ceil_div(expr: str, size: int) -> str:
+    """SQL for ceil(expr / size) over BIGINTs, exact for any sign (DuckDB's `//` truncates)."""
+    return f"(({expr} + {size - 1}) - ((({expr} + {size - 1}) % {size}) + {size}) % {size}) // {size}"
+
+
 @dataclass
 class LazyCsv:
     """A large CSV file hunted as DuckDB parsed it, its rows' lines found only on request
@@ -189,6 +207,8 @@ class Session:
         #: Temporary tables holding those files' columns (see COPY_CSV).
         self._lazy_tables: list[str] = []
         self.set_window(EARLIEST, LATEST)
+        for macro in sqlopt.MACROS:
+            self.run(macro)
         for t in self.tables.values():
             self._create(t)
 
@@ -436,10 +456,12 @@ class Session:
         self.con.register("_exhunt_rawbatch", data)
         try:
             params = [files, [p.display for p in parts]]
+            # A table of the session's database, not TEMP: rules run on cursors of their own,
+            # which see the database's tables but not another connection's temporary ones.
             if self._win_ready:
                 self.run(f"INSERT INTO _w_events BY NAME {select}", params)
             else:
-                self.run(f"CREATE TEMP TABLE _w_events AS {select}", params)
+                self.run(f"CREATE TABLE _w_events AS {select}", params)
                 self._win_ready = True
         finally:
             self.con.unregister("_exhunt_rawbatch")
@@ -952,7 +974,7 @@ class Session:
             stored = (str(result), dict(result.parameters))
             kqlcache.put(entry, *stored)
         sql, params = stored
-        out = Translated(sqlopt.merge_regex_runs(sql), params, CLOCK_SLOT in params)
+        out = Translated(sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(sql)), params, CLOCK_SLOT in params)
         self._translated[kql] = out
         return out
 
@@ -971,11 +993,9 @@ class Session:
             params[CLOCK_SLOT] = now or datetime.utcnow()
         try:
             # execute() plans once; the relation API (con.sql) binds and plans the statement
-            # again when it runs, which doubles the cost of every replay window. Results here
-            # are alert-sized, so the extra copy DuckDB warns about does not matter.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
-                return self.con.execute(tr.sql, params).to_arrow_table()
+            # again when it runs, which doubles the cost of every replay window.
+            _quiet_arrow()
+            return self.con.execute(tr.sql, params).to_arrow_table()
         except duckdb.BinderException as exc:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
@@ -995,35 +1015,122 @@ class Session:
         params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
         sql = tr.sql
         if tr.uses_clock:
-            slot = "$" + CLOCK_SLOT
-            head = sql.lstrip()
-            if CLOCK_SLOT in kql or head[:5].upper() != "WITH " or head[5:15].upper().startswith("RECURSIVE"):
+            if CLOCK_SLOT in kql:
                 return None
             size = int(step / timedelta(microseconds=1))
-            ctes = []
-            for t in self.tables.values():
-                if _q(t.name) not in sql:
-                    continue
-                time = _q(t.time_column)
-                alias = "".join(f", {_q(src)} AS {_q(a)}" for a, src in t.aliases.items())
-                # NOT MATERIALIZED: a table two parts of a rule read would otherwise be copied
-                # whole before either filters it (measured 0.64 s -> 0.50 s on the seed rule).
-                ctes.append(
-                    f"{_q(t.name)} AS NOT MATERIALIZED (SELECT *{alias}, "
-                    f"make_timestamp(CAST(ceil(epoch_us({time}) / {size}) AS BIGINT) * {size}) "
-                    f"AS {_q(SLICE_END)} FROM {_q('_t_' + t.name)})"
-                )
-            if not ctes:
+            end = f"make_timestamp(CAST(ceil(epoch_us({{time}}) / {size}) AS BIGINT) * {size}) AS {_q(SLICE_END)}"
+            shadowed = self._shadow_tables(sql.replace("$" + CLOCK_SLOT, _q(SLICE_END)), extra=end)
+            if shadowed is None:
                 return None
-            sql = "WITH " + ", ".join(ctes) + ", " + head[5:].replace(slot, _q(SLICE_END))
+            sql = shadowed
         try:
-            rel = self.con.sql(sql, params=params) if params else self.con.sql(sql)
-            table = rel.to_arrow_table()
+            # execute(), not con.sql(): the relation binds the statement once to make the
+            # relation and again to run it, and binding is most of a rule's cost on small data.
+            _quiet_arrow()
+            table: pa.Table = self.con.execute(sql, params).to_arrow_table()
         except duckdb.BinderException:
             return None
         except duckdb.Error as exc:
             raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
         return table.drop_columns([SLICE_END]) if SLICE_END in table.column_names else table
+
+    def query_windows(self, kql: str, windows: list[tuple[datetime, datetime]],
+                      step: timedelta | None = None) -> pa.Table | None:
+        """Every run of a replay in one query, or None when DuckDB cannot run it that way.
+
+        Run i sees the rows with start_i < time <= end_i and reads now() as end_i, exactly as
+        `set_window(start_i, end_i)` then `query(kql, end_i)` would. One query per run pays,
+        per run, the binding of the translated SQL (0.05-0.5 s for the shipped rules, whatever
+        the data) and a scan of every stored row. Here the runs are a list and the rule a
+        LATERAL subquery evaluated for each: DuckDB binds it once and decorrelates it into
+        joins on the run, so each table is read once and each row goes to the runs that see
+        it. When every run is as long and ends on the `step` grid (a replay's runs do), each
+        row also carries the index of every run that can see it, so that join is on equal
+        keys instead of comparing each row with each run. The result carries each row's run
+        end in SLICE_END and is ordered by it (the order runs would have been made in); rows
+        within one run come in any order, as they do from a single run.
+        """
+        if not windows:
+            return None
+        tr = self.translate(kql)
+        if CLOCK_SLOT in kql or "_exhunt_w" in tr.sql:
+            return None
+        us = timedelta(microseconds=1)
+        epoch = datetime(1970, 1, 1)
+        size = int(step / us) if step else 0
+        length = {end - start for start, end in windows}
+        keyed = size > 0 and len(length) == 1 and all(int((end - epoch) / us) % size == 0 for _, end in windows)
+        bounds = "{time} > _exhunt_w.ws AND {time} <= _exhunt_w.we"
+        key = ""
+        if keyed:
+            # Run k ends at k * size and sees the rows with k * size - span < time <= k * size: a row
+            # is seen by runs ceil(us / size) .. ceil((us + span) / size) - 1 (in integers: exact).
+            span = int(length.pop() / us)
+            first = _ceil_div("epoch_us({time})", size)
+            last = _ceil_div(f"(epoch_us({{time}}) + {span})", size)
+            key = f"unnest(generate_series({first}, {last} - 1))"
+            bounds = "_exhunt_k = _exhunt_w.k AND " + bounds
+        sql = self._shadow_tables(tr.sql.replace("$" + CLOCK_SLOT, "_exhunt_w.we"), where=bounds, key=key)
+        if sql is None:
+            return None
+        runs = "unnest($exhunt_starts) AS ws, unnest($exhunt_ends) AS we"
+        if keyed:
+            runs += f", CAST(epoch_us(unnest($exhunt_ends)) // {size} AS BIGINT) AS k"
+        sql = (f"SELECT _exhunt_w.we AS {_q(SLICE_END)}, _exhunt_q.* FROM (SELECT {runs}) AS _exhunt_w, "
+               f"LATERAL ({sql}) AS _exhunt_q ORDER BY 1")
+        params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
+        params["exhunt_starts"] = [start for start, _ in windows]
+        params["exhunt_ends"] = [end for _, end in windows]
+        try:
+            _quiet_arrow()
+            table = self.con.execute(sql, params).to_arrow_table()
+        except duckdb.Error:
+            return None  # the caller runs window by window, which reports a real error itself
+        return table
+
+    def _shadow_tables(self, sql: str, extra: str = "", where: str = "", key: str = "") -> str | None:
+        """`sql` with a CTE in front for each table it reads, named as the table so it hides
+        the table's view: the stored rows with the view's aliases, plus `extra` columns,
+        filtered by `where`, which may read `_exhunt_k` computed by `key` (`{time}` stands
+        for the table's time column in each). None when the statement's shape does not
+        allow it (a recursive WITH)."""
+        head = sql.lstrip()
+        if head[:5].upper() == "WITH " and head[5:15].upper().startswith("RECURSIVE"):
+            return None
+        words = set(re.findall(r"[A-Za-z_]\w*", sql))
+        ctes = []
+        for t in self.tables.values():
+            if t.name not in words:
+                continue
+            time = _q(t.time_column)
+            alias = "".join(f", {_q(src)} AS {_q(a)}" for a, src in t.aliases.items())
+            more = ", " + extra.format(time=time) if extra else ""
+            filt = " WHERE " + where.format(time=time) if where else ""
+            # NOT MATERIALIZED: a table two parts of a rule read would otherwise be copied
+            # whole before either filters it (measured 0.64 s -> 0.50 s on the seed rule).
+            source = _q("_t_" + t.name)
+            columns = "*"
+            if key:  # a column the filter reads, not one the rule sees
+                source = f"(SELECT *, {key.format(time=time)} AS _exhunt_k FROM {source})"
+                columns = "* EXCLUDE (_exhunt_k)"
+            ctes.append(f"{_q(t.name)} AS NOT MATERIALIZED (SELECT {columns}{alias}{more} FROM {source}{filt})")
+        if not ctes:
+            return None
+        if head[:5].upper() == "WITH ":
+            return "WITH " + ", ".join(ctes) + ", " + head[5:]
+        return "WITH " + ", ".join(ctes) + " " + head
+
+    def slice_ends(self, tables: Iterable[str], step: timedelta) -> list[datetime]:
+        """End of every `step`-aligned slice (since 1970) that holds at least one row of `tables`."""
+        size = int(step / timedelta(microseconds=1))
+        ends: set[int] = set()
+        for name in tables:
+            col = _q(self.tables[name].time_column)
+            rows = self.run(f"SELECT DISTINCT CAST(ceil(epoch_us({col}) / {size}) AS BIGINT) "
+                            f"FROM {_q('_t_' + name)} WHERE {col} IS NOT NULL")
+            ends.update(int(r[0]) for r in rows)
+        epoch = datetime(1970, 1, 1)
+        return [epoch + timedelta(microseconds=e * size) for e in sorted(ends)]
 
     def tables_named_in(self, kql: str) -> list[str]:
         """Tables the query text names (a word match; comments are ignored)."""
@@ -1043,6 +1150,23 @@ class Session:
                         f"(the query names it; Defender would reject it the same way)")
             return f"column {col!r} is not available where the query uses it"
         return f"query failed in the engine: {text.splitlines()[0]}"
+
+    def worker(self) -> Session:
+        """This session on a DuckDB cursor of its own, to run queries from another thread.
+
+        Rules are independent and, on small inputs, each costs mostly DuckDB's binding of its
+        SQL, which runs on one core: two rules bound at once take about half the time. A cursor
+        has its own settings, variables and temporary macros, so those are made again; tables
+        and views are shared. Close it before the session; it must not load files.
+        """
+        other = copy.copy(self)
+        other.con = self.con.cursor()
+        other._tmpdir = None
+        other.run("SET TimeZone='UTC'")
+        for macro in sqlopt.MACROS:
+            other.run(macro)
+        other.set_window(EARLIEST, LATEST)
+        return other
 
     def close(self) -> None:
         self.con.close()

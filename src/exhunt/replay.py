@@ -6,21 +6,26 @@ gives the alerts the rule would have raised, instead of nothing because the
 data is older than `ago(24h)`. Runs whose window holds no data are skipped;
 a rule with no aggregation (each row judged alone) only needs each row seen
 once, so it gets one run per `queryFrequency` slice that holds data (evaluated
-as a single query when possible, see Session.query_sliced). Alerts
-repeated by overlapping windows are reported once.
+as a single query when possible, see Session.query_sliced). The runs of any other
+rule are evaluated together in one query too (Session.query_windows: the rule is
+bound once and each table read once, instead of once per run), falling back to
+one query per run only when DuckDB cannot run it that way. Alerts repeated by
+overlapping windows are reported once.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
-from exhunt.engine import EARLIEST, LATEST, Session
+from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session
 from exhunt.rule import Rule
 
 #: Operators whose answer depends on more than one row, so the window matters.
@@ -29,7 +34,6 @@ _STATEFUL = re.compile(
     r"arg_max|arg_min|dcount|sample|serialize|row_number|prev|next|scan|top-nested|evaluate)\b",
     re.IGNORECASE,
 )
-_EPOCH = datetime(1970, 1, 1)
 
 
 def latest_slice(rule: Rule) -> bool:
@@ -58,28 +62,8 @@ class RuleRun:
     error: str | None = None
 
 
-def _ceil(t: datetime, step: timedelta) -> datetime:
-    us = int((t - _EPOCH) / timedelta(microseconds=1))
-    size = int(step / timedelta(microseconds=1))
-    return _EPOCH + timedelta(microseconds=-(-us // size) * size)
-
-
 def _fmt(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _slice_ends(session: Session, tables: list[str], step: timedelta) -> list[datetime]:
-    """End of every `step`-aligned slice that holds at least one row."""
-    size = int(step / timedelta(microseconds=1))
-    ends: set[int] = set()
-    for name in tables:
-        t = session.tables[name]
-        col = '"' + t.time_column + '"'
-        rows = session.run(
-            f'SELECT DISTINCT CAST(ceil(epoch_us({col}) / {size}) AS BIGINT) FROM "_t_{name}" WHERE {col} IS NOT NULL'
-        )
-        ends.update(int(r[0]) for r in rows)
-    return [_EPOCH + timedelta(microseconds=e * size) for e in sorted(ends)]
 
 
 def _key(row: dict[str, Any]) -> str:
@@ -95,6 +79,23 @@ def _unique(rows: list[dict[str, Any]], seen: set[str]) -> list[dict[str, Any]]:
             seen.add(k)
             out.append(row)
     return out
+
+
+def schedule(rule: Rule, slices: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """The (start, end] window of every run that can raise an alert, given the ends of the
+    `queryFrequency` slices that hold data, in run order."""
+    freq, period = rule.frequency, rule.period
+    if rowwise(rule):
+        return [(end - freq, end) for end in slices]
+    if latest_slice(rule):
+        # The rule only alerts on something in its newest slice: runs ending after the
+        # data's last slices cannot raise anything the run at that slice did not.
+        return [(end - period, end) for end in slices]
+    ends: set[datetime] = set()
+    steps = max(1, -(-period // freq))
+    for end in slices:
+        ends.update(end + i * freq for i in range(steps))
+    return [(end - period, end) for end in sorted(ends)]
 
 
 def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleRun:
@@ -114,12 +115,12 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
                 out.note = (f"data spans {_fmt(span[0])} .. {_fmt(span[1])} UTC; the window "
                             f"{_fmt(now - period)} .. {_fmt(now)} holds none of it")
             return out
-        slices = _slice_ends(session, tables, freq)
+        slices = session.slice_ends(tables, freq)
         if not slices:
             out.note = "no rows in " + ", ".join(tables or ["its tables"])
             return out
+        plan = schedule(rule, slices)
         if rowwise(rule):
-            plan = [(end - freq, end) for end in slices]
             session.set_window(EARLIEST, LATEST)
             once = session.query_sliced(rule.query, freq)
             if once is not None:
@@ -127,16 +128,13 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
                 out.runs = len(plan)
                 out.rows = _unique(once.to_pylist(), set())
                 return out
-        elif latest_slice(rule):
-            # The rule only alerts on something in its newest slice: runs ending after the
-            # data's last slices cannot raise anything the run at that slice did not.
-            plan = [(end - period, end) for end in slices]
-        else:
-            ends: set[datetime] = set()
-            steps = max(1, -(-period // freq))
-            for end in slices:
-                ends.update(end + i * freq for i in range(steps))
-            plan = [(end - period, end) for end in sorted(ends)]
+        out.runs = len(plan)
+        together = session.query_windows(rule.query, plan, freq)
+        if together is not None:
+            # The same rows as one run per window, in one query (see Session.query_windows).
+            out.rows = _unique(together.drop_columns([SLICE_END]).to_pylist(), set())
+            return out
+        out.runs = 0
         seen: set[str] = set()
         for start, end in plan:
             session.set_window(start, end)
@@ -146,3 +144,30 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
         return out
     finally:
         session.set_window(EARLIEST, LATEST)
+
+
+def run_rules(session: Session, rules: list[Rule], now: datetime | None = None, jobs: int = 1) -> list[RuleRun]:
+    """run_rule for each rule, in order; with jobs > 1 that many rules at once, each on a cursor
+    of the session (Session.worker). The runs are the same either way: each rule's queries are
+    its own, and only the order they are made in changes."""
+    jobs = min(jobs, len(rules))
+    if jobs <= 1:
+        return [run_rule(session, rule, now) for rule in rules]
+    workers: queue.SimpleQueue[Session] = queue.SimpleQueue()
+    made = [session.worker() for _ in range(jobs)]
+    for w in made:
+        workers.put(w)
+
+    def one(rule: Rule) -> RuleRun:
+        w = workers.get()
+        try:
+            return run_rule(w, rule, now)
+        finally:
+            workers.put(w)
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="exhunt-rule") as pool:
+            return list(pool.map(one, rules))
+    finally:
+        for w in made:
+            w.close()
