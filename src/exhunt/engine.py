@@ -680,7 +680,8 @@ class Session:
             if copy:  # in any order: no row's position matters any more
                 self.run("SET preserve_insertion_order = false")
                 try:
-                    self.run(f"CREATE TEMP TABLE {_q(name)} AS SELECT {', '.join(_q(c) for c in kept)}, "
+                    # Not TEMP: the rules' cursors must see it (see _store_events).
+                    self.run(f"CREATE TABLE {_q(name)} AS SELECT {', '.join(_q(c) for c in kept)}, "
                              f"{problem} AS _exhunt_problem, {encoded} AS _exhunt_encoded "
                              f"FROM ({p.sql}) AS _exhunt_norm")
                 finally:
