@@ -34,6 +34,9 @@ from pathlib import Path
 import duckdb
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from proctree import tree_memory  # noqa: E402
+
 OUT = HERE / "out"
 RULE = "exchange-transport-agent-seed"
 START = datetime(2026, 11, 14)
@@ -419,32 +422,6 @@ class Measure:
     rc: int
 
 
-def _tree_kb(root: int) -> int:
-    """Sum of VmRSS over `root` and all its descendants, in KB, from /proc (0 off Linux)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, grew = {root}, True
-    while grew:
-        more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
-        tree |= more
-        grew = bool(more)
-    total = 0
-    for pid in tree:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total
-
-
 def measure(cmd: list[str], stdout: Path | None = None) -> Measure:
     """Run a child: wall time, its own peak RSS (wait4's rusage is per child) and the largest
     sum of RSS over it and its descendants, sampled every 50 ms (reader workers are children
@@ -460,7 +437,7 @@ def measure(cmd: list[str], stdout: Path | None = None) -> Measure:
             if pid:
                 break
             if sys.platform == "linux":
-                tree = max(tree, _tree_kb(proc.pid))
+                tree = max(tree, tree_memory(proc.pid)[0])
             time.sleep(0.05)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from proctree import tree_memory  # noqa: E402
+
 DEFAULT_SOURCE = HERE.parent.parent / "shared" / "data"
 
 
@@ -116,34 +119,6 @@ def child_exhunt(folder: Path) -> int:
     return -1
 
 
-def _tree_memory(root: int) -> tuple[int, dict[int, int]]:
-    """(sum of VmRSS over `root` and its descendants, VmHWM per descendant pid), in KB, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree, grew = {root}, True
-    while grew:
-        more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
-        tree |= more
-        grew = bool(more)
-    total, peaks = 0, {}
-    for pid in tree:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text().splitlines()
-        except OSError:
-            continue
-        fields = {line.split(":", 1)[0]: line.split()[1] for line in status if line.startswith(("VmRSS", "VmHWM"))}
-        total += int(fields.get("VmRSS", 0))
-        if pid != root:
-            peaks[pid] = int(fields.get("VmHWM", 0))
-    return total, peaks
-
-
 def run_child(mode: str, folder: Path) -> dict[str, float]:
     """Run one measurement; memory of reader worker processes (children of a forkserver, so
     invisible to getrusage) is sampled from /proc every 50 ms."""
@@ -153,7 +128,7 @@ def run_child(mode: str, folder: Path) -> dict[str, float]:
     tree_kb, worker_kb = 0, 0
     while proc.poll() is None:
         if mode == "exhunt" and sys.platform == "linux":
-            total, peaks = _tree_memory(proc.pid)
+            total, peaks = tree_memory(proc.pid)
             tree_kb = max(tree_kb, total)
             worker_kb = max([worker_kb, *peaks.values()])
         time.sleep(0.05)

@@ -1,0 +1,37 @@
+"""Memory of a whole process tree, sampled from /proc: the benches' measure of "all exhunt processes".
+
+Reader workers are children of a forkserver, which getrusage does not see, so the benches
+sample every 50 ms and keep the largest sum.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tree_memory(root: int) -> tuple[int, dict[int, int]]:
+    """(sum of VmRSS over `root` and its descendants, VmHWM per descendant pid), in KB, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, ppid in parents.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    total, peaks = 0, {}
+    for pid in tree:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        except OSError:
+            continue
+        fields = {line.split(":", 1)[0]: line.split()[1] for line in status if line.startswith(("VmRSS", "VmHWM"))}
+        total += int(fields.get("VmRSS", 0))
+        if pid != root:
+            peaks[pid] = int(fields.get("VmHWM", 0))
+    return total, peaks
