@@ -2,12 +2,15 @@
 
 Readers hand over records as the parser renders them: JSON text in Arrow batches of
 the pseudo-table `RAW`, no per-record Python work. For each batch one statement
-(`events-<form>.sql`, then `events.sql`) extracts every record's System fields and
-data into a temporary `events` table; each mapping file then selects its table's
-rows from it (`-- table: X` on its first line names the table; `-- dedupe: a, b`
-keeps the first row per input file of each distinct value of those columns).
-Only PowerShell logging (script blocks reassembled across records) and the Exchange
-cmdlet log (parameter text parsed) go on through the Python mapping: few rows.
+(`events-<form>.sql`, then `events.sql`) parses every record once for its System
+fields into the stored `_w_events` table, beside the record's text. Each mapping file
+then selects its table's rows from `events` (`events_view`: `_w_events` plus the
+record's data, read from its text for the rows the mapping selects). A mapping file's
+first lines say where its rows go: `-- table: X`; `-- dedupe: a, b` keeps the first
+row per input file of each distinct value of those columns; `-- view: yes` queries
+it in place instead of copying it (Event, SecurityEvent). Only PowerShell logging
+(script blocks reassembled across records) and the Exchange cmdlet log (parameter
+text parsed) go on through the Python mapping: few rows.
 """
 
 from __future__ import annotations
@@ -126,8 +129,9 @@ def over(m: Mapping, source: str, typed_time: bool | None = None) -> str:
                   else f"SELECT * FROM ({source}) AS _s WHERE _time IS NULL")
     events = f"events AS NOT MATERIALIZED ({events_view(source)})"
     body = "\n".join(line for line in m.sql.splitlines() if not line.startswith("--")).strip()
-    if body[:5].upper() == "WITH ":
-        return f"WITH {events}, {body[5:]}"
+    head = re.match(r"WITH\s", body, re.IGNORECASE)
+    if head:
+        return f"WITH {events}, {body[head.end():]}"
     return f"WITH {events} {body}"
 
 
