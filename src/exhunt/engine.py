@@ -5,8 +5,8 @@ never fails because one export lacked a column), rows are stored in `_t_<Table>`
 and queried through a view `<Table>` that adds `TimeGenerated` and applies the
 current time window (two variables). A replay instead hides the views behind CTEs
 of the same name over `_t_<Table>`, so that all its runs are one query (see
-query_sliced, query_windows). Rows live in a temporary on-disk database, not in
-Python memory.
+query_sliced, query_windows). Rows live in DuckDB, not in Python memory: an in-memory
+database that spills to a temporary folder beyond its memory limit.
 """
 
 from __future__ import annotations
@@ -164,8 +164,10 @@ class Session:
         if in_memory:
             db_path = Path(":memory:")
         elif db_path is None:
+            # In memory, spilling to this folder beyond memory_limit: the tables of one hunt
+            # need no write-ahead log or checkpoint (every record's text is stored once).
             self._tmpdir = tempfile.mkdtemp(prefix="exhunt-")
-            db_path = Path(self._tmpdir) / "hunt.duckdb"
+            db_path = Path(":memory:")
         # As duckdb_kql.connect does: KQL's datetimes are UTC whatever the machine's zone.
         self.con = duckdb.connect(str(db_path))
         self.run("SET TimeZone='UTC'")
