@@ -707,10 +707,7 @@ class Session:
                 self.run(f"DROP TABLE {_q(name)}")
                 self._lazy_tables.remove(name)
             return False
-        self._add_columns(t, p)
-        report.read += rows
-        report.used[t.name] += rows
-        report.unknown_columns.update(p.unknown_columns)
+        self._take_parsed(t, p, report, rows)
         if t.name in self._unread:
             return True
         source = _q(name) if copy else f"({p.sql}) AS _exhunt_norm"
@@ -817,10 +814,7 @@ class Session:
                 if name in self._staged:
                     self._staged.remove(name)
             return False
-        self._add_columns(t, p)
-        report.read += rows
-        report.used[t.name] += rows
-        report.unknown_columns.update(p.unknown_columns)
+        self._take_parsed(t, p, report, rows)
         if not store:
             return True
         if cmd_col is not None:  # kept, with AdditionalFields (see _enrich_column)
@@ -830,6 +824,13 @@ class Session:
                         f"'line ' || CAST(rowid + {rel.first_line} AS VARCHAR) AS {_q(SOURCE_RECORD)}, "
                         f"{lit} AS {_q(SOURCE_FILE)} FROM {_q(name)}")
         return True
+
+    def _take_parsed(self, t: TableSchema, p: Plan, report: FileReport, rows: int) -> None:
+        """Count a CSV file DuckDB parsed cleanly as read and used, and add its extra columns."""
+        self._add_columns(t, p)
+        report.read += rows
+        report.used[t.name] += rows
+        report.unknown_columns.update(p.unknown_columns)
 
     def insert(self, batch: Batch, report: FileReport, display: str) -> None:
         """Normalize one batch into its table now; skipped rows and bad values go to the report."""

@@ -74,6 +74,15 @@ _ATOM = re.compile(rf"{_COL}|{_STR}|[A-Za-z_][A-Za-z0-9_]*\(")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _quote_end(sql: str, i: int) -> int:
+    """Index of the quote closing the one at `sql[i]` (a doubled quote is part of the text), or -1."""
+    ch = sql[i]
+    j = sql.find(ch, i + 1)
+    while j != -1 and sql.startswith(ch, j + 1):
+        j = sql.find(ch, j + 2)
+    return j
+
+
 def _paren_end(sql: str, i: int) -> int:
     """Index just past the parenthesis closing the one at `sql[i]` (quotes skipped), or -1."""
     depth = 0
@@ -81,12 +90,9 @@ def _paren_end(sql: str, i: int) -> int:
     while i < n:
         ch = sql[i]
         if ch in "'\"":
-            j = sql.find(ch, i + 1)
-            while j != -1 and sql.startswith(ch, j + 1):  # doubled quote inside
-                j = sql.find(ch, j + 2)
-            if j == -1:
+            i = _quote_end(sql, i)
+            if i == -1:
                 return -1
-            i = j
         elif ch == "(":
             depth += 1
         elif ch == ")":
@@ -105,12 +111,10 @@ def _case_end(sql: str) -> int:
     while i < n:
         ch = sql[i]
         if ch in "'\"":
-            j = sql.find(ch, i + 1)
-            while j != -1 and sql.startswith(ch, j + 1):
-                j = sql.find(ch, j + 2)
-            if j == -1:
+            i = _quote_end(sql, i)
+            if i == -1:
                 return -1
-            i = j + 1
+            i += 1
             continue
         m = _WORD.match(sql, i)
         if m is None:
