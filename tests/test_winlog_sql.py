@@ -157,3 +157,71 @@ def test_records_that_are_not_events_are_counted_with_their_line(tmp_path: Path)
     assert any("mixed.json:line 2: skipped: not a EVTX JSON" in m for m in report.messages)
     assert any("mixed.json:line 4: skipped: invalid JSON" in m for m in report.messages)
     assert sorted(r["_record"] for r in files) == ["line 1", "line 5"]
+
+
+def _odd_shapes() -> list[dict[str, Any]]:
+    """evtx renderings beyond the plain case: forwarded events' object-valued System fields,
+    positional data beside <Binary>, #attributes inside EventData, UserData wrapping one
+    element, a lone string, null data, no record number, markup and escapes in values."""
+    import winlog_gen as g
+
+    docs = [g.evtx_json(e) for e in (*g.NAMED, g.PS800, g.EX1, g.EX6)]
+    fwd = g.evtx_json(g.Ev(g.SECURITY, 4688, 9001, "2026-03-02T08:00:00Z", {
+        "NewProcessName": r"C:\Windows\System32\cmd.exe", "CommandLine": 'cmd /c "a & b <c>"',
+        "SubjectUserName": "svc$", "SubjectDomainName": "CONTOSO", "SubjectLogonId": "0x3e7",
+        "TargetUserSid": "S-1-0-0", "NewProcessId": "0x1a4", "ProcessId": "0x10",
+        "MandatoryLabel": "s-1-16-12288", "TokenElevationType": "%%1937"}))
+    fwd["Event"]["System"]["EventID"] = {"#attributes": {"Qualifiers": ""}, "#text": "4688"}
+    fwd["Event"]["System"]["Level"] = "0"
+    binary = g.evtx_json(g.Ev(("System", "Service Control Manager"), 7036, 9002, "2026-03-02T08:01:00Z"))
+    binary["Event"]["EventData"] = {"Data": ["Microsoft Exchange Transport", "running"], "Binary": "4D0053"}
+    attrs = g.evtx_json(g.Ev(g.SYSMON, 11, 9003, "2026-03-02T08:02:00Z", {
+        "TargetFilename": r"C:\x\évil.dll", "Image": r"C:\w3wp.exe", "User": "-", "ProcessId": 7}))
+    attrs["Event"]["EventData"]["#attributes"] = {"Name": "x"}
+    user = g.evtx_json(g.Ev(("Application", "App"), 1000, 9004, "2026-03-02T08:03:00Z"))
+    del user["Event"]["EventData"]
+    user["Event"]["UserData"] = {"Wrapper": {"Inner": "v1", "Other": 2}}
+    lone = g.evtx_json(g.Ev(("Application", "App"), 1001, 9005, "2026-03-02T08:04:00Z"))
+    lone["Event"]["EventData"] = "just text"
+    null = g.evtx_json(g.Ev(("Application", "App"), 1002, 9006, "2026-03-02T08:05:00Z"))
+    null["Event"]["EventData"] = None
+    norec = g.evtx_json(g.Ev(g.SYSMON, 3, 9007, "2026-03-02T08:06:00Z", {
+        "Initiated": "false", "SourceIp": "10.0.0.5", "SourcePort": "443", "DestinationIp": "10.0.0.9",
+        "DestinationPort": "50000", "Protocol": "tcp", "Image": r"C:\p.exe", "SourceHostname": "-"}))
+    del norec["Event"]["System"]["EventRecordID"]
+    registry = g.evtx_json(g.Ev(g.SYSMON, 13, 9008, "2026-03-02T08:07:00Z", {
+        "EventType": "SetValue", "TargetObject": r"HKLM\SOFTWARE\x\Run\v", "Details": "DWORD (0x00000001)"}))
+    return [*docs, fwd, binary, attrs, user, lone, null, norec, registry]
+
+
+def test_the_sql_mapping_gives_the_python_mappings_rows(tmp_path: Path) -> None:
+    """The same records as JSON lines (mapped in DuckDB) and as one JSON array (evtx_dump's
+    document form, still mapped in Python) give the same rows in every table."""
+    import json
+
+    docs = _odd_shapes()
+    lines = tmp_path / "lines" / "events.json"
+    array = tmp_path / "array" / "events.json"
+    for p in (lines, array):
+        p.parent.mkdir()
+    lines.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    array.write_text(json.dumps(docs, indent=1), encoding="utf-8")
+
+    def tables(path: Path) -> dict[str, list[str]]:
+        with Session(in_memory=True) as session:
+            (report,) = session.load_files([sources.disk_file(path)], jobs=1)
+            assert report.read == len(docs) and report.total_skipped == 0, report.messages
+            # The event without a record number is identified by its file and position, which
+            # the two forms write differently ("line 13", "record 13").
+            ((rid, where),) = session.run('SELECT "ReportId", "_record" FROM "DeviceNetworkEvents"')
+            assert rid == common.report_id("events.json", where)
+            out = {}
+            for name in sorted(session.tables):
+                hidden = '"_record", "_source_file"' + (', "ReportId"' if name == "DeviceNetworkEvents" else "")
+                rows = session.run(f'SELECT * EXCLUDE ({hidden}) FROM "{name}"')
+                out[name] = sorted(repr(r) for r in rows)
+            return out
+
+    via_sql, via_python = tables(lines), tables(array)
+    assert via_sql == via_python
+    assert via_sql["Event"] and via_sql["SecurityEvent"] and via_sql["DeviceProcessEvents"]
