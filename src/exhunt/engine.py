@@ -442,7 +442,7 @@ class Session:
         """
         if not self._win_ready:
             self.run(winsql.macros())
-            self.run("CREATE TEMP TABLE _exhunt_seen (part INTEGER, k VARCHAR)")
+            self.run("CREATE TEMP TABLE IF NOT EXISTS _exhunt_seen (part INTEGER, k VARCHAR)")
         n = data.num_rows
         data = pa.table(data)
         if PART not in data.column_names:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from exhunt.sources.base import Batch, FileReport, SourceFile, text_stream
-from exhunt.sources.winjson import WinJsonReader, _is_json_lines
+from exhunt.sources.winjson import WinJsonReader, is_json_lines
 from exhunt.winlog.forms import from_evtx_json
 from exhunt.winlog.sql import RawBatches
 
@@ -29,7 +29,7 @@ class EvtxJson(WinJsonReader):
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
         """JSON lines go to DuckDB as text, mapped there like .evtx records (exhunt.winlog.sql);
         the document forms (an array, evtx_dump's "Record N" + pretty JSON) through Python."""
-        if not _is_json_lines(src.head()):
+        if not is_json_lines(src.head()):
             yield from super().read(src, report, table)
             return
         raw = RawBatches(src.name, self.what)

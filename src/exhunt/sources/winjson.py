@@ -55,7 +55,7 @@ def first_record(head: bytes) -> dict[str, Any] | None:
     return None
 
 
-def _is_json_lines(head: bytes) -> bool:
+def is_json_lines(head: bytes) -> bool:
     text = head_text(head)
     if not text.startswith("{"):
         return False
@@ -68,7 +68,7 @@ def _is_json_lines(head: bytes) -> bool:
 
 def iter_records(src: SourceFile, report: FileReport) -> Iterator[tuple[str, Any]]:
     """(where, record) for every record; bad lines and truncation are reported, never fatal."""
-    if _is_json_lines(src.head()):
+    if is_json_lines(src.head()):
         loads = orjson.loads
         with src.open() as fh:
             for lineno, line in enumerate(text_stream(fh), 1):
