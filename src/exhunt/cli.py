@@ -149,7 +149,7 @@ def _guard(fn: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except ExhuntError as exc:
-            err.print(f"[red]error:[/red] {safetext.markup(exc)}")
+            err.print(f"[red]error:[/red] {safetext.markup(exc)}", soft_wrap=True)  # one line, even when long
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("interrupted")

@@ -7,6 +7,7 @@ from collections import Counter
 from typing import TextIO
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -47,25 +48,29 @@ def middle(name: str, width: int) -> str:
     return name[: width - 1 - tail] + "…" + name[len(name) - tail:]
 
 
-def _file_cells(reports: list[FileReport], console: Console, terminal: bool) -> list[str]:
-    """Each file's name as the table shows it: whole when not a terminal (logs get grepped
-    and copied), else ellipsised in the middle to fit; never folded mid-name."""
+def _file_cells(reports: list[FileReport], width: int | None) -> list[str]:
+    """Each file's name as the table shows it: whole when not a terminal (`width` None: logs
+    get grepped and names copied), else ellipsised in the middle to fit; never folded."""
     names = [shown(r.path) for r in reports]
-    if not terminal:
+    if width is None:
         return names
-    room = max(24, console.width - _OTHER_COLUMNS)
+    room = max(24, width - _OTHER_COLUMNS)
     return [middle(n, room) for n in names]
+
+
+def _width(table: Table) -> int:
+    """The width for a table written to a file or pipe: COLUMNS (default 100), or wider when
+    the table needs it (file names are never wrapped), up to a notes column of 60."""
+    base = int(os.environ.get("COLUMNS") or 100)
+    probe = Console(width=100_000)
+    natural = Measurement.get(probe, probe.options, table).maximum
+    file_width = max((cell.cell_len for cell in table.columns[0].cells if isinstance(cell, Text)), default=4)
+    return max(base, min(natural, file_width + _OTHER_COLUMNS + 60))
 
 
 def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> None:
     terminal = out.isatty()
-    # Not a terminal: wide enough for paths unless COLUMNS says otherwise (logs get grepped);
-    # wider still when a file's name needs it, as names are never wrapped.
-    width = None
-    if not terminal:
-        longest = max((len(shown(r.path)) for r in reports), default=0)
-        width = max(int(os.environ.get("COLUMNS") or 100), longest + _OTHER_COLUMNS)
-    console = safe_console(file=out, highlight=False, width=width)
+    console = safe_console(file=out, highlight=False)
     table = Table(title="Input", box=None, pad_edge=False)
     table.add_column("file", no_wrap=True)
     table.add_column("format")
@@ -73,7 +78,7 @@ def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> Non
         table.add_column(col, justify="right")
     table.add_column("tables / notes", ratio=1)
     more_rows = False
-    for r, name in zip(reports, _file_cells(reports, console, terminal), strict=True):
+    for r, name in zip(reports, _file_cells(reports, console.width if terminal else None), strict=True):
         if r.format in ("zip",) and not r.error and not r.read:
             notes = markup(r.note or "archive")
         else:
@@ -90,6 +95,10 @@ def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> Non
             used += "*"
             more_rows = True
         table.add_row(Text(name), markup(r.format), str(r.read), used, str(r.total_skipped), notes)
+    if not terminal:
+        # Not a terminal: wide enough for paths unless COLUMNS says otherwise (logs get grepped);
+        # wider still when a file's name needs it, as names are never wrapped.
+        console = safe_console(file=out, highlight=False, width=_width(table))
     console.print(table)
     if more_rows:
         console.print(ROWS_MADE)
