@@ -191,20 +191,31 @@ def detect(
         order = sorted(range(len(found)), key=lambda i: (found[i]["Timestamp"] or "", found[i]["rule_name"]))
         found = [found[i] for i in order]
         details = [details[i] for i in order]
-    if not quiet:
-        _report_runs(runs, len(found))
+    _report_runs(runs, len(found), quiet)
     _write(found, fmt, output_path, details)
+    if any(run.error for run in runs):
+        raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
         raise typer.Exit(EXIT_ALERTS)
 
 
-def _report_runs(runs: list[RuleRun], n_alerts: int) -> None:
+def _report_runs(runs: list[RuleRun], n_alerts: int, quiet: bool) -> None:
+    """One line per rule; a rule that failed is named with its reason even with --quiet."""
+    failed = [run for run in runs if run.error]
     for run in runs:
-        line = f"rule {run.rule.slug}: {len(run.rows)} alert(s) over {run.runs} run(s)"
-        if run.note:
-            line += f" [yellow]- {escape(run.note)}[/yellow]"
-        err.print(line)
-    err.print(f"{n_alerts} alert(s) from {len(runs)} rule(s).")
+        if run.error:
+            err.print(f"[red]rule {escape(run.rule.slug)} FAILED:[/red] {escape(run.error)}")
+        elif not quiet:
+            line = f"rule {escape(run.rule.slug)}: {len(run.rows)} alert(s) over {run.runs} run(s)"
+            if run.note:
+                line += f" [yellow]- {escape(run.note)}[/yellow]"
+            err.print(line)
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(runs)} rule(s) failed[/red] "
+                  f"({escape(', '.join(run.rule.slug for run in failed))}): the results are partial; "
+                  f"{n_alerts} alert(s) from the other {len(runs) - len(failed)}.")
+    elif not quiet:
+        err.print(f"{n_alerts} alert(s) from {len(runs)} rule(s).")
 
 
 @app.command()
