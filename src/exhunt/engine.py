@@ -989,6 +989,7 @@ class Session:
         schema = self.kql_schema()
         entry = kqlcache.inputs(kql, schema, EARLIEST)
         stored = kqlcache.get(entry)
+        fresh = stored is None
         if stored is None:
             import duckdb_kql
 
@@ -999,14 +1000,17 @@ class Session:
             except duckdb_kql.KqlError as exc:
                 raise RuleError(self._kql_message(kql, exc)) from None
             stored = (str(result), dict(result.parameters))
-            kqlcache.put(entry, *stored)
-        sql, params = stored
-        # Whatever wrote it (the translator, or a cache entry), only one SELECT ever runs.
-        kind = sqlguard.statement_kind(self.con, sql)
+        sql = sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(stored[0]))
+        params = stored[1]
+        # Whatever wrote it (the translator, or a cache entry), only one SELECT ever runs. DuckDB
+        # parses a new translation; a signed entry was parsed when stored: the tokens suffice.
+        kind = sqlguard.statement_kind(self.con, sql, thorough=fresh)
         if kind is not None:
             raise RuleError(f"refused to run: the query's SQL is {kind}, not one SELECT "
                             f"(a rule may only read the hunted tables)")
-        out = Translated(sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(sql)), params, CLOCK_SLOT in params)
+        if fresh:
+            kqlcache.put(entry, *stored)
+        out = Translated(sql, params, CLOCK_SLOT in params)
         self._translated[kql] = out
         return out
 

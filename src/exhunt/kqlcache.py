@@ -47,13 +47,18 @@ MAX_ENTRIES = 1000
 #: The per-user secret's file name and size.
 KEY_FILE = "key"
 KEY_BYTES = 32
-#: An entry larger than this is not a translation of a rule (the largest is a few kB).
+#: An entry larger than this is not a translation of a rule (the largest is about 100 kB).
 MAX_ENTRY_BYTES = 4 << 20
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _BINARY = getattr(os, "O_BINARY", 0)
 
+
+def _stderr(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
 #: Where a refused cache is reported (once per folder and process).
-warn: Callable[[str], None] = lambda text: print(f"warning: {text}", file=sys.stderr)
+warn: Callable[[str], None] = _stderr
 _warned: set[str] = set()
 _secrets: dict[str, bytes] = {}
 
@@ -202,8 +207,8 @@ def _secret(folder: Path) -> bytes | None:
     return data
 
 
-def _mac(secret: bytes, body: dict[str, Any]) -> str:
-    return hmac.new(secret, _canonical(body), hashlib.sha256).hexdigest()
+def _mac(secret: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, body, hashlib.sha256).hexdigest().encode("ascii")
 
 
 def _encode(params: dict[str, Any]) -> dict[str, Any] | None:
@@ -232,30 +237,31 @@ def get(inp: Input) -> tuple[str, dict[str, Any]] | None:
     found = _read_small(folder / f"{inp.name}.json", MAX_ENTRY_BYTES)
     if found is None:
         return None
+    mac, _, body = found[0].partition(b"\n")
+    if not hmac.compare_digest(mac, _mac(secret, body)):
+        return None  # not written by this user's exhunt: never read further, never executed
     try:
-        doc = json.loads(found[0].decode("utf-8"))
-        body = {"format": doc["format"], "input": doc["input"], "sql": doc["sql"], "params": doc["params"]}
-        if not hmac.compare_digest(str(doc["mac"]), _mac(secret, body)):
-            return None  # not written by this user's exhunt: never executed
-        if body["format"] != FORMAT or body["input"] != inp.as_doc() or not isinstance(body["sql"], str):
+        doc = json.loads(body.decode("utf-8"))
+        if doc["format"] != FORMAT or doc["input"] != inp.as_doc() or not isinstance(doc["sql"], str):
             return None  # a translation of something else
-        return body["sql"], _decode(body["params"])
+        return doc["sql"], _decode(doc["params"])
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def put(inp: Input, sql: str, params: dict[str, Any]) -> None:
-    """Store a translation, signed (atomically: a reader never sees half a file)."""
+    """Store a translation, signed: the MAC's hex digits, a newline, then the JSON it signs
+    (written atomically: a reader never sees half a file)."""
     encoded = _encode(params)
     folder = None if encoded is None else _ready()
     secret = None if folder is None else _secret(folder)
     if folder is None or secret is None:
         return
-    body = {"format": FORMAT, "input": inp.as_doc(), "sql": sql, "params": encoded}
+    body = _canonical({"format": FORMAT, "input": inp.as_doc(), "sql": sql, "params": encoded})
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({**body, "mac": _mac(secret, body)}, fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_mac(secret, body) + b"\n" + body)
         os.replace(tmp, folder / f"{inp.name}.json")
         _trim(folder)
     except OSError:
