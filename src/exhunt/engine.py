@@ -6,7 +6,8 @@ and queried through a view `<Table>` that adds `TimeGenerated` and applies the
 current time window (two variables). A replay instead hides the views behind CTEs
 of the same name over `_t_<Table>`, so that all its runs are one query (see
 query_sliced, query_windows). Rows live in DuckDB, not in Python memory: an in-memory
-database that spills to a temporary folder beyond its memory limit.
+database that spills to a temporary folder beyond its memory limit. Queries run only once
+loading is done and DuckDB's file access is off (seal): a rule reads the tables, no file.
 """
 
 from __future__ import annotations
