@@ -227,21 +227,33 @@ def detect(
     details = [alerting.summary_line(owners[i], found[i]) for i in keep]
     below = len(found) - len(keep)
     found = [found[i] for i in keep]
-    if not quiet:
-        _report_runs(runs, len(found), below, min_severity)
+    _report_runs(runs, len(found), quiet, below, min_severity)
     _write(found, fmt, output_path, details, zone=zone.label)
+    if any(run.error for run in runs):
+        raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
         raise typer.Exit(EXIT_ALERTS)
 
 
-def _report_runs(runs: list[RuleRun], n_alerts: int, below: int = 0, floor: str | None = None) -> None:
+def _report_runs(runs: list[RuleRun], n_alerts: int, quiet: bool, below: int = 0, floor: str | None = None) -> None:
+    """One line per rule; a rule that failed is named with its reason even with --quiet."""
+    failed = [run for run in runs if run.error]
     for run in runs:
-        line = f"rule {safetext.markup(run.rule.slug)}: {len(run.rows)} alert(s) over {run.runs} run(s)"
-        if run.note:
-            line += f" [yellow]- {safetext.markup(run.note)}[/yellow]"
-        err.print(line)
+        if run.error:
+            err.print(f"[red]rule {safetext.markup(run.rule.slug)} FAILED:[/red] {safetext.markup(run.error)}")
+        elif not quiet:
+            line = f"rule {safetext.markup(run.rule.slug)}: {len(run.rows)} alert(s) over {run.runs} run(s)"
+            if run.note:
+                line += f" [yellow]- {safetext.markup(run.note)}[/yellow]"
+            err.print(line)
     hidden = f" {below} alert(s) below --min-severity {floor} not shown." if floor else ""
-    err.print(f"{n_alerts} alert(s) from {len(runs)} rule(s).{hidden}")
+    if failed:
+        names = ", ".join(run.rule.slug for run in failed)
+        err.print(f"[red]{len(failed)} of {len(runs)} rule(s) failed[/red] "
+                  f"({safetext.markup(names)}): the results are partial; "
+                  f"{n_alerts} alert(s) from the other {len(runs) - len(failed)}.{hidden}")
+    elif not quiet:
+        err.print(f"{n_alerts} alert(s) from {len(runs)} rule(s).{hidden}")
 
 
 @app.command()

@@ -6,15 +6,18 @@ and queried through a view `<Table>` that adds `TimeGenerated` and applies the
 current time window (two variables). A replay instead hides the views behind CTEs
 of the same name over `_t_<Table>`, so that all its runs are one query (see
 query_sliced, query_windows). Rows live in DuckDB, not in Python memory: an in-memory
-database that spills to a temporary folder beyond its memory limit.
+database that spills to a temporary folder beyond its memory limit. Queries run only once
+loading is done and DuckDB's file access is off (seal): a rule reads the tables, no file.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +29,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from exhunt import enrich, kqlcache, readpool, sqlopt
+from exhunt import enrich, kqlcache, readpool, sqlguard, sqlopt
 from exhunt import schema as sch
 from exhunt.errors import RuleError
 from exhunt.readpool import READ_ERRORS, Event
@@ -149,6 +152,13 @@ class LazyCsv:
     one_line_rows: bool
 
 
+def regex_message(pattern: str, why: str) -> str:
+    """Why RE2 refuses a rule's regular expression, in words."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in pattern)
+    return (f"the regular expression `{shown}` cannot run: RE2, DuckDB's regex engine, refuses it ({why}); "
+            f"RE2 has no look-around, back-references, atomic groups or possessive quantifiers")
+
+
 @dataclass
 class Translated:
     sql: str
@@ -210,6 +220,11 @@ class Session:
         self._lazy_tables: list[str] = []
         #: Only rows with start < time <= end are ever visible (--from/--to; see restrict).
         self.bounds: tuple[datetime, datetime] = (EARLIEST, LATEST)
+        #: Input files queries still read once file access is off (see seal).
+        self._read_later: set[str] = set()
+        self._seal_lock = threading.Lock()
+        self._sealed = threading.Event()  # shared with the workers (see worker)
+        self._memory_limit = memory_limit
         self.set_window(EARLIEST, LATEST)
         for macro in sqlopt.MACROS:
             self.run(macro)
@@ -341,6 +356,8 @@ class Session:
         any multiprocessing, a script calling this with jobs > 1 must keep its top level free
         of side effects (the `if __name__ == "__main__":` guard): workers import it.
         """
+        if self.sealed:
+            raise RuntimeError("files cannot be loaded once queries have run (file access is off, see seal)")
         if table is not None and sch.find_table(table) is None:
             from exhunt.errors import UsageError
 
@@ -642,10 +659,16 @@ class Session:
         no_time = self._report_problems(t, problems, [_Part(report, display, None)], rel)[0]
         report.used[t.name] += total - no_time
         lit = literal(display)
+        self._reads_later(display)
         self._expose(t, f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(SOURCE_FILE)}), "
                         f"COALESCE({_q(SOURCE_FILE)}, {lit}) AS {_q(SOURCE_FILE)} FROM {source} "
                         f"WHERE {time} IS NOT NULL")
         return True
+
+    def _reads_later(self, display: str) -> None:
+        """A file on disk queries read where it is (a view over it, or `lines_of`): it stays
+        readable once file access is off. Spelled as the readers' SQL names it."""
+        self._read_later.update((display, str(Path(display)), os.path.abspath(display)))
 
     def _expose(self, t: TableSchema, select: str) -> int:
         """Make the rows of `select` part of table `t` (see _attach); its index among them."""
@@ -737,6 +760,7 @@ class Session:
         source = _q(name) if copy else f"({p.sql}) AS _exhunt_norm"
         select = (f"SELECT {', '.join(_q(c) for c in kept)}, {literal(display)} AS {_q(SOURCE_FILE)}, "
                   f"CAST(NULL AS VARCHAR) AS {_q(SOURCE_RECORD)} FROM {source}")
+        self._reads_later(display)
         self._lazy_parts.setdefault(t.name, set()).add(self._expose(t, select))
         self.lazy[display] = LazyCsv(display, t.name, p.sql, rows, rel.first_line, rel.fallback, one_line_rows)
         return True
@@ -988,8 +1012,9 @@ class Session:
         if cached is not None:
             return cached
         schema = self.kql_schema()
-        entry = kqlcache.key(kql, schema, EARLIEST)
+        entry = kqlcache.inputs(kql, schema, EARLIEST)
         stored = kqlcache.get(entry)
+        fresh = stored is None
         if stored is None:
             import duckdb_kql
 
@@ -1000,9 +1025,17 @@ class Session:
             except duckdb_kql.KqlError as exc:
                 raise RuleError(self._kql_message(kql, exc)) from None
             stored = (str(result), dict(result.parameters))
+        sql = sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(stored[0]))
+        params = stored[1]
+        # Whatever wrote it (the translator, or a cache entry), only one SELECT ever runs. DuckDB
+        # parses a new translation; a signed entry was parsed when stored: the tokens suffice.
+        kind = sqlguard.statement_kind(self.con, sql, thorough=fresh)
+        if kind is not None:
+            raise RuleError(f"refused to run: the query's SQL is {kind}, not one SELECT "
+                            f"(a rule may only read the hunted tables)")
+        if fresh:
             kqlcache.put(entry, *stored)
-        sql, params = stored
-        out = Translated(sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(sql)), params, CLOCK_SLOT in params)
+        out = Translated(sql, params, CLOCK_SLOT in params)
         self._translated[kql] = out
         return out
 
@@ -1022,12 +1055,11 @@ class Session:
         try:
             # execute() plans once; the relation API (con.sql) binds and plans the statement
             # again when it runs, which doubles the cost of every replay window.
-            _quiet_arrow()
-            return self.con.execute(tr.sql, params).to_arrow_table()
+            return self._execute(tr.sql, params)
         except duckdb.BinderException as exc:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
-            raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
+            raise RuleError(self.failure(exc, tr)) from None
 
     def query_sliced(self, kql: str, step: timedelta) -> pa.Table | None:
         """A row-wise rule's whole replay in one query, or None when that cannot be done exactly.
@@ -1054,12 +1086,11 @@ class Session:
         try:
             # execute(), not con.sql(): the relation binds the statement once to make the
             # relation and again to run it, and binding is most of a rule's cost on small data.
-            _quiet_arrow()
-            table: pa.Table = self.con.execute(sql, params).to_arrow_table()
+            table = self._execute(sql, params)
         except duckdb.BinderException:
             return None
         except duckdb.Error as exc:
-            raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
+            raise RuleError(self.failure(exc, tr)) from None
         return table.drop_columns([SLICE_END]) if SLICE_END in table.column_names else table
 
     def query_windows(self, kql: str, windows: list[tuple[datetime, datetime]],
@@ -1110,11 +1141,52 @@ class Session:
         params["exhunt_starts"] = [start for start, _ in windows]
         params["exhunt_ends"] = [end for _, end in windows]
         try:
-            _quiet_arrow()
-            table = self.con.execute(sql, params).to_arrow_table()
+            return self._execute(sql, params)
         except duckdb.Error:
             return None  # the caller runs window by window, which reports a real error itself
-        return table
+
+    def _execute(self, sql: str, params: dict[str, Any]) -> pa.Table:
+        """Run a query's SQL, file access off (see seal)."""
+        self.seal()
+        _quiet_arrow()
+        return self.con.execute(sql, params).to_arrow_table()
+
+    @property
+    def sealed(self) -> bool:
+        """Whether DuckDB's file access is off (seal)."""
+        return self._sealed.is_set()
+
+    def seal(self) -> None:
+        """Turn DuckDB's file access off for the rest of the session (it cannot be turned on again).
+
+        Queries (rules, ad-hoc KQL) run only after this, so none can read, write or attach a
+        file, nor install or load an extension, whatever its SQL says. Only the inputs hunted
+        in place stay readable: their views read them at query time, and `lines_of` reads a
+        CSV file again for its alerts' lines. DuckDB's spilling to its temporary folder is
+        its own and unaffected. Loading files is refused from here on.
+        """
+        if self._sealed.is_set():
+            return
+        with self._seal_lock:
+            if not self._sealed.is_set():
+                self.run("SET allowed_paths = ?", [sorted(self._read_later)])
+                self.run("SET enable_external_access = false")
+                self._sealed.set()
+
+    def failure(self, exc: duckdb.Error, tr: Translated | None = None) -> str:
+        """A query's failure in plain words (the rule's name is added by the caller)."""
+        text = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, duckdb.PermissionException):
+            return ("refused: the query tried to read or write a file, or to load an extension, which "
+                    f"no query may do (file access is off while queries run): {text}")
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            return (f"ran out of memory (DuckDB's share of this run is {self._memory_limit}; give the run "
+                    f"more with --memory, or hunt fewer files at once): {text}")
+        if isinstance(exc, duckdb.InvalidInputException) and tr is not None:
+            bad = sqlguard.regex_problems(self.con, tr.sql, tr.params)
+            if bad:
+                return "; ".join(regex_message(pattern, why) for pattern, why in bad)
+        return f"query failed in the engine: {text}"
 
     def _shadow_tables(self, sql: str, extra: str = "", where: str = "", key: str = "") -> str | None:
         """`sql` with a CTE in front for each table it reads, named as the table so it hides

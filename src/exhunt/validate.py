@@ -3,7 +3,8 @@
 Checks, each reported with the reason: the Sentinel fields are present and
 within Sentinel's limits; the KQL is something the engine runs (the construct is
 named when not); every column the query names exists in its table (run against
-empty tables with the real schema, exactly as Defender would refuse it); and a
+empty tables with the real schema, exactly as Defender would refuse it); every constant
+regular expression compiles in RE2 (which refuses some only once a row reaches them); and a
 separate verdict on Defender custom-detection requirements.
 """
 
@@ -13,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from exhunt import kqlcheck
-from exhunt.engine import Session
+from exhunt import kqlcheck, sqlguard
+from exhunt.engine import Session, regex_message
 from exhunt.errors import RuleError
 from exhunt.rule import SENTINEL_REQUIRED, Rule
 
@@ -194,12 +195,15 @@ def validate_rule(rule: Rule, session: Session) -> Result:
     res = Result(rule)
     static_columns = _static(rule, session, res)
     try:
-        session.translate(rule.query)
+        tr = session.translate(rule.query)
     except RuleError as exc:
         named = _unsupported(rule.query)
         hint = f" (unsupported construct: {', '.join(named)})" if named and "construct" not in str(exc) else ""
         res.error(str(exc) + hint)
     else:
+        # RE2 refuses some patterns only when a row reaches them: compile each one now.
+        for pattern, why in sqlguard.regex_problems(session.con, tr.sql, tr.params):
+            res.error(regex_message(pattern, why))
         try:
             table = session.query(rule.query)
             res.columns = list(table.column_names)
