@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from winlog_gen import Ev
@@ -37,8 +37,8 @@ def filetime(iso: str) -> int:
     """100 ns intervals since 1601 (what EVTX stores) for an ISO time (7 fraction digits kept)."""
     text = iso.rstrip("Z")
     whole, _, frac = text.partition(".")
-    dt = datetime.fromisoformat(whole).replace(tzinfo=timezone.utc)
-    epoch = datetime(1601, 1, 1, tzinfo=timezone.utc)
+    dt = datetime.fromisoformat(whole).replace(tzinfo=UTC)
+    epoch = datetime(1601, 1, 1, tzinfo=UTC)
     return int((dt - epoch).total_seconds()) * 10_000_000 + int((frac + "0000000")[:7])
 
 
@@ -220,10 +220,10 @@ def evtx_bytes(events: list[Ev], per_chunk: int = 40) -> tuple[bytes, FileLayout
 
 def numbered(template: Ev, n: int, first: int = 1) -> list[Ev]:
     """`n` copies of an event with record ids first, first+1, ... and times a second apart."""
-    base = datetime.fromisoformat(template.time.rstrip("Z").split(".")[0]).replace(tzinfo=timezone.utc)
+    base = datetime.fromisoformat(template.time.rstrip("Z").split(".")[0]).replace(tzinfo=UTC)
     out = []
     for i in range(n):
-        iso = datetime.fromtimestamp(base.timestamp() + i, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        iso = datetime.fromtimestamp(base.timestamp() + i, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         out.append(Ev(template.source, template.event_id, first + i, iso, template.data, template.computer,
                       template.level, template.task, template.user_sid))
     return out
