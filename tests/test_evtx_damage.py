@@ -8,6 +8,7 @@ The files are written by the test (evtx_gen): 200 Sysmon file-create events, rec
 from __future__ import annotations
 
 import struct
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -177,3 +178,34 @@ def test_damaged_header_and_chunk_together(tmp_path: Path, good: tuple[bytes, ge
 def test_nothing_to_carve(tmp_path: Path) -> None:
     r = load(write(tmp_path, b"\0" * 9000))
     assert (r.format, r.read, r.error) == ("evtx", 0, "damaged EVTX file header and no chunk found to carve")
+
+
+def test_file_header_with_a_wrong_checksum_is_not_believed(tmp_path: Path,
+                                                           good: tuple[bytes, gen.FileLayout]) -> None:
+    """A chunk count changed without its checksum: the chunks are all read, nothing is called missing."""
+    data = bytearray(good[0])
+    struct.pack_into("<H", data, 42, 50)
+    r = load(write(tmp_path, data))
+    assert summary(r) == (200, 200, {}, 0, None)
+    path = tmp_path / "sysmon.evtx"
+    assert r.messages == [f"{path}: the file header's checksum is wrong; its chunk count is not used"]
+
+
+def test_zip_member_with_a_bad_crc(tmp_path: Path, good: tuple[bytes, gen.FileLayout]) -> None:
+    """The parser cannot open a member whose end fails its CRC: the chunks are carved, and the last
+    one, which the failing read takes, is counted."""
+    path = tmp_path / "logs.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("sysmon.evtx", good[0])
+    raw = bytearray(path.read_bytes())
+    raw[raw.index(b"ElfChnk\0", _chunk(2)) + 5000] ^= 0xFF  # inside a string of record 53
+    path.write_bytes(bytes(raw))
+    s = Session(in_memory=True)
+    try:
+        archive, r = s.load_files(list(sources.walk([path])))
+    finally:
+        s.close()
+    assert (archive.format, r.path) == ("zip", f"{path}!sysmon.evtx")
+    assert summary(r) == (200, 175, {"damaged chunk": 25}, 1, None)
+    assert r.note == "file refused by the parser: 8 chunks carved"
+    assert r.messages[-1].endswith("25 records lost (176..200)")

@@ -49,12 +49,12 @@ class EvtxFile:
         with src.open() as fh:
             head = fh.read(HEADER)
             header = layout.read_file_header(head)
-            slots = layout.scan(fh, src.size)
+            slots, complete = layout.scan(fh, src.size)
             fh.seek(0)
             try:
                 parser = PyEvtxParser(fh, number_of_threads=0)
             except PARSE_ERRORS as exc:
-                yield from self._carve(fh, src, report, raw, head, _first_line(exc))
+                yield from self._carve(fh, src, report, raw, header, _first_line(exc))
                 return
             if header is not None and not header.trusted:
                 report.message(f"{report.path}: the file header's checksum is wrong; its chunk count is not used")
@@ -63,22 +63,27 @@ class EvtxFile:
             if slots and slots[-1].partial and slots[-1].kind == layout.CHUNK_KIND:
                 # The parser skips a chunk the file ends inside: its whole records are read on their own.
                 yield from self._batches(self._parser(fh, slots[-1:]), report, raw, layout.Ledger(slots[-1:]))
-        layout.account(report, slots, header)
+        # Past a part of the file that could not be read, the file header's counts cannot be checked.
+        layout.account(report, slots, header if complete else None)
         last = raw.done()
         if last is not None:
             yield last
 
-    def _carve(self, fh: IO[bytes], src: SourceFile, report: FileReport, raw: RawBatches, head: bytes,
-               why: str) -> Iterator[Batch]:
-        """The file header is unusable: read the chunks found at their places behind a new one."""
-        slots = layout.scan(fh, src.size, layout.chunk_base(head))
+    def _carve(self, fh: IO[bytes], src: SourceFile, report: FileReport, raw: RawBatches,
+               header: layout.FileHeader | None, why: str) -> Iterator[Batch]:
+        """The parser refused the file (its header, mostly): read the chunks found at their places
+        behind a new header."""
+        fh.seek(0)
+        slots, _ = layout.scan(fh, src.size, layout.chunk_base(fh.read(HEADER + 8)))
         carved = [s for s in slots if s.kind == layout.CHUNK_KIND]
+        damaged = header is None or not header.trusted
         if not carved:
-            report.error = "damaged EVTX file header and no chunk found to carve"
+            report.error = f"{'damaged EVTX file header' if damaged else 'unreadable EVTX file'} " \
+                           "and no chunk found to carve"
             report.message(f"{report.path}: {why[:160]}")
             return
-        report.note = f"header damaged: {len(carved)} chunks carved"
-        report.message(f"{report.path}: damaged EVTX file header ({why[:160]}); {len(carved)} chunks carved")
+        report.note = f"{'header damaged' if damaged else 'file refused by the parser'}: {len(carved)} chunks carved"
+        report.message(f"{report.path}: {report.note} ({why[:160]})")
         yield from self._batches(self._parser(fh, carved), report, raw, layout.Ledger(carved))
         layout.account(report, slots, None)
         last = raw.done()

@@ -100,21 +100,25 @@ def _slot(number: int, offset: int, head: bytes, partial: bool) -> Slot:
     return Slot(number, offset, CHUNK_KIND, partial, first, last, ranged, trusted)
 
 
-def scan(fh: IO[bytes], size: int, base: int = HEADER) -> list[Slot]:
+def scan(fh: IO[bytes], size: int, base: int = HEADER) -> tuple[list[Slot], bool]:
     """Every chunk place from `base` to the end of the file, from its header alone (a blank
-    header is checked to be a blank chunk: a chunk with its header wiped is damaged)."""
+    header is checked to be a blank chunk: a chunk with its header wiped is damaged); and
+    whether the file could be read to its end (an archive member may fail partway)."""
     slots: list[Slot] = []
     offset = base
-    while offset < size:
-        fh.seek(offset)
-        head = fh.read(CHUNK_HEADER)
-        partial = offset + CHUNK > size
-        slot = _slot(len(slots), offset, head, partial)
-        if slot.kind == EMPTY and not partial and fh.read(CHUNK - CHUNK_HEADER).strip(b"\0"):
-            slot.kind = DAMAGED
-        slots.append(slot)
-        offset += CHUNK
-    return slots
+    try:
+        while offset < size:
+            fh.seek(offset)
+            head = fh.read(CHUNK_HEADER)
+            partial = offset + CHUNK > size
+            slot = _slot(len(slots), offset, head, partial)
+            if slot.kind == EMPTY and not partial and fh.read(CHUNK - CHUNK_HEADER).strip(b"\0"):
+                slot.kind = DAMAGED
+            slots.append(slot)
+            offset += CHUNK
+    except OSError:
+        return slots, False
+    return slots, True
 
 
 def chunk_base(head: bytes) -> int:
