@@ -209,3 +209,20 @@ def test_zip_member_with_a_bad_crc(tmp_path: Path, good: tuple[bytes, gen.FileLa
     assert summary(r) == (200, 175, {"damaged chunk": 25}, 1, None)
     assert r.note == "file refused by the parser: 8 chunks carved"
     assert r.messages[-1].endswith("25 records lost (176..200)")
+
+
+def test_file_ending_inside_its_header(tmp_path: Path, good: tuple[bytes, gen.FileLayout]) -> None:
+    r = load(write(tmp_path, good[0][:3000]))
+    assert (r.format, r.read, r.error) == ("evtx", 0, "damaged EVTX file header and no chunk found to carve")
+
+
+def test_file_header_claiming_too_many_records(tmp_path: Path, good: tuple[bytes, gen.FileLayout]) -> None:
+    """A truncated file whose header's next record number is more than its missing chunks could
+    hold: the truncation is said, no made-up count of lost records."""
+    data = bytearray(good[0][:_chunk(3)])
+    struct.pack_into("<Q", data, 24, 10**15)
+    struct.pack_into("<I", data, 124, zlib.crc32(bytes(data[:120])))
+    r = load(write(tmp_path, data))
+    assert summary(r) == (75, 75, {}, 0, "file truncated: 3 of 8 chunks present")
+    assert r.messages[0].endswith("how many records the missing chunks held is unknown "
+                                  "(the file header's next record number does not tell)")

@@ -76,7 +76,7 @@ class EvtxFile:
         fh.seek(0)
         slots, _ = layout.scan(fh, src.size, layout.chunk_base(fh.read(HEADER + 8)))
         carved = [s for s in slots if s.kind == layout.CHUNK_KIND]
-        damaged = header is None or not header.trusted
+        damaged = header is None or not header.trusted or src.size < HEADER
         if not carved:
             report.error = f"{'damaged EVTX file header' if damaged else 'unreadable EVTX file'} " \
                            "and no chunk found to carve"

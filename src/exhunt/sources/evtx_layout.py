@@ -231,15 +231,20 @@ class Ledger:
         self.cur = -1
         self.lo, self.hi = 1, 0
         self.run = 0
-        self.stray = 0
+        self._ranges: dict[tuple[int, int], int] | None = None
 
     def flush(self) -> None:
-        if self.run:
-            if self.cur >= 0:
-                self.slots[self.cur].seen += self.run
-            else:
-                self.stray += self.run
+        if self.run and self.cur >= 0:
+            self.slots[self.cur].seen += self.run
         self.run = 0
+
+    def _by_range(self) -> dict[tuple[int, int], int]:
+        if self._ranges is None:
+            self._ranges = {}
+            for k, s in enumerate(self.slots):
+                if s.ranged:
+                    self._ranges.setdefault((s.first, s.last), k)
+        return self._ranges
 
     def _find(self, rid: int, start: int) -> int | None:
         for j in range(start, min(start + LOOKAHEAD, len(self.slots))):
@@ -285,8 +290,7 @@ class Ledger:
             kind, j = "chunk", int(m.group(1))
         elif m := _CHUNK_IDS.search(msg):
             kind = "chunk"
-            lo, hi = int(m.group(1)), int(m.group(2))
-            j = next((k for k, s in enumerate(self.slots) if s.ranged and (s.first, s.last) == (lo, hi)), None)
+            j = self._by_range().get((int(m.group(1)), int(m.group(2))))
         elif m := _RECORD_NO.search(msg):
             kind, failed = "record", int(m.group(1))
             j = self._find(failed, max(self.cur, 0))
@@ -355,6 +359,8 @@ def _account_group(report: FileReport, group: list[Slot], before: Slot | None, a
     """Chunks with no trusted header between two trusted ones: their records are the gap in
     record ids between their neighbours. Returns how many of them count as damaged."""
     gap = after.first - before.last - 1 if before is not None and after is not None else 0
+    if gap > len(group) * MAX_RECORDS:  # more than the chunks could hold: the ids are not consecutive
+        gap = 0
     lost = max(0, gap - sum(s.seen for s in group))
     bad = [s for s in group if s.kind != EMPTY or lost]
     if not bad:
@@ -404,10 +410,12 @@ def _account_end(report: FileReport, slots: list[Slot], tail: list[Slot], header
     bad = [s for s in tail if s.kind != EMPTY]
     known = max((s.last for s in slots if s.trusted), default=0)
     missing = header.next_record_id - 1 - known
+    if missing > (max(header.chunk_count - present, 0) + len(bad)) * MAX_RECORDS:
+        missing = 0  # more than the missing chunks could hold: the header's record number is not believed
     if missing <= 0 or not (truncated or bad):
         if truncated:
             report.message(f"{report.path}: how many records the missing chunks held is unknown "
-                           "(the file header's next record number is older than its chunks)")
+                           "(the file header's next record number does not tell)")
         return _account_group(report, tail, None, None)
     where = f"chunks {present}..{header.chunk_count - 1}" if truncated else bad[0].where
     reason = "file truncated" if truncated or (slots and slots[-1].partial) else "damaged chunk"
