@@ -72,6 +72,7 @@ def read_only(path: Path, forced: str | None) -> FileReport:
 
 ARBITRARY = st.one_of(st.binary(max_size=3 * gen.CHUNK),
                       st.binary(max_size=2 * gen.CHUNK).map(lambda b: b"ElfFile\0" + b),
+                      st.binary(max_size=2 * gen.CHUNK).map(lambda b: gen.file_header(2, 9) + b"ElfChnk\0" + b),
                       st.binary(max_size=gen.CHUNK).map(lambda b: bytes(gen.HEADER) + b"ElfChnk\0" + b))
 
 
