@@ -405,7 +405,14 @@ class Session:
                         continue
                     self._insert_data(item.table, self.con.sql(item.sql), [_Part(report, display, None)])
                 except STORE_ERRORS as exc:
-                    report.error = f"stopped reading: {exc}"
+                    if item.recover is None:
+                        report.error = f"stopped reading: {exc}"
+                        continue
+                    try:  # DuckDB refused the file: its reader keeps the readable parts
+                        for batch in item.recover(report):
+                            self._add(batch, report, display)
+                    except READ_ERRORS as again:
+                        report.error = f"stopped reading: {again}"
             else:
                 self._add(item, report, display)
 

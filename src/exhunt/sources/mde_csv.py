@@ -187,8 +187,8 @@ class MdeCsv:
 
     def relation(self, src: SourceFile, report: FileReport, table: str | None) -> Relation | None:
         """DuckDB's parallel reader over a large, plainly shaped export on disk, else None."""
-        path = Path(src.display)
-        if src.size < DUCKDB_MIN_BYTES or not path.is_file():
+        path = src.path
+        if src.size < DUCKDB_MIN_BYTES or path is None or not path.is_file():
             return None
         head = src.head()
         if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
