@@ -19,6 +19,7 @@ from exhunt.engine import Session
 from exhunt.errors import ExhuntError, UsageError
 from exhunt.replay import RuleRun, run_rules
 from exhunt.rule import SEVERITIES, load_rules, severity_rank
+from exhunt.sources.archives import set_passwords
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Hunt Exchange transport-agent persistence (T1505.002) with KQL over local telemetry.")
@@ -44,6 +45,8 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every in
 JobsOpt = Annotated[int | None, typer.Option(
     "--jobs", "-j", min=1,
     help="Processes reading files in parallel, and rules run at once (default: one per core; 1 = none).")]
+PasswordOpt = Annotated[list[str] | None, typer.Option(
+    "--password", help="Password of encrypted zip and 7z archives (repeatable); 'infected' is always tried.")]
 MemoryOpt = Annotated[str | None, typer.Option(
     "--memory", help="Memory for the whole run, all processes (e.g. 1GB; default 1536MB or "
                      "$EXHUNT_MEMORY); DuckDB spills to a temporary folder beyond its share.")]
@@ -96,7 +99,8 @@ def _output(path: Path | None) -> Iterator[TextIO]:
 
 def load_inputs(session: Session, paths: list[Path], input_format: str | None, table: str | None,
                 quiet: bool, verbose: bool, strict: bool, jobs: int | None = None,
-                span: timerange.TimeRange | None = None) -> list[Any]:
+                span: timerange.TimeRange | None = None, passwords: list[str] | None = None) -> list[Any]:
+    set_passwords(passwords)
     files = list(sources.walk(paths))
     total = sum(f.size for f in files)
     show = sys.stderr.isatty() and not quiet and total > 8 << 20
@@ -111,6 +115,9 @@ def load_inputs(session: Session, paths: list[Path], input_format: str | None, t
         timerange.apply(session, reports, span)
     if not quiet:
         summary.render(reports, sys.stderr, verbose)
+    unusable = summary.nothing_usable(reports, [str(p) for p in paths])
+    if unusable:
+        raise UsageError(unusable)
     if strict and summary.problems(reports):
         raise UsageError("--strict: some input was skipped or coerced (see the summary above)")
     return reports
@@ -191,6 +198,7 @@ def detect(
     time_from: FromOpt = None,
     time_to: ToOpt = None,
     tz: TimezoneOpt = None,
+    password: PasswordOpt = None,
 ) -> None:
     """Run detection rules over telemetry and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
@@ -207,7 +215,7 @@ def detect(
         session.in_place = True
         # A large CSV is hunted where it is; only the alerting rows' lines are looked up.
         session.lines_later = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, span)
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, span, password)
         found: list[dict[str, Any]] = []
         owners: list[Any] = []
         times = {"Timestamp"}
@@ -274,6 +282,7 @@ def query(
     time_from: FromOpt = None,
     time_to: ToOpt = None,
     tz: TimezoneOpt = None,
+    password: PasswordOpt = None,
 ) -> None:
     """Ad-hoc hunting: run one KQL query over the same tables."""
     _check_format(fmt)
@@ -283,7 +292,7 @@ def query(
     with _session(mem) as session:
         session.load_only_for([kql])
         session.in_place = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, span)
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, span, password)
         result = session.query(kql, pinned).to_pylist()
         rows = [{k: alerting.jsonable(v) for k, v in r.items() if not k.startswith("_")} for r in result]
     if not quiet:
@@ -306,6 +315,7 @@ def ingest(
     verbose: VerboseOpt = False,
     jobs: JobsOpt = None,
     mem: MemoryOpt = None,
+    password: PasswordOpt = None,
 ) -> None:
     """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
     from exhunt.ingest import write_tables
@@ -313,7 +323,7 @@ def ingest(
     with _session(mem) as session:
         # Large CSV parsed by DuckDB and Parquet read in place: the tables are only copied out.
         session.in_place = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, passwords=password)
         written = write_tables(session, out, append)
     if not quiet:
         for name, n in sorted(written.items()):

@@ -404,7 +404,7 @@ class Session:
                     if self.in_place and self._attach(item.table, item.sql, report, display):
                         continue
                     self._insert_data(item.table, self.con.sql(item.sql), [_Part(report, display, None)])
-                except STORE_ERRORS as exc:
+                except (*STORE_ERRORS, duckdb.Error) as exc:  # a damaged file DuckDB cannot decode
                     if item.recover is None:
                         report.error = f"stopped reading: {exc}"
                         continue

@@ -112,7 +112,7 @@ def _stream_faults(src: SourceFile, report: FileReport, container: bool = False)
         report.error = report.error or f"stopped reading at byte {fault.offset}: {fault.message}"
         return
     report.read += 1
-    report.skip(f"byte {fault.offset}", "rest of the file unreadable", fault.message)
+    report.skip(f"byte {fault.offset}", fault.reason, fault.message)
 
 
 # -- reports kept by another thread or process ----------------------------------------

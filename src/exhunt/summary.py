@@ -68,6 +68,30 @@ def _width(table: Table) -> int:
     return max(base, min(natural, file_width + _OTHER_COLUMNS + 60))
 
 
+#: The archive formats (their rows say how many members, the members' rows the rest).
+CONTAINERS = ("zip", "gzip", "tar", "7z")
+#: Files named when a run read nothing usable (the summary above lists them all).
+UNUSABLE_SHOWN = 20
+
+
+def nothing_usable(reports: list[FileReport], paths: list[str]) -> str | None:
+    """Why the run has nothing to hunt in, when no input was in a format exhunt reads (None
+    when one was, even if it held no records): a run over notes, configs or an empty folder
+    must not end with "No alerts." as if it had looked."""
+    from exhunt.sources import readers
+
+    formats = set(readers())
+    if any(r.read > 0 or (r.format in formats and r.error is None) for r in reports):
+        return None
+    if not reports:
+        return f"no input was in a format exhunt reads: no files in {', '.join(shown(p) for p in paths)}"
+    lines = ([f"  {shown(r.path)}: {shown(r.error)}" for r in reports if r.error]
+             or [f"  {shown(r.path)}: no records" for r in reports])
+    more = len(lines) - UNUSABLE_SHOWN
+    shown = lines[:UNUSABLE_SHOWN] + ([f"  ... {more} more"] if more > 0 else [])
+    return ("no input was in a format exhunt reads (see `exhunt formats`):\n" + "\n".join(shown))
+
+
 def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> None:
     terminal = out.isatty()
     console = safe_console(file=out, highlight=False)
@@ -79,7 +103,7 @@ def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> Non
     table.add_column("tables / notes", ratio=1)
     more_rows = False
     for r, name in zip(reports, _file_cells(reports, console.width if terminal else None), strict=True):
-        if r.format in ("zip",) and not r.error and not r.read:
+        if r.format in CONTAINERS and not r.error and not r.read:
             notes = markup(r.note or "archive")
         else:
             parts = [f"{t} {n}" for t, n in sorted(r.used.items())]

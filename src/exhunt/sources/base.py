@@ -35,6 +35,8 @@ class Fault:
 
     offset: int
     message: str
+    #: The skip reason of the rest of the file.
+    reason: str = "rest of the file unreadable"
 
 
 @dataclass
@@ -392,10 +394,10 @@ class Guarded(io.RawIOBase):
         self._pos = 0
         self._done = False
 
-    def _fault(self, message: str) -> None:
+    def _fault(self, message: str, reason: str = Fault.reason) -> None:
         self._done = True
         if not any(f.offset == self._pos and f.message == message for f in self._faults):
-            self._faults.append(Fault(self._pos, message))
+            self._faults.append(Fault(self._pos, message, reason))
 
     def readinto(self, b: Any) -> int:
         if self._done or not len(b):
@@ -410,7 +412,7 @@ class Guarded(io.RawIOBase):
                     self._fault(describe(exc))
                     return 0
                 if more:
-                    self._fault(self._limit_reason)
+                    self._fault(self._limit_reason, "rest of the file refused (decompression bomb limit)")
                 else:
                     self._done = True
                 return 0
@@ -450,9 +452,9 @@ class Guarded(io.RawIOBase):
 
 
 def describe(exc: BaseException) -> str:
-    """An exception as a short message: its text, else its type's name."""
+    """An exception as a short, inert message: its text (control characters escaped), else its type."""
     text = str(exc).strip()
-    return text or type(exc).__name__
+    return printable(shorten(text)) if text else type(exc).__name__
 
 
 def guarded(raw: Stream, faults: list[Fault], errors: tuple[type[BaseException], ...],

@@ -8,7 +8,6 @@ counted as refused. A `.tar.gz` is the tar reader's (tar_archive).
 from __future__ import annotations
 
 import gzip
-import struct
 import zlib
 from collections.abc import Iterator
 from typing import IO, Any
@@ -59,13 +58,11 @@ class GzipArchive:
     def members(self, src: SourceFile, report: FileReport) -> Iterator[SourceFile]:
         if archives.nested_too_deep(src, report):
             return
-        declared = _declared_size(src)
+        # The trailer's size is only a hint (modulo 4 GB, and garbage in a cut file): the limit
+        # is enforced on the bytes as they come.
         limit = archives.expansion_limit(src.size)
-        if declared is not None and declared > limit:
-            report.error = f"refused as a likely decompression bomb: {archives.limit_reason(src.size)}"
-            return
         name = inner_name(src.name)
-        member = SourceFile(archives.member_display(src, name), _refuse, declared or src.size, name)
+        member = SourceFile(archives.member_display(src, name), _refuse, src.size, name)
 
         def opener() -> IO[bytes]:
             raw = _Gzip(fileobj=src.open(), mode="rb")
@@ -90,19 +87,6 @@ class _Gzip(gzip.GzipFile):
 
 def _refuse() -> IO[bytes]:
     raise OSError("cannot open this member")
-
-
-def _declared_size(src: SourceFile) -> int | None:
-    """The trailer's size (modulo 4 GB: only a hint), when the stream can seek to it."""
-    try:
-        with src.open() as fh:
-            if not fh.seekable() or src.size < 18:
-                return None
-            fh.seek(-4, 2)
-            (size,) = struct.unpack("<I", fh.read(4))
-            return int(size)
-    except (OSError, struct.error, ValueError):
-        return None
 
 
 CONTAINER = GzipArchive()

@@ -37,6 +37,7 @@ from exhunt.sources.base import (
     FileReport,
     Relation,
     SourceFile,
+    printable,
     resolve_table,
     text_stream,
 )
@@ -69,6 +70,30 @@ def _header(head: bytes) -> list[str]:
 def _columns(head: bytes) -> list[str]:
     """The header's column names, zone suffixes removed."""
     return [_column_name(c) for c in _header(head)]
+
+
+def unique_columns(names: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Header names made unique (case-insensitively, as DuckDB compares them): a repeated
+    name keeps its first column under the name and the next ones as `Name_2`, `Name_3`...
+    Returns the names and the (repeated name, new name) pairs, so nothing is dropped unsaid."""
+    taken = {n.lower() for n in names}
+    seen: set[str] = set()
+    out: list[str] = []
+    renamed: list[tuple[str, str]] = []
+    for name in names:
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            out.append(name)
+            continue
+        k = 2
+        while f"{name}_{k}".lower() in taken:
+            k += 1
+        new = f"{name}_{k}"
+        taken.add(new.lower())
+        seen.add(new.lower())
+        out.append(new)
+        renamed.append((name, new))
+    return out, renamed
 
 
 def _column_name(raw: str) -> str:
@@ -212,7 +237,12 @@ class MdeCsv:
                         physical_records=lambda: physical_records(path), blank_lines=lambda: blank_lines(path))
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
-        header = _columns(src.head())
+        header, renamed = unique_columns(_columns(src.head()))
+        for old, new in renamed:
+            report.message(f"{report.path}:line 1: column {printable(old)!r} appears more than once; "
+                           f"both kept, the later one as {printable(new)!r}")
+        if renamed:
+            report.note = "repeated column(s) kept as " + ", ".join(printable(new) for _, new in renamed)
         schema = resolve_table(table, None, src.name, header)
         # A Log Analytics export names each row's table in `Type` (a union mixes tables).
         by_type = table is None and "Type" in header

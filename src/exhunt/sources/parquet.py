@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exhunt.schema import SOURCE_RECORD, TableSchema, find_table
-from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, Relation, SourceFile, resolve_table, shorten
+from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, Relation, SourceFile, describe, resolve_table
 from exhunt.sqltext import literal
 
 
@@ -41,14 +41,20 @@ class ParquetFiles:
         schema = self._table(src, table, cols)
         if schema is None:
             return None
-        report.read += pf.metadata.num_rows
+        rows = pf.metadata.num_rows
+        report.read += rows
+
+        def recover(rep: FileReport) -> Iterator[Batch]:
+            rep.read -= rows  # counted again, row group by row group
+            return self.read(src, rep, table)
+
         lit = literal(str(path))
         if SOURCE_RECORD in cols:
-            return Relation(schema.name, f"SELECT * FROM read_parquet({lit})")
+            return Relation(schema.name, f"SELECT * FROM read_parquet({lit})", recover=recover)
         return Relation(schema.name, (
             f"SELECT * EXCLUDE (file_row_number), 'row ' || CAST(file_row_number + 1 AS VARCHAR) "
             f"AS \"{SOURCE_RECORD}\" FROM read_parquet({lit}, file_row_number = true)"
-        ))
+        ), recover=recover)
 
     @staticmethod
     def _table(src: SourceFile, table: str | None, cols: list[str]) -> TableSchema | None:
@@ -88,7 +94,7 @@ class ParquetFiles:
                     lost = max(rows - done, 1)
                     report.read += lost
                     report.skip(f"row {row + done + 1}", "damaged Parquet row group",
-                                f"row group {group + 1}: {shorten(str(exc))}", count=lost)
+                                f"row group {group + 1}: {describe(exc)}", count=lost)
                 row += max(rows, done)
 
 

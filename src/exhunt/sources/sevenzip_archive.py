@@ -77,9 +77,9 @@ def _extract(fh: IO[bytes], src: SourceFile, report: FileReport) -> tuple[list[M
                 if reason:
                     return [], f"refused as a likely archive bomb: {reason}"
                 names = _rename(z, infos)
-                report.note = f"{len(infos)} member(s)" + (", encrypted" if z.password_protected else "")
                 if infos:
                     z.extract(targets=list(names), factory=factory)
+                report.note = f"{len(infos)} member(s)" + (", encrypted" if z.password_protected else "")
         except py7zr.PasswordRequired:
             factory.close()
             candidates = list(archives.passwords())
