@@ -281,6 +281,21 @@ def test_fifo_and_unreadable_folder_inside_a_folder_are_reported(tmp_path: Path,
     assert "2 file(s) not read" in flat
 
 
+def test_malformed_csv_line_with_invalid_utf8_prints_no_traceback(tmp_path: Path) -> None:
+    """Before: pyarrow's invalid-row callback failed to decode the line and printed
+    "Exception ignored ... Traceback" to the terminal."""
+    path = tmp_path / f"{NAME}.csv"
+    path.write_bytes(b"Timestamp,DeviceName,FileName\r\n2026-03-01T10:00:00Z,h,a.dll\r\n"
+                     b"2026-03-01T10:00:00Z,\xbd\xff,b.dll,extra\r\n2026-03-01T10:00:00Z,h,c.dll\r\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-m", "exhunt", "query", f"{NAME} | count", str(path), "-f", "jsonl"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and json.loads(done.stdout) == {"Count": 2}
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
+    flat = " ".join(done.stderr.split())
+    assert f"{path}:line 3: skipped: malformed CSV line: expected 3 fields, found 4" in flat
+
+
 # -- archive member names ------------------------------------------------------------------
 
 

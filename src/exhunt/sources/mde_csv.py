@@ -54,10 +54,6 @@ DUCKDB_MIN_BYTES = 16 << 20
 DUCKDB_BUFFER_BYTES: int | None = None
 
 
-class _Damaged(Exception):
-    """Arrow met a line it cannot place; the slow reader takes over from here."""
-
-
 def _header(head: bytes) -> list[str]:
     text = head.decode("utf-8-sig", errors="replace")
     first = text.splitlines()[0] if text else ""
@@ -258,7 +254,7 @@ class MdeCsv:
             for batch in self._fast(src, report, default or "", header, state):
                 yield from _route(batch, default, by_type, report)
             return
-        except (_Damaged, pa.ArrowInvalid):
+        except pa.ArrowInvalid:
             pass
         for batch in self._slow(src, report, default or "", header, state["line"]):
             yield from _route(batch, default, by_type, report)
@@ -266,19 +262,15 @@ class MdeCsv:
     def _fast(
         self, src: SourceFile, report: FileReport, table: str, header: list[str], state: dict[str, int],
     ) -> Iterator[Batch]:
-        damaged: list[bool] = []
-
-        def on_invalid(row: pacsv.InvalidRow) -> str:
-            damaged.append(True)
-            return "skip"
-
+        # A malformed line makes Arrow raise ArrowInvalid (read() then resumes with the slow
+        # reader). Not an invalid_row_handler: pyarrow decodes the bad line's bytes as UTF-8
+        # before calling it, and on invalid UTF-8 prints a traceback to stderr instead.
         with src.open() as fh:
             reader = pacsv.open_csv(
                 fh,
                 read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, encoding="utf8", skip_rows=1,
                                                column_names=header),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
-                                                 invalid_row_handler=on_invalid),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
                 convert_options=pacsv.ConvertOptions(
                     column_types={c: pa.string() for c in header},
                     strings_can_be_null=False,
@@ -288,8 +280,6 @@ class MdeCsv:
             for rb in reader:
                 # A bad line found while parsing this batch (or a later one read ahead) lies after
                 # every row yielded so far, so the slow reader can resume at state["line"].
-                if damaged:
-                    raise _Damaged
                 labels, following = _line_labels(state["line"], rb)
                 report.read += rb.num_rows
                 yield Batch(table, rb.append_column(SOURCE_RECORD, labels))
