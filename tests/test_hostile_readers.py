@@ -296,6 +296,36 @@ def test_malformed_csv_line_with_invalid_utf8_prints_no_traceback(tmp_path: Path
     assert f"{path}:line 3: skipped: malformed CSV line: expected 3 fields, found 4" in flat
 
 
+@pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
+def test_control_characters_in_column_names_are_kept_as_inert_text(tmp_path: Path, kind: str) -> None:
+    """Found by the property tests: a NUL in a CSV header made DuckDB's binder fail
+    (an internal error that ended the run); an escape sequence reached the terminal."""
+    odd = "\x00Odd\x1b[2J"
+    records = [dict(r, **{odd: f"v{i}"}) for i, r in enumerate(rows(2))]
+    path = tmp_path / f"{NAME}.{kind}"
+    if kind == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(list(records[0]))
+        w.writerows([[helpers.text_value(v) for v in r.values()] for r in records])
+        path.write_text(buf.getvalue())
+    elif kind == "jsonl":
+        path.write_bytes(jsonl_bytes(records))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"Timestamp": ["2026-03-01T00:00:00Z"] * 2, "ReportId": [0, 1],
+                                 odd: ["v0", "v1"]}), path)
+    with Session(in_memory=True) as s:
+        s.in_place = True
+        (report,) = s.load_files(list(sources.walk([path])), jobs=1)
+        assert counts(report) == (2, 2, 0) and report.error is None
+        assert s.run(f'SELECT "\\x00Odd\\x1b[2J" FROM "{NAME}" ORDER BY ReportId') == [("v0",), ("v1",)]
+    code, _, err = run_cli(["query", f"{NAME} | count", str(path), "-j", "1"])
+    assert code == 0 and "\x1b" not in err and "\x00" not in err
+
+
 # -- archive member names ------------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ from exhunt.errors import RuleError
 from exhunt.readpool import READ_ERRORS, Event
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
-from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, Relation, SourceFile
+from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, Relation, SourceFile, printable
 from exhunt.sqltext import ident as _q
 from exhunt.sqltext import literal
 from exhunt.winlog import Mapper
@@ -57,6 +57,8 @@ INSERT_BYTES = 96 << 20
 PENDING_BYTES = 192 << 20
 #: Errors storing a file's rows: its report says so, the run goes on.
 STORE_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, duckdb.IOException, duckdb.InvalidInputException)
+#: ... and for a file DuckDB reads itself, any error decoding it (a damaged Parquet page).
+DECODE_ERRORS: tuple[type[BaseException], ...] = (*STORE_ERRORS, duckdb.Error)
 
 Progress = Callable[[int], None]
 #: A large CSV hunted in place (Session.lines_later) keeps the columns the rules read in a
@@ -129,6 +131,15 @@ def _quiet_arrow() -> None:
     be dropped by a caller's own catch_warnings (pytest's, around each test).
     """
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+
+
+def _inert_columns(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+    """Column names as inert text: a NUL or escape sequence in a name chosen by whoever wrote
+    the file (a CSV header, a JSON key, a Parquet schema) is shown escaped, and DuckDB, which
+    cannot bind a name holding a NUL, gets one it can."""
+    names = data.schema.names
+    clean = [printable(n) for n in names]
+    return data if clean == names else data.rename_columns(clean)
 
 
 def _ceil_div(expr: str, size: int) -> str:
@@ -404,7 +415,7 @@ class Session:
                     if self.in_place and self._attach(item.table, item.sql, report, display):
                         continue
                     self._insert_data(item.table, self.con.sql(item.sql), [_Part(report, display, None)])
-                except (*STORE_ERRORS, duckdb.Error) as exc:  # a damaged file DuckDB cannot decode
+                except DECODE_ERRORS as exc:
                     if item.recover is None:
                         report.error = f"stopped reading: {exc}"
                         continue
@@ -423,7 +434,7 @@ class Session:
         few milliseconds and DuckDB appends big batches far faster per row, so batches of one
         table are coalesced across files until INSERT_ROWS rows or a change of shape.
         """
-        data = batch.data
+        data = _inert_columns(batch.data)
         pend = self._pending.get(batch.table)
         if pend is not None and not pend.schema.equals(data.schema):
             merged = _merge_schema(self.tables[batch.table], pend.schema, data.schema)

@@ -93,7 +93,9 @@ def unique_columns(names: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _column_name(raw: str) -> str:
-    name = raw.strip()
+    """A header name, zone suffix removed, control characters escaped (a NUL or escape
+    sequence in a name is shown as text, and DuckDB cannot bind a name holding a NUL)."""
+    name = printable(raw.strip())
     return name[: -len(_ZONE_SUFFIX)] if name.endswith(_ZONE_SUFFIX) else name
 
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exhunt.schema import SOURCE_RECORD, TableSchema, find_table
-from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, Relation, SourceFile, describe, resolve_table
+from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, Relation, SourceFile, describe, printable, resolve_table
 from exhunt.sqltext import literal
 
 
@@ -39,8 +39,8 @@ class ParquetFiles:
             return None
         cols = pf.schema_arrow.names
         schema = self._table(src, table, cols)
-        if schema is None:
-            return None
+        if schema is None or any(printable(c) != c for c in cols):
+            return None  # a name DuckDB would mangle (a NUL): the reader's batches rename it
         rows = pf.metadata.num_rows
         report.read += rows
 
