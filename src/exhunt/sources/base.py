@@ -123,15 +123,12 @@ def shorten(value: str, limit: int = QUOTE_CHARS) -> str:
 
 
 def printable(text: str) -> str:
-    """Control characters (escape sequences, newlines, bidi overrides) as visible escapes,
-    so a name chosen by an attacker is shown as inert text."""
-    out = []
-    for ch in text:
-        if ch.isprintable() or ch == " ":
-            out.append(ch)
-        else:
-            out.append(ch.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
+    """A name chosen by whoever wrote the file (an archive member, a column) as inert text:
+    control and bidi characters escaped, as every human-facing output shows them
+    (exhunt.safetext, imported here only when needed: readers start without rich)."""
+    from exhunt.safetext import shown
+
+    return shown(text)
 
 
 @dataclass
