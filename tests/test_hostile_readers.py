@@ -609,7 +609,7 @@ def test_a_run_that_read_nothing_exits_2(tmp_path: Path, what: str, command: str
     }[what]
     if expected:
         assert flat == ("error: no input was in a format exhunt reads (see `exhunt formats`): "
-                        + " ".join(expected))
+                        + "; ".join(expected))
     else:
         assert flat == f"error: no input was in a format exhunt reads: no files in {folder}"
 

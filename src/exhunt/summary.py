@@ -85,11 +85,12 @@ def nothing_usable(reports: list[FileReport], paths: list[str]) -> str | None:
         return None
     if not reports:
         return f"no input was in a format exhunt reads: no files in {', '.join(shown(p) for p in paths)}"
-    lines = ([f"  {shown(r.path)}: {shown(r.error)}" for r in reports if r.error]
-             or [f"  {shown(r.path)}: no records" for r in reports])
+    lines = ([f"{shown(r.path)}: {shown(r.error)}" for r in reports if r.error]
+             or [f"{shown(r.path)}: no records" for r in reports])
     more = len(lines) - UNUSABLE_SHOWN
-    shown = lines[:UNUSABLE_SHOWN] + ([f"  ... {more} more"] if more > 0 else [])
-    return ("no input was in a format exhunt reads (see `exhunt formats`):\n" + "\n".join(shown))
+    listed = lines[:UNUSABLE_SHOWN] + ([f"... {more} more"] if more > 0 else [])
+    # One line (errors are printed on one line): the files are separated by "; ".
+    return "no input was in a format exhunt reads (see `exhunt formats`): " + "; ".join(listed)
 
 
 def render(reports: list[FileReport], out: TextIO, verbose: bool = False) -> None:
