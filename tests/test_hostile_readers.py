@@ -251,7 +251,7 @@ def test_fifo_on_the_command_line_is_refused(tmp_path: Path) -> None:
     assert "a FIFO, not a regular file" in " ".join(done.stderr.split())
 
 
-def test_fifo_and_unreadable_folder_inside_a_folder_are_reported(tmp_path: Path,
+def test_fifo_unreadable_folder_and_file_inside_a_folder_are_reported(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Before: skipped silently (rglob ignores what it cannot list; is_file() is false for a FIFO)."""
     helpers.write_csv(tmp_path / "DeviceProcessEvents.csv", "DeviceProcessEvents", helpers.PROCESS_ROWS)
@@ -259,26 +259,37 @@ def test_fifo_and_unreadable_folder_inside_a_folder_are_reported(tmp_path: Path,
     locked = tmp_path / "locked"
     locked.mkdir()
     helpers.write_csv(locked / f"{NAME}.csv", NAME, helpers.FILE_ROWS)
+    secret = tmp_path / "secret.csv"
+    helpers.write_csv(secret, NAME, helpers.FILE_ROWS)
     locked.chmod(0)
-    if os.geteuid() == 0:  # root lists any folder: refuse this one as a normal user's system would
-        real = os.scandir
+    secret.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: refuse these as a normal user's system would
+        real, real_open = os.scandir, Path.open
 
         def scandir(path: Any = ".") -> Any:
             if isinstance(path, (str, os.PathLike)) and Path(path) == locked:
                 raise PermissionError(13, "Permission denied", str(path))
             return real(path)
 
+        def path_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+            if self == secret:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_open(self, *args, **kwargs)
+
         monkeypatch.setattr(os, "scandir", scandir)
+        monkeypatch.setattr(Path, "open", path_open)
     try:
         code, _, err = run_cli(["query", "DeviceProcessEvents | count", str(tmp_path), "-j", "1"])
         strict, _, _ = run_cli(["query", "DeviceProcessEvents | count", str(tmp_path), "-j", "1", "--strict"])
     finally:
         locked.chmod(0o755)
+        secret.chmod(0o644)
     flat = " ".join(err.split())
     assert code == 0 and strict == 2
     assert f"{locked}: cannot read folder: Permission denied" in flat
     assert f"{tmp_path}/pipe: a FIFO, not a regular file; not read" in flat
-    assert "2 file(s) not read" in flat
+    assert f"{secret}: cannot read: Permission denied" in flat
+    assert "3 file(s) not read" in flat
 
 
 def test_malformed_csv_line_with_invalid_utf8_prints_no_traceback(tmp_path: Path) -> None:
