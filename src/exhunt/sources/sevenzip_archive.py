@@ -71,7 +71,8 @@ def _extract(fh: IO[bytes], src: SourceFile, report: FileReport) -> tuple[list[M
         factory = _Factory()
         try:
             with py7zr.SevenZipFile(fh, mode="r", password=password, max_extract_size=archives.MAX_TOTAL) as z:
-                listed = [(i, f) for i, f in enumerate(z.files) if not f.is_directory and not f.is_socket]
+                listed = [(i, f) for i, f in enumerate(z.files)
+                          if not (f.is_directory or f.is_socket or f.is_symlink)]  # links: only a name
                 infos = [(i, f) for i, f in listed if not archives.hidden(f.filename)]
                 reason = archives.bomb_reason([(f.filename, f.uncompressed, None) for _, f in infos], src.size)
                 if reason:
