@@ -14,6 +14,8 @@ import pytest
 
 from conftest import run_cli
 from exhunt import alerts, engine, sources
+from exhunt.backends import duckdb as duckdb_backend
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 from exhunt.replay import run_rule
 from exhunt.rule import load_rules
@@ -38,7 +40,8 @@ def _hunt(folder: Path, lines_later: bool) -> tuple[Any, ...]:
         s.lines_later = lines_later
         s.load_only_for([SEED.query])
         reports = s.load_files(list(sources.walk([folder])), jobs=1)
-        found = alerts.build(s, SEED, run_rule(s, SEED).rows)
+        b = DuckDBBackend(s)
+        found = alerts.build(b, SEED, run_rule(b, SEED).rows)
         return _reports(reports), found, sorted(s.lazy)
 
 
@@ -142,9 +145,10 @@ def test_detect_names_exact_lines_for_rows_kept_whole_and_projected(tmp_path: Pa
             s.in_place = True
             s.lines_later = lines_later
             s.load_files([sources.disk_file(path, str(path))], jobs=1)
+            b = DuckDBBackend(s)
             want[lines_later] = sorted((a["rule_name"], a["Timestamp"], a["source_file"], a["source_record"])
                                        for r in (SEED, *load_rules([str(rule)]))
-                                       for a in alerts.build(s, r, run_rule(s, r).rows))
+                                       for a in alerts.build(b, r, run_rule(b, r).rows))
     assert want[True] == want[False] and want[True]
     code, out, _ = run_cli(["detect", str(path), "-r", "exchange-transport-agent-seed", "-r", str(rule),
                             "-f", "jsonl", "-q"])
@@ -177,6 +181,6 @@ def test_provenance_join_for_many_alerts_finds_what_limit_one_finds(monkeypatch:
     demo = Path(__file__).resolve().parent.parent / "demo"
     args = ["detect", str(demo), "-f", "jsonl", "-q", "-j", "1"]
     code, few, _ = run_cli(args)
-    monkeypatch.setattr(alerts, "FEW", 0)
+    monkeypatch.setattr(duckdb_backend, "FEW", 0)
     code2, many, _ = run_cli(args)
     assert (code, code2) == (code, code) and many == few and '"source_record": "line' in few

@@ -12,6 +12,7 @@ import helpers
 from conftest import run_cli
 from exhunt import alerts as alerting
 from exhunt import sources
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 from exhunt.replay import run_rule
 from exhunt.rule import load_rules
@@ -42,7 +43,8 @@ def load(paths: list[Path], **kw: Any) -> tuple[Session, list[FileReport]]:
 
 def seed_alerts(session: Session) -> list[dict[str, Any]]:
     (rule,) = load_rules([SEED])
-    return alerting.build(session, rule, run_rule(session, rule).rows)
+    backend = DuckDBBackend(session)
+    return alerting.build(backend, rule, run_rule(backend, rule).rows)
 
 
 def without_provenance(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -50,7 +52,8 @@ def without_provenance(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def table_rows(session: Session, name: str) -> list[dict[str, Any]]:
-    return [{k: alerting.jsonable(v) for k, v in r.items()} for r in session.query(ROUND_TRIP[name]).to_pylist()]
+    rows = DuckDBBackend(session).query(ROUND_TRIP[name]).to_pylist()
+    return [{k: alerting.jsonable(v) for k, v in r.items()} for r in rows]
 
 
 @pytest.fixture(scope="module")

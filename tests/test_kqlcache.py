@@ -14,6 +14,7 @@ import duckdb_kql
 import pytest
 
 from exhunt import kqlcache
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 
 KQL = "DeviceProcessEvents | where Timestamp > ago(1h) | where FileName =~ 'cmd.exe' | project Timestamp"
@@ -27,7 +28,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _translate() -> tuple[str, dict[str, object], bool]:
     with Session(in_memory=True) as s:
-        tr = s.translate(KQL)
+        tr = DuckDBBackend(s).translate(KQL)
         return tr.sql, tr.params, tr.uses_clock
 
 
@@ -70,7 +71,7 @@ def test_names_kept_here_match_the_translator() -> None:
     importing duckdb_kql (its parser is costly to load); both must agree with the package."""
     from duckdb_kql.translate import CLOCK_SLOT
 
-    from exhunt import engine
+    from exhunt.backends import duckdb as engine
 
     assert engine.CLOCK_SLOT == CLOCK_SLOT
     assert kqlcache._translator_version() == duckdb_kql.__version__
@@ -121,7 +122,8 @@ def test_replaced_entry_is_not_executed(cache: Path, tmp_path: Path, monkeypatch
     doc["sql"] = f"COPY (SELECT 1) TO '{target}'"
     entry.write_bytes(mac + b"\n" + json.dumps(doc).encode())
     calls = _count_translations(monkeypatch)
-    with Session(in_memory=True) as s:
+    with Session(in_memory=True) as session:
+        s = DuckDBBackend(session)
         assert (s.translate(KQL).sql, s.translate(KQL).params) == first[:2]
         assert s.query(KQL, kqlcache.datetime(2026, 1, 1)).num_rows == 0
     assert calls == [KQL], "the entry was refused and the query translated afresh"

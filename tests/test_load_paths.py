@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from exhunt import alerts, schema, sources
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 from exhunt.prune import keep_columns, unread_tables
 from exhunt.replay import run_rule
@@ -40,8 +41,9 @@ def _hunt(folder: Path, in_place: bool = False, prune: bool = False) -> tuple[An
         if prune:
             s.load_only_for([SEED.query, LOOK])
         reports = s.load_files(list(sources.walk([folder])), jobs=1)
-        found = alerts.build(s, SEED, run_rule(s, SEED).rows)
-        rows = s.query(LOOK).to_pylist()
+        b = DuckDBBackend(s)
+        found = alerts.build(b, SEED, run_rule(b, SEED).rows)
+        rows = b.query(LOOK).to_pylist()
         if prune and not in_place:  # a column no query names is left empty
             assert s.run('SELECT count(*) FROM "_t_DeviceFileEvents" WHERE SHA256 IS NOT NULL')[0][0] == 0
         return _reports(reports), found, rows
@@ -121,8 +123,9 @@ def _staged_hunt(folder: Path, prune: bool = False, queries: list[str] | None = 
         if prune or queries:
             s.load_only_for(queries or [SEED.query, LOOK])
         reports = s.load_files(list(sources.walk([folder])), jobs=1)
-        found = alerts.build(s, SEED, run_rule(s, SEED).rows)
-        rows = s.query(LOOK).to_pylist()
+        b = DuckDBBackend(s)
+        found = alerts.build(b, SEED, run_rule(b, SEED).rows)
+        rows = b.query(LOOK).to_pylist()
         return _reports(reports), found, rows, len(s._staged)
 
 
@@ -267,7 +270,7 @@ def test_csv_duckdb_decodes_encoded_commands_like_arrow(tmp_path: Path, duckdb_c
             s.load_only_for([look])
             s.load_files(list(sources.walk([tmp_path])), jobs=1)
             assert len(s._staged) == (1 if in_place else 0)
-            found.append(s.query(look).to_pylist())
+            found.append(DuckDBBackend(s).query(look).to_pylist())
     assert found[0] == found[1]
     assert json.loads(found[1][2]["AdditionalFields"]) == {"DecodedCommand": "Install-TransportAgent -Name x"}
     assert json.loads(found[1][1]["AdditionalFields"]) == {"ProcessStartKey": 1234567}

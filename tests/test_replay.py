@@ -16,8 +16,10 @@ import helpers
 from conftest import run_cli
 from exhunt import alerts as alerting
 from exhunt import sources
-from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session, _ceil_div
-from exhunt.replay import _key, _unique, rowwise, run_rule, run_rules, schedule
+from exhunt.backends.base import SLICE_END
+from exhunt.backends.duckdb import DuckDBBackend, _ceil_div
+from exhunt.engine import Session
+from exhunt.replay import _key, _unique, rowwise, run_rule, run_rules, schedule, tables_of
 from exhunt.rule import Rule, load_rule, load_rules, shipped_dir
 from exhunt.sources.base import FileReport, RowBuffer
 
@@ -104,7 +106,14 @@ def _windowed_copy(tmp_path: Path) -> Path:
     return path
 
 
-def _session_with(rows: dict[str, list[dict[str, Any]]]) -> Session:
+def _demo() -> DuckDBBackend:
+    """The demo folder loaded, as a backend that closes its session."""
+    session = Session(in_memory=True)
+    session.load_files(list(sources.walk([Path(__file__).resolve().parents[1] / "demo"])), jobs=1)
+    return DuckDBBackend(session, own=True)
+
+
+def _session_with(rows: dict[str, list[dict[str, Any]]]) -> DuckDBBackend:
     session = Session(in_memory=True)
     buf = RowBuffer()
     report = FileReport("mem")
@@ -113,7 +122,7 @@ def _session_with(rows: dict[str, list[dict[str, Any]]]) -> Session:
             buf.add(table, row, f"record {i}")
     for batch in buf.drain():
         session.insert(batch, report, "mem")
-    return session
+    return DuckDBBackend(session, own=True)
 
 
 def test_overlapping_windows_do_not_duplicate_alerts(tmp_path: Path) -> None:
@@ -142,9 +151,7 @@ def test_latest_slice_replay_gives_the_windowed_alerts_in_fewer_runs() -> None:
     """The chain rule declares `replay: latest-slice`; replaying every window must agree."""
     (chain,) = load_rules(["exchange-transport-agent-chain"])
     assert chain.meta["replay"] == "latest-slice"
-    demo = Path(__file__).resolve().parents[1] / "demo"
-    with Session(in_memory=True) as session:
-        session.load_files(list(sources.walk([demo])), jobs=1)
+    with _demo() as session:
         fast = run_rule(session, chain)
         chain.meta["replay"] = "windowed"
         full = run_rule(session, chain)
@@ -178,15 +185,13 @@ def _chain_rows(days: int = 1) -> list[dict[str, Any]]:
     return rows
 
 
-def _one_query_per_run(session: Session, rule: Rule) -> list[dict[str, Any]]:
+def _one_query_per_run(session: DuckDBBackend, rule: Rule) -> list[dict[str, Any]]:
     """The replay as Sentinel runs it: one query per run, its window set, now() at its end."""
-    tables = session.tables_named_in(rule.query)
+    tables = tables_of(session, rule)
     seen: set[str] = set()
     rows: list[dict[str, Any]] = []
     for start, end in schedule(rule, session.slice_ends(tables, rule.frequency)):
-        session.set_window(start, end)
-        rows.extend(_unique(session.query(rule.query, end).to_pylist(), seen))
-    session.set_window(EARLIEST, LATEST)
+        rows.extend(_unique(session.query(rule.query, end, (start, end)).to_pylist(), seen))
     return rows
 
 
@@ -220,10 +225,8 @@ def _slice(row: dict[str, Any]) -> datetime:
 def test_shipped_windowed_rules_replay_in_one_query_on_the_demo(slug: str, keyed: bool) -> None:
     (rule,) = load_rules([slug])
     assert not rowwise(rule)
-    demo = Path(__file__).resolve().parents[1] / "demo"
-    with Session(in_memory=True) as session:
-        session.load_files(list(sources.walk([demo])), jobs=1)
-        plan = schedule(rule, session.slice_ends(session.tables_named_in(rule.query), rule.frequency))
+    with _demo() as session:
+        plan = schedule(rule, session.slice_ends(tables_of(session, rule), rule.frequency))
         together = session.query_windows(rule.query, plan, rule.frequency if keyed else None)
         assert together is not None
         assert together.column(SLICE_END).to_pylist() == sorted(together.column(SLICE_END).to_pylist())
@@ -256,9 +259,7 @@ def test_run_keys_are_exact_ceilings_for_any_sign(size: int) -> None:
 
 def test_rules_run_at_once_give_the_same_runs_as_one_after_the_other() -> None:
     rules = load_rules(None)
-    demo = Path(__file__).resolve().parents[1] / "demo"
-    with Session(in_memory=True) as session:
-        session.load_files(list(sources.walk([demo])), jobs=1)
+    with _demo() as session:
         apart = run_rules(session, rules, jobs=1)
         together = run_rules(session, rules, jobs=3)
         pinned = run_rules(session, rules, datetime(2026, 3, 2), jobs=3)

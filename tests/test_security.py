@@ -14,6 +14,7 @@ import yaml
 import helpers
 from conftest import run_cli
 from exhunt import kqlcache, sources, sqlguard, yamltext
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 from exhunt.rule import load_rules, shipped_dir
 from exhunt.ruletest import run_tests
@@ -165,7 +166,7 @@ def test_inputs_hunted_in_place_stay_readable_once_file_access_is_off(data: Path
         s.in_place = True
         s.load_files(list(sources.walk([data])))
         s.seal()
-        assert s.query("DeviceProcessEvents | count").to_pylist() == [{"Count": 3}]
+        assert DuckDBBackend(s).query("DeviceProcessEvents | count").to_pylist() == [{"Count": 3}]
         with pytest.raises(duckdb.PermissionException):
             s.run(f"SELECT * FROM read_text('{data.parent / 'elsewhere.txt'}')")
         with pytest.raises(RuntimeError, match="files cannot be loaded once queries have run"):
@@ -208,14 +209,14 @@ def test_failed_rule_is_reported_even_with_quiet(data: Path, tmp_path: Path) -> 
 
 def test_rule_running_out_of_memory_fails_alone(data: Path, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    real = Session._execute
+    real = DuckDBBackend._execute
 
-    def short_of_memory(self: Session, sql: str, params: dict[str, Any]) -> Any:
+    def short_of_memory(self: DuckDBBackend, sql: str, params: dict[str, Any]) -> Any:
         if "Hungry" in sql:
             raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
         return real(self, sql, params)
 
-    monkeypatch.setattr(Session, "_execute", short_of_memory)
+    monkeypatch.setattr(DuckDBBackend, "_execute", short_of_memory)
     rules = _rules(tmp_path, "hungry", "DeviceProcessEvents | project Timestamp, Hungry = FileName")
     code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--memory", "1GB"])
     assert code == 2 and _alerts(out) == SEED_ALERTS

@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from exhunt import schema, sources
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 from exhunt.winlog import common
 from exhunt.winlog import sql as winsql
@@ -94,7 +95,8 @@ def test_event_and_security_event_are_views_not_copies(loaded: Session) -> None:
 
 
 def test_an_event_id_filter_reaches_the_stored_events(loaded: Session) -> None:
-    sql = loaded.translate("Event | where EventID == 4688 | project TimeGenerated, RenderedDescription").sql
+    kql = "Event | where EventID == 4688 | project TimeGenerated, RenderedDescription"
+    sql = DuckDBBackend(loaded).translate(kql).sql
     plan = "\n".join(str(row[1]) for row in loaded.con.execute("EXPLAIN " + sql).fetchall())
     box = plan[plan.index("_w_events"):]
     box = box[: box.index("╰")]  # the scan's own box in the plan drawing
@@ -126,7 +128,7 @@ def test_a_user_mapping_folder_adds_a_mapping(tmp_path: Path, monkeypatch: pytes
     try:
         with Session(in_memory=True) as session:
             session.load_files([sources.disk_file(data)], jobs=1)
-            rows = session.query("DeviceEvents | project ActionType, FileName, FolderPath, ProcessId, "
+            rows = DuckDBBackend(session).query("DeviceEvents | project ActionType, FileName, FolderPath, ProcessId, "
                                  "DeviceName, _record").to_pylist()
     finally:
         monkeypatch.delenv(winsql.MAPPINGS_ENV)
@@ -157,7 +159,7 @@ def test_records_that_are_not_events_are_counted_with_their_line(tmp_path: Path)
     path.write_text(good + '{"Event": {"Data": 1}}\n\n{"Event": {"System": \n' + good, encoding="utf-8")
     with Session(in_memory=True) as session:
         (report,) = session.load_files([sources.disk_file(path)], jobs=1)
-        files = session.query("DeviceFileEvents | project _record").to_pylist()
+        files = DuckDBBackend(session).query("DeviceFileEvents | project _record").to_pylist()
     assert (report.read, report.total_skipped) == (4, 2)
     assert dict(report.skipped) == {"not a EVTX JSON (Event.System) record": 1, "invalid JSON": 1}
     assert any("mixed.json:line 2: skipped: not a EVTX JSON" in m for m in report.messages)

@@ -13,13 +13,13 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from exhunt import __version__, memory, output, readpool, safetext, sources, summary, timerange, zones
+from exhunt import __version__, output, safetext, sources, summary, timerange, zones
 from exhunt import alerts as alerting
-from exhunt.engine import Session
+from exhunt import hunt as hunting
 from exhunt.errors import ExhuntError, UsageError
-from exhunt.replay import RuleRun, run_rules
+from exhunt.replay import RuleRun
 from exhunt.rule import SEVERITIES, load_rules, severity_rank
-from exhunt.sources.archives import set_passwords
+from exhunt.sources.base import FileReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Hunt Exchange transport-agent persistence (T1505.002) with KQL over local telemetry.")
@@ -97,35 +97,24 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         yield fh
 
 
-def load_inputs(session: Session, paths: list[Path], input_format: str | None, table: str | None,
-                quiet: bool, verbose: bool, strict: bool, jobs: int | None = None,
-                span: timerange.TimeRange | None = None, passwords: list[str] | None = None) -> list[Any]:
-    set_passwords(passwords)
-    files = list(sources.walk(paths))
-    total = sum(f.size for f in files)
-    show = sys.stderr.isatty() and not quiet and total > 8 << 20
-    if show:
+def _options(quiet: bool, verbose: bool, strict: bool, **given: Any) -> hunting.HuntOptions:
+    """The hunt's options, with the progress bar and the run summary on stderr unless --quiet."""
+
+    @contextmanager
+    def reading(total: int) -> Iterator[Any]:
+        if not (sys.stderr.isatty() and not quiet and total > 8 << 20):
+            yield None
+            return
         with Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
                       console=err, transient=True) as bar:
             task = bar.add_task("read", total=total)
-            reports = session.load_files(files, input_format, table, lambda n: bar.advance(task, n), jobs)
-    else:
-        reports = session.load_files(files, input_format, table, jobs=jobs)
-    if span is not None:
-        timerange.apply(session, reports, span)
-    if not quiet:
-        summary.render(reports, sys.stderr, verbose)
-    unusable = summary.nothing_usable(reports, [str(p) for p in paths])
-    if unusable:
-        raise UsageError(unusable)
-    if strict and summary.problems(reports):
-        raise UsageError("--strict: some input was skipped or coerced (see the summary above)")
-    return reports
+            yield lambda n: bar.advance(task, n)
 
+    def loaded(reports: list[FileReport]) -> None:
+        if not quiet:
+            summary.render(reports, sys.stderr, verbose)
 
-def _session(mem: str | None) -> Session:
-    """A session within the run's memory budget (checked before anything is read)."""
-    return Session(memory_limit=memory.duckdb_limit(memory.budget(mem)))
+    return hunting.HuntOptions(strict=strict, reading=reading, loaded=loaded, **given)
 
 
 def _check_format(fmt: str) -> None:
@@ -210,29 +199,15 @@ def detect(
     _check_format(fmt)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
-    with _session(mem) as session:
-        session.load_only_for([r.query for r in chosen])
-        session.in_place = True
-        # A large CSV is hunted where it is; only the alerting rows' lines are looked up.
-        session.lines_later = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, span, password)
-        found: list[dict[str, Any]] = []
-        owners: list[Any] = []
-        times = {"Timestamp"}
-        unresolved: list[alerting.Unresolved] = []
-        runs = run_rules(session, chosen, pinned, readpool.default_jobs() if jobs is None else jobs)
-        for rule, run in zip(chosen, runs, strict=True):
-            alerts = alerting.build(session, rule, run.rows, unresolved)
-            found.extend(alerts)
-            owners.extend(rule for _ in alerts)
-            times |= zones.time_columns(run.rows)
-        alerting.resolve_lines(session, unresolved)
-    order = sorted(range(len(found)), key=lambda i: (found[i]["Timestamp"] or "", found[i]["rule_name"]))
+    result = hunting.hunt(paths, chosen, _options(
+        quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs, memory=mem,
+        span=span, passwords=password))
+    found, runs = result.alerts, result.runs
     floor = severity_rank(min_severity) if min_severity else 0
-    keep = [i for i in order if severity_rank(found[i]["severity"]) >= floor]
+    keep = [i for i in range(len(found)) if severity_rank(found[i]["severity"]) >= floor]
     if fmt in ("table", "csv"):
-        found = zones.localize(found, zone, times)
-    details = [alerting.summary_line(owners[i], found[i]) for i in keep]
+        found = zones.localize(found, zone, result.time_columns)
+    details = [alerting.summary_line(result.rules[i], found[i]) for i in keep]
     below = len(found) - len(keep)
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
@@ -289,11 +264,11 @@ def query(
     pinned = parse_time(now) if now else None
     span = timerange.parse_range(time_from, time_to)
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
-    with _session(mem) as session:
-        session.load_only_for([kql])
-        session.in_place = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, span, password)
-        result = session.query(kql, pinned).to_pylist()
+    options = _options(quiet, verbose, strict, input_format=input_format, table=table, jobs=jobs, memory=mem,
+                       span=span, passwords=password)
+    backend, _ = hunting.open_local(paths, [kql], options)
+    with backend:
+        result = backend.query(kql, pinned).to_pylist()
         rows = [{k: alerting.jsonable(v) for k, v in r.items() if not k.startswith("_")} for r in result]
     if not quiet:
         err.print(f"{len(rows)} row(s).")
@@ -320,10 +295,12 @@ def ingest(
     """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
     from exhunt.ingest import write_tables
 
-    with _session(mem) as session:
+    options = _options(quiet, verbose, strict, input_format=input_format, table=table, jobs=jobs, memory=mem,
+                       passwords=password)
+    with hunting.new_session(options) as session:
         # Large CSV parsed by DuckDB and Parquet read in place: the tables are only copied out.
         session.in_place = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, passwords=password)
+        hunting.load(session, paths, options)
         written = write_tables(session, out, append)
     if not quiet:
         for name, n in sorted(written.items()):

@@ -1,37 +1,33 @@
-"""The DuckDB session: normalized tables in, KQL (via duckdb-kql) over them.
+"""The loading side of the embedded engine: sources -> normalized DuckDB tables.
 
 Every table of the schema exists from the start with all its columns (a rule
 never fails because one export lacked a column), rows are stored in `_t_<Table>`
 and queried through a view `<Table>` that adds `TimeGenerated` and applies the
-current time window (two variables). A replay instead hides the views behind CTEs
-of the same name over `_t_<Table>`, so that all its runs are one query (see
-query_sliced, query_windows). Rows live in DuckDB, not in Python memory: an in-memory
-database that spills to a temporary folder beyond its memory limit. Queries run only once
-loading is done and DuckDB's file access is off (seal): a rule reads the tables, no file.
+current time window (two variables). Rows live in DuckDB, not in Python memory: an
+in-memory database that spills to a temporary folder beyond its memory limit. KQL runs
+over the loaded tables through `exhunt.backends.duckdb.DuckDBBackend`, only once loading
+is done and DuckDB's file access is off (seal): a rule reads the tables, no file.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import re
 import shutil
 import tempfile
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from exhunt import enrich, kqlcache, readpool, sqlguard, sqlopt
+from exhunt import enrich, readpool, sqlopt
 from exhunt import schema as sch
-from exhunt.errors import RuleError
 from exhunt.readpool import READ_ERRORS, Event
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
@@ -41,14 +37,9 @@ from exhunt.sqltext import literal
 from exhunt.winlog import Mapper
 from exhunt.winlog import sql as winsql
 
-#: duckdb-kql's parameter for now() (`duckdb_kql.translate.CLOCK_SLOT`; a test checks they agree).
-#: Named here, not imported: a run whose translations are all cached never loads the translator
-#: (its ANTLR parser is a tenth of a second of every start-up).
-CLOCK_SLOT = "kqlnow"
+#: The window showing every row (see Session.set_window).
 EARLIEST = datetime(1601, 1, 1)
 LATEST = datetime(9999, 12, 31)
-#: Hidden column carrying each row's replay slice end (see Session.query_sliced).
-SLICE_END = "_exhunt_now"
 #: Rows per INSERT: small appends cost DuckDB far more per row (about two row groups here).
 INSERT_ROWS = 245_760
 #: Bytes of Arrow data pending per table, and over all tables, before an INSERT is forced
@@ -123,16 +114,6 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
     return pa.schema(list(fields.values()))
 
 
-def _quiet_arrow() -> None:
-    """Query results are alert-sized, so the extra copy DuckDB warns about does not matter.
-
-    A filter set before each query, not `warnings.catch_warnings` around it: that one is not
-    thread-safe (rules run on several threads, see Session.worker), and a filter set once can
-    be dropped by a caller's own catch_warnings (pytest's, around each test).
-    """
-    warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
-
-
 def _inert_columns(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
     """Column names as inert text: a NUL or escape sequence in a name chosen by whoever wrote
     the file (a CSV header, a JSON key, a Parquet schema) is shown escaped, and DuckDB, which
@@ -140,11 +121,6 @@ def _inert_columns(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table
     names = data.schema.names
     clean = [printable(n) for n in names]
     return data if clean == names else data.rename_columns(clean)
-
-
-def _ceil_div(expr: str, size: int) -> str:
-    """SQL for ceil(expr / size) over BIGINTs, exact for any sign (DuckDB's `//` truncates)."""
-    return f"(({expr} + {size - 1}) - ((({expr} + {size - 1}) % {size}) + {size}) % {size}) // {size}"
 
 
 @dataclass
@@ -163,22 +139,9 @@ class LazyCsv:
     one_line_rows: bool
 
 
-def regex_message(pattern: str, why: str) -> str:
-    """Why RE2 refuses a rule's regular expression, in words."""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in pattern)
-    return (f"the regular expression `{shown}` cannot run: RE2, DuckDB's regex engine, refuses it ({why}); "
-            f"RE2 has no look-around, back-references, atomic groups or possessive quantifiers")
-
-
-@dataclass
-class Translated:
-    sql: str
-    params: dict[str, Any]
-    uses_clock: bool
-
-
 class Session:
-    """One hunt: tables loaded once, any number of KQL queries run over them."""
+    """One hunt's tables: sources loaded once (load_files), then queried through a
+    `DuckDBBackend` over them."""
 
     def __init__(self, db_path: Path | None = None, memory_limit: str = "768MB", in_memory: bool = False) -> None:
         self._tmpdir: str | None = None
@@ -196,9 +159,11 @@ class Session:
         if self._tmpdir:
             self.run(f"SET temp_directory='{self._tmpdir}'")
         self.tables = sch.tables()
-        self._extra: dict[str, list[str]] = {name: [] for name in self.tables}
+        #: Table -> columns the inputs brought that the schema does not know (see _add_columns).
+        self.extra: dict[str, list[str]] = {name: [] for name in self.tables}
+        #: Counts changes of the tables' columns (a query translated before must be again).
+        self.columns_version = 0
         self._plans: dict[tuple[str, pa.Schema], Plan] = {}
-        self._translated: dict[str, Translated] = {}
         self._pending: dict[str, _Pending] = {}
         #: Table -> lower-case names of the columns to store; tables not listed store all.
         self._keep: dict[str, set[str]] = {}
@@ -234,8 +199,10 @@ class Session:
         #: Input files queries still read once file access is off (see seal).
         self._read_later: set[str] = set()
         self._seal_lock = threading.Lock()
-        self._sealed = threading.Event()  # shared with the workers (see worker)
-        self._memory_limit = memory_limit
+        self._sealed = threading.Event()  # shared with the cursors (see on_cursor)
+        self.memory_limit = memory_limit
+        #: The window the connection's variables show (set_window skips setting it again).
+        self._shown: tuple[datetime, datetime] | None = None
         self.set_window(EARLIEST, LATEST)
         for macro in sqlopt.MACROS:
             self.run(macro)
@@ -265,8 +232,11 @@ class Session:
     def set_window(self, start: datetime, end: datetime) -> None:
         """Only rows with start < time <= end are visible to queries (and within `bounds`)."""
         start, end = max(start, self.bounds[0]), min(end, self.bounds[1])
+        if self._shown == (start, end):
+            return
         self.run("SET VARIABLE exhunt_ws = CAST(? AS TIMESTAMP)", [start])
         self.run("SET VARIABLE exhunt_we = CAST(? AS TIMESTAMP)", [end])
+        self._shown = (start, end)
 
     def restrict(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
         """Hide every row outside start < time <= end from all queries from now on (--from/--to),
@@ -276,11 +246,11 @@ class Session:
         outside: dict[tuple[str, str], int] = {}
         for t in self.tables.values():
             rows = self.run(f"SELECT {_q(SOURCE_FILE)}, count(*) FROM {_q('_t_' + t.name)} "
-                            f"WHERE NOT ({self._in_bounds(t)}) GROUP BY 1")
+                            f"WHERE NOT ({self.in_bounds(t)}) GROUP BY 1")
             outside.update(((t.name, str(f or "")), int(n)) for f, n in rows)
         return outside
 
-    def _in_bounds(self, t: TableSchema) -> str:
+    def in_bounds(self, t: TableSchema) -> str:
         """SQL: the row's time is within `bounds` (TRUE when there are none)."""
         if self.bounds == (EARLIEST, LATEST):
             return "TRUE"
@@ -329,26 +299,20 @@ class Session:
         """Table -> columns, as duckdb-kql needs it for union/join column rules."""
         out = {}
         for t in self.tables.values():
-            out[t.name] = t.names + self._extra[t.name] + list(PROVENANCE) + list(t.aliases)
+            out[t.name] = t.names + self.extra[t.name] + list(PROVENANCE) + list(t.aliases)
         return out
 
     def row_count(self, table: str) -> int:
         return int(self.run(f"SELECT count(*) FROM {_q('_t_' + table)}")[0][0])
 
-    def time_span(self, tables: Iterable[str]) -> tuple[datetime, datetime] | None:
-        """Earliest and latest row time over the given tables (None when empty)."""
-        lo: datetime | None = None
-        hi: datetime | None = None
-        for name in tables:
-            t = self.tables[name]
-            row = self.run(
-                f"SELECT min({_q(t.time_column)}), max({_q(t.time_column)}) FROM {_q('_t_' + name)} "
-                f"WHERE {self._in_bounds(t)}"
-            )[0]
-            if row[0] is not None:
-                lo = row[0] if lo is None else min(lo, row[0])
-                hi = row[1] if hi is None else max(hi, row[1])
-        return (lo, hi) if lo is not None and hi is not None else None
+    def write_parquet(self, table: str, folder: Path, prefix: str, part_bytes: str) -> None:
+        """Copy a table's rows, provenance included, into Parquet files `folder/<prefix>-<i>.parquet`
+        of about `part_bytes` each (see exhunt.ingest)."""
+        self.run(
+            f"COPY (SELECT * FROM {_q('_t_' + table)}) TO {literal(str(folder))} "
+            f"(FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES {literal(part_bytes)}, "
+            f"FILENAME_PATTERN {literal(prefix + '-{i}')}, OVERWRITE_OR_IGNORE true)"
+        )
 
     # -- loading --------------------------------------------------------------
 
@@ -631,11 +595,11 @@ class Session:
     def _add_columns(self, t: TableSchema, p: Plan) -> None:
         """Make the input's columns the schema does not know columns of the table."""
         for col in p.extra_columns:
-            if col not in self._extra[t.name] and t.column(col) is None:
+            if col not in self.extra[t.name] and t.column(col) is None:
                 self.run(f"ALTER TABLE {_q(self._stored(t.name))} ADD COLUMN {_q(col)} VARCHAR")
-                self._extra[t.name].append(col)
+                self.extra[t.name].append(col)
                 self._create_view(t)
-                self._translated.clear()
+                self.columns_version += 1
 
     def _enrich_column(self, t: TableSchema) -> str | None:
         """The command-line column whose -EncodedCommand is decoded into AdditionalFields, or
@@ -1022,153 +986,6 @@ class Session:
             return "?"
         return str(data.column(name)[i].as_py())
 
-    # -- queries --------------------------------------------------------------
-
-    def translate(self, kql: str) -> Translated:
-        """KQL -> SQL once per query text; the clock stays a parameter so windows reuse it."""
-        cached = self._translated.get(kql)
-        if cached is not None:
-            return cached
-        schema = self.kql_schema()
-        entry = kqlcache.inputs(kql, schema, EARLIEST)
-        stored = kqlcache.get(entry)
-        fresh = stored is None
-        if stored is None:
-            import duckdb_kql
-
-            try:
-                result = duckdb_kql.to_sql(kql, schema=schema, query_now=EARLIEST)
-            except duckdb_kql.KqlUnsupportedError as exc:
-                raise RuleError(f"the query uses KQL the engine cannot run: {exc}") from None
-            except duckdb_kql.KqlError as exc:
-                raise RuleError(self._kql_message(kql, exc)) from None
-            stored = (str(result), dict(result.parameters))
-        sql = sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(stored[0]))
-        params = stored[1]
-        # Whatever wrote it (the translator, or a cache entry), only one SELECT ever runs. DuckDB
-        # parses a new translation; a signed entry was parsed when stored: the tokens suffice.
-        kind = sqlguard.statement_kind(self.con, sql, thorough=fresh)
-        if kind is not None:
-            raise RuleError(f"refused to run: the query's SQL is {kind}, not one SELECT "
-                            f"(a rule may only read the hunted tables)")
-        if fresh:
-            kqlcache.put(entry, *stored)
-        out = Translated(sql, params, CLOCK_SLOT in params)
-        self._translated[kql] = out
-        return out
-
-    def _kql_message(self, kql: str, exc: Exception) -> str:
-        text = str(exc)
-        m = re.search(r"unknown table '?([A-Za-z_][\w]*)", text) or re.search(r"table '([^']+)'", text)
-        if m and m.group(1) not in self.tables:
-            return f"table {m.group(1)!r} does not exist (known tables: {', '.join(sorted(self.tables))})"
-        return f"KQL error: {text}"
-
-    def query(self, kql: str, now: datetime | None = None) -> pa.Table:
-        """Run KQL with now() pinned (defaults to the end of the current window or the wall clock)."""
-        tr = self.translate(kql)
-        params = dict(tr.params)
-        if tr.uses_clock:
-            params[CLOCK_SLOT] = now or datetime.utcnow()
-        try:
-            # execute() plans once; the relation API (con.sql) binds and plans the statement
-            # again when it runs, which doubles the cost of every replay window.
-            return self._execute(tr.sql, params)
-        except duckdb.BinderException as exc:
-            raise RuleError(self.binder_message(kql, str(exc))) from None
-        except duckdb.Error as exc:
-            raise RuleError(self.failure(exc, tr)) from None
-
-    def query_sliced(self, kql: str, step: timedelta) -> pa.Table | None:
-        """A row-wise rule's whole replay in one query, or None when that cannot be done exactly.
-
-        Replaying a rule judged row by row means one run per `step`-aligned slice with
-        now() at the slice's end. Each row is seen by exactly one run, so the union of
-        all runs equals one query where every row carries its own slice end and the
-        query's clock reads it. That holds only if the clock is used where a source
-        row is in scope; otherwise DuckDB cannot bind the column and the caller
-        replays slice by slice.
-        """
-        tr = self.translate(kql)
-        params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
-        sql = tr.sql
-        if tr.uses_clock:
-            if CLOCK_SLOT in kql:
-                return None
-            size = int(step / timedelta(microseconds=1))
-            end = f"make_timestamp(CAST(ceil(epoch_us({{time}}) / {size}) AS BIGINT) * {size}) AS {_q(SLICE_END)}"
-            shadowed = self._shadow_tables(sql.replace("$" + CLOCK_SLOT, _q(SLICE_END)), extra=end)
-            if shadowed is None:
-                return None
-            sql = shadowed
-        try:
-            # execute(), not con.sql(): the relation binds the statement once to make the
-            # relation and again to run it, and binding is most of a rule's cost on small data.
-            table = self._execute(sql, params)
-        except duckdb.BinderException:
-            return None
-        except duckdb.Error as exc:
-            raise RuleError(self.failure(exc, tr)) from None
-        return table.drop_columns([SLICE_END]) if SLICE_END in table.column_names else table
-
-    def query_windows(self, kql: str, windows: list[tuple[datetime, datetime]],
-                      step: timedelta | None = None) -> pa.Table | None:
-        """Every run of a replay in one query, or None when DuckDB cannot run it that way.
-
-        Run i sees the rows with start_i < time <= end_i and reads now() as end_i, exactly as
-        `set_window(start_i, end_i)` then `query(kql, end_i)` would. One query per run pays,
-        per run, the binding of the translated SQL (0.05-0.5 s for the shipped rules, whatever
-        the data) and a scan of every stored row. Here the runs are a list and the rule a
-        LATERAL subquery evaluated for each: DuckDB binds it once and decorrelates it into
-        joins on the run, so each table is read once and each row goes to the runs that see
-        it. When every run is as long and ends on the `step` grid (a replay's runs do), each
-        row also carries the index of every run that can see it, so that join is on equal
-        keys instead of comparing each row with each run. The result carries each row's run
-        end in SLICE_END and is ordered by it (the order runs would have been made in); rows
-        within one run come in any order, as they do from a single run.
-        """
-        if not windows:
-            return None
-        tr = self.translate(kql)
-        if CLOCK_SLOT in kql or "_exhunt_w" in tr.sql:
-            return None
-        us = timedelta(microseconds=1)
-        epoch = datetime(1970, 1, 1)
-        size = int(step / us) if step else 0
-        length = {end - start for start, end in windows}
-        keyed = size > 0 and len(length) == 1 and all(int((end - epoch) / us) % size == 0 for _, end in windows)
-        bounds = "{time} > _exhunt_w.ws AND {time} <= _exhunt_w.we"
-        key = ""
-        if keyed:
-            # Run k ends at k * size and sees the rows with k * size - span < time <= k * size: a row
-            # is seen by runs ceil(us / size) .. ceil((us + span) / size) - 1 (in integers: exact).
-            span = int(length.pop() / us)
-            first = _ceil_div("epoch_us({time})", size)
-            last = _ceil_div(f"(epoch_us({{time}}) + {span})", size)
-            key = f"unnest(generate_series({first}, {last} - 1))"
-            bounds = "_exhunt_k = _exhunt_w.k AND " + bounds
-        sql = self._shadow_tables(tr.sql.replace("$" + CLOCK_SLOT, "_exhunt_w.we"), where=bounds, key=key)
-        if sql is None:
-            return None
-        runs = "unnest($exhunt_starts) AS ws, unnest($exhunt_ends) AS we"
-        if keyed:
-            runs += f", CAST(epoch_us(unnest($exhunt_ends)) // {size} AS BIGINT) AS k"
-        sql = (f"SELECT _exhunt_w.we AS {_q(SLICE_END)}, _exhunt_q.* FROM (SELECT {runs}) AS _exhunt_w, "
-               f"LATERAL ({sql}) AS _exhunt_q ORDER BY 1")
-        params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
-        params["exhunt_starts"] = [start for start, _ in windows]
-        params["exhunt_ends"] = [end for _, end in windows]
-        try:
-            return self._execute(sql, params)
-        except duckdb.Error:
-            return None  # the caller runs window by window, which reports a real error itself
-
-    def _execute(self, sql: str, params: dict[str, Any]) -> pa.Table:
-        """Run a query's SQL, file access off (see seal)."""
-        self.seal()
-        _quiet_arrow()
-        return self.con.execute(sql, params).to_arrow_table()
-
     @property
     def sealed(self) -> bool:
         """Whether DuckDB's file access is off (seal)."""
@@ -1191,97 +1008,15 @@ class Session:
                 self.run("SET enable_external_access = false")
                 self._sealed.set()
 
-    def failure(self, exc: duckdb.Error, tr: Translated | None = None) -> str:
-        """A query's failure in plain words (the rule's name is added by the caller)."""
-        text = (str(exc).splitlines() or [type(exc).__name__])[0]
-        if isinstance(exc, duckdb.PermissionException):
-            return ("refused: the query tried to read or write a file, or to load an extension, which "
-                    f"no query may do (file access is off while queries run): {text}")
-        if isinstance(exc, duckdb.OutOfMemoryException):
-            return (f"ran out of memory (DuckDB's share of this run is {self._memory_limit}; give the run "
-                    f"more with --memory, or hunt fewer files at once): {text}")
-        if isinstance(exc, duckdb.InvalidInputException) and tr is not None:
-            bad = sqlguard.regex_problems(self.con, tr.sql, tr.params)
-            if bad:
-                return "; ".join(regex_message(pattern, why) for pattern, why in bad)
-        return f"query failed in the engine: {text}"
-
-    def _shadow_tables(self, sql: str, extra: str = "", where: str = "", key: str = "") -> str | None:
-        """`sql` with a CTE in front for each table it reads, named as the table so it hides
-        the table's view: the stored rows with the view's aliases, plus `extra` columns,
-        filtered by `where`, which may read `_exhunt_k` computed by `key` (`{time}` stands
-        for the table's time column in each). None when the statement's shape does not
-        allow it (a recursive WITH)."""
-        head = sql.lstrip()
-        if head[:5].upper() == "WITH " and head[5:15].upper().startswith("RECURSIVE"):
-            return None
-        words = set(re.findall(r"[A-Za-z_]\w*", sql))
-        ctes = []
-        for t in self.tables.values():
-            if t.name not in words:
-                continue
-            time = _q(t.time_column)
-            alias = "".join(f", {_q(src)} AS {_q(a)}" for a, src in t.aliases.items())
-            more = ", " + extra.format(time=time) if extra else ""
-            filt = " WHERE " + where.format(time=time) if where else ""
-            if self.bounds != (EARLIEST, LATEST):
-                filt += (" AND " if filt else " WHERE ") + self._in_bounds(t)
-            # NOT MATERIALIZED: a table two parts of a rule read would otherwise be copied
-            # whole before either filters it (measured 0.64 s -> 0.50 s on the seed rule).
-            source = _q("_t_" + t.name)
-            columns = "*"
-            if key:  # a column the filter reads, not one the rule sees
-                source = f"(SELECT *, {key.format(time=time)} AS _exhunt_k FROM {source})"
-                columns = "* EXCLUDE (_exhunt_k)"
-            ctes.append(f"{_q(t.name)} AS NOT MATERIALIZED (SELECT {columns}{alias}{more} FROM {source}{filt})")
-        if not ctes:
-            return None
-        if head[:5].upper() == "WITH ":
-            return "WITH " + ", ".join(ctes) + ", " + head[5:]
-        return "WITH " + ", ".join(ctes) + " " + head
-
-    def slice_ends(self, tables: Iterable[str], step: timedelta) -> list[datetime]:
-        """End of every `step`-aligned slice (since 1970) that holds at least one row of `tables`."""
-        size = int(step / timedelta(microseconds=1))
-        ends: set[int] = set()
-        for name in tables:
-            col = _q(self.tables[name].time_column)
-            rows = self.run(f"SELECT DISTINCT CAST(ceil(epoch_us({col}) / {size}) AS BIGINT) "
-                            f"FROM {_q('_t_' + name)} WHERE {col} IS NOT NULL AND {self._in_bounds(self.tables[name])}")
-            ends.update(int(r[0]) for r in rows)
-        epoch = datetime(1970, 1, 1)
-        return [epoch + timedelta(microseconds=e * size) for e in sorted(ends)]
-
-    def tables_named_in(self, kql: str) -> list[str]:
-        """Tables the query text names (a word match; comments are ignored)."""
-        text = re.sub(r"//[^\n]*", "", kql)
-        words = set(re.findall(r"[A-Za-z_]\w*", text))
-        return [t for t in self.tables if t in words]
-
-    def binder_message(self, kql: str, text: str) -> str:
-        m = re.search(r'[Cc]olumn (?:with name )?"([^"]+)"', text)
-        if m:
-            col = m.group(1)
-            named = self.tables_named_in(kql)
-            lacking = [t for t in named if not self.tables[t].has(col) and col not in self._extra[t]]
-            if lacking:
-                where = ", ".join(lacking)
-                return (f"column {col!r} does not exist in table {where} "
-                        f"(the query names it; Defender would reject it the same way)")
-            return f"column {col!r} is not available where the query uses it"
-        return f"query failed in the engine: {text.splitlines()[0]}"
-
-    def worker(self) -> Session:
-        """This session on a DuckDB cursor of its own, to run queries from another thread.
-
-        Rules are independent and, on small inputs, each costs mostly DuckDB's binding of its
-        SQL, which runs on one core: two rules bound at once take about half the time. A cursor
-        has its own settings, variables and temporary macros, so those are made again; tables
-        and views are shared. Close it before the session; it must not load files.
-        """
+    def on_cursor(self) -> Session:
+        """This session on a DuckDB cursor of its own, to query from another thread (see
+        DuckDBBackend.worker). A cursor has its own settings, variables and temporary macros,
+        so those are made again; tables and views are shared. It must not load files; close
+        it before the session."""
         other = copy.copy(self)
         other.con = self.con.cursor()
         other._tmpdir = None
+        other._shown = None
         other.run("SET TimeZone='UTC'")
         for macro in sqlopt.MACROS:
             other.run(macro)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from exhunt.engine import Session
 from exhunt.errors import UsageError
-from exhunt.sqltext import ident, literal
 
 #: Rows per Parquet file part; DuckDB starts a new part beyond this size.
 PART_BYTES = "256MB"
@@ -37,9 +36,5 @@ def write_tables(session: Session, out: Path, append: bool = False) -> dict[str,
     for name in counts:
         folder = out / name
         folder.mkdir(exist_ok=True)
-        session.run(
-            f"COPY (SELECT * FROM {ident('_t_' + name)}) TO {literal(str(folder))} "
-            f"(FORMAT parquet, COMPRESSION zstd, FILE_SIZE_BYTES '{PART_BYTES}', "
-            f"FILENAME_PATTERN 'part-{run}-{{i}}', OVERWRITE_OR_IGNORE true)"
-        )
+        session.write_parquet(name, folder, f"part-{run}", PART_BYTES)
     return counts

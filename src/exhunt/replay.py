@@ -6,11 +6,12 @@ gives the alerts the rule would have raised, instead of nothing because the
 data is older than `ago(24h)`. Runs whose window holds no data are skipped;
 a rule with no aggregation (each row judged alone) only needs each row seen
 once, so it gets one run per `queryFrequency` slice that holds data (evaluated
-as a single query when possible, see Session.query_sliced). The runs of any other
-rule are evaluated together in one query too (Session.query_windows: the rule is
-bound once and each table read once, instead of once per run), falling back to
-one query per run only when DuckDB cannot run it that way. Alerts repeated by
-overlapping windows are reported once.
+as a single query when the backend can, see Backend.query_sliced). The runs of any
+other rule are evaluated together in one query too when the backend can
+(Backend.query_windows: in DuckDB the rule is bound once and each table read once,
+instead of once per run), else one query per run. Alerts repeated by overlapping
+windows are reported once. Replay talks to the engine only through
+`exhunt.backends.base.Backend`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
-from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session
+from exhunt.backends.base import SLICE_END, Backend
 from exhunt.errors import RuleError
-from exhunt.rule import Rule
+from exhunt.rule import Rule, tables_named_in
 
 #: Operators whose answer depends on more than one row, so the window matters.
 _STATEFUL = re.compile(
@@ -100,84 +100,80 @@ def schedule(rule: Rule, slices: list[datetime]) -> list[tuple[datetime, datetim
     return [(end - period, end) for end in sorted(ends)]
 
 
-def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleRun:
+def tables_of(backend: Backend, rule: Rule) -> list[str]:
+    """The backend's tables the rule reads (by name in its query, else its requiredTables)."""
+    return tables_named_in(rule.query, backend.tables()) or rule.required_tables
+
+
+def run_rule(backend: Backend, rule: Rule, now: datetime | None = None) -> RuleRun:
     """All alerts of one rule: one pinned run with `now`, else a replay of its schedule."""
     out = RuleRun(rule)
-    tables = session.tables_named_in(rule.query) or rule.required_tables
+    tables = tables_of(backend, rule)
     freq, period = rule.frequency, rule.period
-    try:
-        if now is not None:
-            span = session.time_span(tables)
-            session.set_window(now - period, now)
-            out.rows = session.query(rule.query, now).to_pylist()
-            out.runs = 1
-            if span is None:
-                out.note = "no rows in " + ", ".join(tables or ["its tables"])
-            elif span[0] > now or span[1] <= now - period:
-                out.note = (f"data spans {_fmt(span[0])} .. {_fmt(span[1])} UTC; the window "
-                            f"{_fmt(now - period)} .. {_fmt(now)} holds none of it")
-            return out
-        slices = session.slice_ends(tables, freq)
-        if not slices:
+    if now is not None:
+        span = backend.time_span(tables)
+        out.rows = backend.query(rule.query, now, (now - period, now)).to_pylist()
+        out.runs = 1
+        if span is None:
             out.note = "no rows in " + ", ".join(tables or ["its tables"])
-            return out
-        plan = schedule(rule, slices)
-        if rowwise(rule):
-            session.set_window(EARLIEST, LATEST)
-            once = session.query_sliced(rule.query, freq)
-            if once is not None:
-                # The same rows as one run per slice, in one query (see Session.query_sliced).
-                out.runs = len(plan)
-                out.rows = _unique(once.to_pylist(), set())
-                return out
-        out.runs = len(plan)
-        together = session.query_windows(rule.query, plan, freq)
-        if together is not None:
-            # The same rows as one run per window, in one query (see Session.query_windows).
-            out.rows = _unique(together.drop_columns([SLICE_END]).to_pylist(), set())
-            return out
-        out.runs = 0
-        seen: set[str] = set()
-        for start, end in plan:
-            session.set_window(start, end)
-            table: pa.Table = session.query(rule.query, end)
-            out.runs += 1
-            out.rows.extend(_unique(table.to_pylist(), seen))
+        elif span[0] > now or span[1] <= now - period:
+            out.note = (f"data spans {_fmt(span[0])} .. {_fmt(span[1])} UTC; the window "
+                        f"{_fmt(now - period)} .. {_fmt(now)} holds none of it")
         return out
-    finally:
-        session.set_window(EARLIEST, LATEST)
+    slices = backend.slice_ends(tables, freq)
+    if not slices:
+        out.note = "no rows in " + ", ".join(tables or ["its tables"])
+        return out
+    plan = schedule(rule, slices)
+    if rowwise(rule):
+        once = backend.query_sliced(rule.query, freq)
+        if once is not None:
+            # The same rows as one run per slice, in one query (see Backend.query_sliced).
+            out.runs = len(plan)
+            out.rows = _unique(once.to_pylist(), set())
+            return out
+    out.runs = len(plan)
+    together = backend.query_windows(rule.query, plan, freq)
+    if together is not None:
+        # The same rows as one run per window, in one query (see Backend.query_windows).
+        out.rows = _unique(together.drop_columns([SLICE_END]).to_pylist(), set())
+        return out
+    out.runs = 0
+    seen: set[str] = set()
+    for start, end in plan:
+        table: pa.Table = backend.query(rule.query, end, (start, end))
+        out.runs += 1
+        out.rows.extend(_unique(table.to_pylist(), seen))
+    return out
 
 
-def run_or_fail(session: Session, rule: Rule, now: datetime | None = None) -> RuleRun:
+def run_or_fail(backend: Backend, rule: Rule, now: datetime | None = None) -> RuleRun:
     """run_rule, or a run carrying the reason the rule failed (`error`) and no rows.
 
     A rule can fail only when it runs (a regular expression RE2 refuses once a row reaches
     it, memory running out in that rule): that must not cost the other rules' alerts.
     """
     try:
-        return run_rule(session, rule, now)
+        return run_rule(backend, rule, now)
     except RuleError as exc:
         return RuleRun(rule, error=str(exc))
-    except duckdb.Error as exc:  # the replay's own statements (time span, slices)
-        return RuleRun(rule, error=session.failure(exc))
     except MemoryError:
         return RuleRun(rule, error="ran out of memory in Python while collecting its results "
                                    "(narrow the rule or the input)")
 
 
-def run_rules(session: Session, rules: list[Rule], now: datetime | None = None, jobs: int = 1) -> list[RuleRun]:
+def run_rules(backend: Backend, rules: list[Rule], now: datetime | None = None, jobs: int = 1) -> list[RuleRun]:
     """run_or_fail for each rule, in order; with jobs > 1 that many rules at once, each on a
-    cursor of the session (Session.worker). The runs are the same either way: each rule's
+    handle of its own (Backend.worker). The runs are the same either way: each rule's
     queries are its own, and only the order they are made in changes. A rule that fails is
     reported in its run (`error`); the others run on."""
     jobs = min(jobs, len(rules))
-    session.seal()
+    backend.seal()
     if jobs <= 1:
-        return [run_or_fail(session, rule, now) for rule in rules]
-    workers: queue.SimpleQueue[Session] = queue.SimpleQueue()
-    made = [session.worker() for _ in range(jobs)]
-    for w in made:
-        workers.put(w)
+        return [run_or_fail(backend, rule, now) for rule in rules]
+    workers: queue.SimpleQueue[Backend] = queue.SimpleQueue()
+    for _ in range(jobs):
+        workers.put(backend.worker())
 
     def one(rule: Rule) -> RuleRun:
         w = workers.get()
@@ -186,9 +182,5 @@ def run_rules(session: Session, rules: list[Rule], now: datetime | None = None, 
         finally:
             workers.put(w)
 
-    try:
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="exhunt-rule") as pool:
-            return list(pool.map(one, rules))
-    finally:
-        for w in made:
-            w.close()
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="exhunt-rule") as pool:
+        return list(pool.map(one, rules))

@@ -7,6 +7,8 @@ false positives, data sources, required tables, notes, tests).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
@@ -23,6 +25,13 @@ SENTINEL_REQUIRED = (
     "id", "name", "description", "severity", "queryFrequency", "queryPeriod",
     "triggerOperator", "triggerThreshold", "tactics", "relevantTechniques", "query", "version", "kind",
 )
+
+
+def tables_named_in(kql: str, known: Iterable[str]) -> list[str]:
+    """The `known` tables the query text names, in `known`'s order (a word match; comments are ignored)."""
+    text = re.sub(r"//[^\n]*", "", kql)
+    words = set(re.findall(r"[A-Za-z_]\w*", text))
+    return [t for t in known if t in words]
 
 
 def severity_rank(name: str) -> int:

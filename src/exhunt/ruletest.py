@@ -31,6 +31,8 @@ import yaml
 
 from exhunt import alerts as alerting
 from exhunt import yamltext
+from exhunt.backends.base import Backend
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 from exhunt.errors import RuleError
 from exhunt.replay import run_rule
@@ -120,7 +122,12 @@ def load_cases(rule: Rule) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return doc.get("defaults") or {}, cases
 
 
-def run_case(session: Session, rule: Rule, defaults: dict[str, Any], case: dict[str, Any]) -> CaseResult:
+def run_case(session: Session, rule: Rule, defaults: dict[str, Any], case: dict[str, Any],
+             backend: Backend | None = None) -> CaseResult:
+    """Load the case's events into `session` (emptied first) and run the rule over them through
+    `backend` (by default DuckDB over `session`)."""
+    if backend is None:
+        backend = DuckDBBackend(session)
     name = str(case.get("name", "?"))
     kind = str(case.get("kind", "true-positive"))
     result = CaseResult(rule, name, kind, passed=False)
@@ -145,11 +152,11 @@ def run_case(session: Session, rule: Rule, defaults: dict[str, Any], case: dict[
     if report.total_skipped or report.coerced:
         result.problems.extend(report.messages)
     try:
-        run = run_rule(session, rule, _parse_now(case.get("now")))
+        run = run_rule(backend, rule, _parse_now(case.get("now")))
     except RuleError as exc:
         result.problems.append(str(exc))
         return result
-    result.alerts = alerting.build(session, rule, run.rows)
+    result.alerts = alerting.build(backend, rule, run.rows)
     result.problems.extend(_match(list(case.get("expect") or []), result.alerts))
     result.passed = not result.problems
     return result
@@ -157,9 +164,9 @@ def run_case(session: Session, rule: Rule, defaults: dict[str, Any], case: dict[
 
 def run_tests(rules: list[Rule]) -> list[CaseResult]:
     out: list[CaseResult] = []
-    with Session(in_memory=True) as session:
+    with Session(in_memory=True) as session, DuckDBBackend(session) as backend:
         for rule in rules:
             defaults, cases = load_cases(rule)
             for case in cases:
-                out.append(run_case(session, rule, defaults, case))
+                out.append(run_case(session, rule, defaults, case, backend))
     return out

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from exhunt import kqlcheck, sqlguard
-from exhunt.engine import Session, regex_message
+from exhunt.backends.duckdb import DuckDBBackend, regex_message
+from exhunt.engine import Session
 from exhunt.errors import RuleError
-from exhunt.rule import SENTINEL_REQUIRED, Rule
+from exhunt.rule import SENTINEL_REQUIRED, Rule, tables_named_in
 
 MAX_QUERY = 10_000
 MIN_SPAN, MAX_SPAN = timedelta(minutes=5), timedelta(days=14)
@@ -194,8 +195,9 @@ def _static(rule: Rule, session: Session, res: Result) -> list[str]:
 def validate_rule(rule: Rule, session: Session) -> Result:
     res = Result(rule)
     static_columns = _static(rule, session, res)
+    engine = DuckDBBackend(session)
     try:
-        tr = session.translate(rule.query)
+        tr = engine.translate(rule.query)
     except RuleError as exc:
         named = _unsupported(rule.query)
         hint = f" (unsupported construct: {', '.join(named)})" if named and "construct" not in str(exc) else ""
@@ -205,7 +207,7 @@ def validate_rule(rule: Rule, session: Session) -> Result:
         for pattern, why in sqlguard.regex_problems(session.con, tr.sql, tr.params):
             res.error(regex_message(pattern, why))
         try:
-            table = session.query(rule.query)
+            table = engine.query(rule.query)
             res.columns = list(table.column_names)
         except RuleError as exc:
             if not any(f"'{c}'" in str(exc) for c in static_columns):
@@ -213,7 +215,7 @@ def validate_rule(rule: Rule, session: Session) -> Result:
     for name in rule.required_tables:
         if name not in session.tables:
             res.error(f"requiredTables names unknown table {name!r}")
-    read = session.tables_named_in(rule.query)
+    read = tables_named_in(rule.query, session.tables)
     unlisted = [t for t in read if t not in rule.required_tables]
     if rule.required_tables and unlisted:
         res.warn(f"the query reads {', '.join(unlisted)}, which requiredTables does not list")

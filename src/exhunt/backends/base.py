@@ -22,7 +22,7 @@ Writing a backend
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -32,6 +32,32 @@ import pyarrow as pa
 SLICE_END = "_exhunt_slice_end"
 
 Window = tuple[datetime, datetime]
+#: Where an alerting row's data came from: (file, record); "" for a part not known.
+Source = tuple[str, str]
+
+
+class Later:
+    """A row's source its backend finds only when first asked (`get`), together with every
+    other `Later` it handed out until then.
+
+    For a backend whose look-up costs one read of a file whatever the number of rows (DuckDB
+    reading a CSV file hunted in place again for its alerts' lines): a caller that asks only
+    after every rule has run pays that read once for all the rules' alerts, not once per rule.
+    """
+
+    def __init__(self, settle: Callable[[], None], known: Source = ("", "")) -> None:
+        #: Finds the source of every unsettled `Later` of the backend (sets `source`, `settled`).
+        self._settle = settle
+        #: The source so far (what `get` gives if the look-up finds nothing better).
+        self.source = known
+        self.settled = False
+
+    def get(self) -> Source:
+        """The source, looked up now (with every other pending one) if it was not yet."""
+        if not self.settled:
+            self._settle()
+            self.settled = True
+        return self.source
 
 
 class Backend(Protocol):
@@ -77,6 +103,7 @@ class Backend(Protocol):
         """Nothing more will be loaded: from here on only queries run (DuckDB turns file access off)."""
         ...
 
-    def sources(self, rows: list[dict[str, Any]], tables: Sequence[str]) -> list[tuple[str, str] | None]:
-        """For each alerting row, the file and record its data came from, when the engine knows."""
+    def sources(self, rows: list[dict[str, Any]], tables: Sequence[str]) -> Sequence[Source | Later | None]:
+        """For each alerting row, the file and record its data came from, when the engine knows
+        (None when it does not); a `Later` when finding it is cheaper for many rows at once."""
         ...
