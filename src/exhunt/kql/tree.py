@@ -401,8 +401,8 @@ class _Reader:
         child, parent = node, node.parentCtx
         while parent is not None:
             kind = node_kind(parent)
-            if kind == "PipeExpression":
-                return child is _children(parent)[0]
+            if kind == "PipeExpression" and len(_children(parent)) > 1:
+                return child is _children(parent)[0]  # the source of a pipeline
             if kind in ("UnionOperator", "JoinOperator", "LookupOperator", "FindOperatorSource",
                         "SearchOperatorInClause", "QueryStatement", "LetFunctionBody") or kind in _DECLARATIONS:
                 return True
@@ -494,7 +494,7 @@ def _verdict(piped: Any) -> str:
 # -- parsing, once per text -----------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=8)  # a tree is megabytes; facts() keeps what runs need
 def parse(kql: str) -> Any | None:
     """duckdb-kql's parse tree of `kql`, or None when it does not parse (or is a command)."""
     import duckdb_kql
