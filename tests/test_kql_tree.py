@@ -179,6 +179,7 @@ def test_tables_reached_without_their_name_turn_pruning_off() -> None:
     "T | serialize n = row_number()", "T | extend p = prev(A)", "T | extend n = next(A)",
     "T | top-nested 3 of A by count()", "T | evaluate bag_unpack(A)",
     "T | where A in (U | project A)", "let S = U | where B == 1; T | where A in (S)",
+    "let f = (n:long) { U | where B == n }; T | where A in (f(1))",
     "T | where A == 1 |",  # does not parse: no claim
 ])
 def test_not_judged_row_by_row(kql: str) -> None:
@@ -191,9 +192,17 @@ def test_not_judged_row_by_row(kql: str) -> None:
     "T // summarize by A\n| where A == 'x'",
     "T | where A == @'C:\\count\\' | parse A with * 'x' B | mv-expand C | project-away D",
     "let X = 'distinct'; T | where A == X",
+    "let f = (n:long) { T | where B == n }; f(1) | where A == 2",
+    "let g = (s:string) { strcat(s, 'x') }; T | where A == g('y')",
 ])
 def test_judged_row_by_row(kql: str) -> None:
     assert tree.rowwise(kql, ["T", "U"])
+
+
+def test_a_between_bound_the_grammar_refuses_is_named_from_the_tokens() -> None:
+    assert _unsupported("DeviceFileEvents | where Timestamp between (T .. T+1h)") == [
+        "between with an unparenthesized column bound"]
+    assert _unsupported("DeviceFileEvents | where Timestamp between (T .. (T+1h))") == []
 
 
 def test_a_table_read_inside_an_expression_is_a_sub_query() -> None:

@@ -232,6 +232,7 @@ class _Reader:
         self.pipelines: list[Any] = []
         self.wildcard_source = False
         self.values: dict[int, Any] = {}  # id(declaration) -> its value (or body)
+        self.calls: list[tuple[Any, Any]] = []  # (call, the let function it calls)
 
     # The walk: `scope` maps a bound name to its declaration; statements add to it in order.
     def read(self, node: Any, scope: dict[str, Any]) -> None:
@@ -332,6 +333,9 @@ class _Reader:
     def _NamedFunctionCallExpression(self, node: Any, scope: dict[str, Any]) -> bool:
         name = call_name(node)
         self.functions.add(name)
+        bound = scope.get(name_of(_children(node)[0]))
+        if node_kind(bound) == "LetFunctionDeclaration":
+            self.calls.append((node, bound))
         if name in _COLUMN_BY_NAME:
             args = [k for k in _children(node) if node_kind(k)][1:]
             value = _literal(args[0]) if args else None
@@ -451,6 +455,7 @@ class _Reader:
         tables = tuple(dict.fromkeys(name for _, name in free))
         bound_tables = [n for n, _, bound in self.refs
                         if bound is not None and bound is not _PARAMETER and self.tabular(bound)]
+        bound_tables += [call for call, decl in self.calls if self.tabular(decl)]
         subquery = any(not self.in_table_place(p) for p in self.pipelines) or any(
             not self.in_table_place(n) for n in bound_tables)
         unnamed = self.wildcard_source or bool((self.operators | self.functions) & REACHES_UNNAMED)
