@@ -7,7 +7,6 @@ false positives, data sources, required tables, notes, tests).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -19,6 +18,7 @@ import yaml
 
 from exhunt import timespan, yamltext
 from exhunt.errors import RuleError
+from exhunt.kql import tree
 
 SEVERITIES = ("informational", "low", "medium", "high", "critical")
 SENTINEL_REQUIRED = (
@@ -28,10 +28,10 @@ SENTINEL_REQUIRED = (
 
 
 def tables_named_in(kql: str, known: Iterable[str]) -> list[str]:
-    """The `known` tables the query text names, in `known`'s order (a word match; comments are ignored)."""
-    text = re.sub(r"//[^\n]*", "", kql)
-    words = set(re.findall(r"[A-Za-z_]\w*", text))
-    return [t for t in known if t in words]
+    """The `known` tables the query reads by name (from its parse tree: not a name in a string
+    or a comment, nor one a `let` rebinds), in `known`'s order."""
+    named = {t.lower() for t in tree.tables(kql)}
+    return [t for t in known if t.lower() in named]
 
 
 def severity_rank(name: str) -> int:
