@@ -16,8 +16,12 @@ Writing a backend
 3. Return results as Arrow tables with the query's own column names and order.
 4. Raise `exhunt.errors.RuleError` with plain words (which table, column, permission or
    limit) when a query fails; never let an engine's own exception reach the user.
-5. Give the command line a way to choose it (`--cluster`, `--workspace`...) in `cli`, and
-   test it over its real protocol against a local endpoint, never the network.
+5. `sources` gives each alerting row's file and record when the engine knows them (None
+   otherwise). When finding them costs one pass whatever the number of rows, return a
+   `Later` per row instead: the caller asks (`Later.get`) only after every rule has run.
+6. Give the command line a way to choose it (`--cluster`, `--workspace`...) in `cli`, pass it
+   to `exhunt.hunt.hunt(..., backend=...)`, and test it over its real protocol against a
+   local endpoint, never the network (docs/architecture.md, "A backend").
 """
 
 from __future__ import annotations
