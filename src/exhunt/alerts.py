@@ -7,16 +7,14 @@ by the values it kept (time, device and every projected column the table has).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
 from exhunt.engine import Session
 from exhunt.rule import Rule
-from exhunt.schema import SOURCE_FILE, SOURCE_RECORD
-from exhunt.sqltext import ident as _q
+from exhunt.schema import SOURCE_FILE, SOURCE_RECORD, TableSchema
 
 #: The fields every alert has, in output order, before the rule's own columns (provenance comes last).
 HEAD = ("rule_id", "rule_name", "severity", "confidence", "tactics", "techniques", "Timestamp", "DeviceName")
@@ -48,74 +46,84 @@ def _time_of(row: dict[str, Any]) -> datetime | None:
     return None
 
 
-def _conditions(session: Session, name: str, row: dict[str, Any]) -> dict[str, Any] | None:
-    """Column -> value for each value the row kept that is a column of table `name`; None when
-    they cannot pin a row down (no time, or nothing besides it)."""
+#: KQL column type -> (Python types an alert's value must have to be that column's stored
+#: value, the Arrow type the keys are sent to DuckDB as). A value of another type was made
+#: by the rule (`extend ReportId = strcat(...)`), so it does not pin the row down.
+_KEY_TYPES: dict[str, tuple[tuple[type, ...], pa.DataType]] = {
+    "string": ((str,), pa.string()), "dynamic": ((str,), pa.string()), "guid": ((str,), pa.string()),
+    "long": ((int,), pa.int64()), "int": ((int,), pa.int64()), "bool": ((bool,), pa.bool_()),
+    "datetime": ((datetime,), pa.timestamp("us")), "real": ((float, int), pa.float64()),
+    "double": ((float, int), pa.float64()), "timespan": ((timedelta,), pa.duration("us")),
+}
+
+
+#: Per table, result row keys -> _key_spec of them (the rows of one result share their keys).
+Specs = dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str, str], ...]]
+
+
+def _key_spec(t: TableSchema, keys: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(row key, stored column, its KQL type) for each key of a result row naming a column of
+    `t` exactly (or through an alias)."""
+    out = []
+    for key in keys:
+        name = t.aliases.get(key, key)
+        col = t.column(name)
+        if col is not None and col.name == name and col.kql_type in _KEY_TYPES:
+            out.append((key, col.name, col.kql_type))
+    return tuple(out)
+
+
+def _conditions(session: Session, name: str, row: dict[str, Any], specs: Specs) -> dict[str, Any] | None:
+    """Column -> value for each value the row kept that can be the stored value of a column
+    of table `name`; None when they cannot pin a row down (no time, or nothing besides it)."""
     t = session.tables[name]
     conds: dict[str, Any] = {}
-    for key, value in row.items():
-        col = t.aliases.get(key, key)
-        if t.column(col) is None or value is None or value == "" or isinstance(value, (list, dict)):
-            continue
-        if t.column(col).name != col:  # type: ignore[union-attr]
-            continue
-        conds[col] = value
+    shape = (name, tuple(row))
+    spec = specs.get(shape)
+    if spec is None:
+        spec = specs[shape] = _key_spec(t, shape[1])
+    for key, col, kind in spec:
+        value = row[key]
+        if value is not None and value != "" and type(value) in _KEY_TYPES[kind][0] and \
+                (type(value) is not int or -(1 << 63) <= value < 1 << 63):
+            conds[col] = value
     if t.time_column not in conds or len(conds) < 2:
         return None
     return conds
 
 
-def _key_tables(rows: dict[int, dict[str, Any]]) -> Iterator[pa.Table]:
-    """The rows' values as Arrow tables (an `_i` column, then one column per key), one per
-    set of key columns and Python types, so a join can match all of them at once."""
-    groups: dict[tuple[tuple[str, type], ...], list[int]] = {}
-    for i, conds in rows.items():
-        groups.setdefault(tuple((c, type(v)) for c, v in conds.items()), []).append(i)
-    for shape, members in groups.items():
-        columns: dict[str, Any] = {"_i": pa.array(members, pa.int64())}
-        for col, _ in shape:
-            columns[col] = pa.array([rows[i][col] for i in members])
-        yield pa.table(columns)
-
-
-#: Up to this many rows are looked up one `LIMIT 1` each (cheapest for a few alerts); more
-#: by one join per table, whose cost does not grow with every alert scanning the table.
-FEW = 64
+def key_table(session: Session, name: str, rows: dict[int, dict[str, Any]]) -> pa.Table:
+    """The rows' values as one Arrow table: `_i` (the row's index), then one column per table
+    column any row constrains, typed as stored, null where that row does not constrain it
+    (see engine.key_match), so one join matches every row whatever its shape."""
+    t = session.tables[name]
+    order = list(rows)
+    names = list(dict.fromkeys(c for conds in rows.values() for c in conds))
+    columns: dict[str, Any] = {"_i": pa.array(order, pa.int64())}
+    for col in names:
+        kind = t.column(col).kql_type  # type: ignore[union-attr]
+        columns[col] = pa.array([rows[i].get(col) for i in order], _KEY_TYPES[kind][1])
+    return pa.table(columns)
 
 
 def _find_sources(session: Session, tables: list[str], rows: list[dict[str, Any]]) -> dict[int, tuple[str, str]]:
     """(file, record) of each row that lost its provenance columns, by row index: the first
-    row in scan order of the first table holding a row with its values. One statement per
-    table: for many rows a join (and one per shape of values), so time and memory do not
-    grow with alerts times rows.
+    row in scan order of the first table holding a row with its values.
 
+    One join per table for all rows, the rows' values sent as one Arrow table: time and
+    memory grow with the rows' values and one scan of the table's key columns, never with
+    alerts times rows (DuckDB builds its hash table on the keys and streams the table).
     CSV files queried in place are not searched here but by `resolve_lines`, after every
     other file (their rows have no line number until then).
     """
     found: dict[int, tuple[str, str]] = {}
     pending = [i for i, row in enumerate(rows) if SOURCE_FILE not in row]
+    specs: Specs = {}
     for name in tables:
-        keys = {i: c for i in pending if (c := _conditions(session, name, rows[i])) is not None}
-        source = session.searchable(name)
-        if len(keys) <= FEW:
-            parts = [f'(SELECT {i}, "{SOURCE_FILE}", "{SOURCE_RECORD}" FROM {source} '
-                     f'WHERE {" AND ".join(f"{_q(c)} = ?" for c in conds)} LIMIT 1)' for i, conds in keys.items()]
-            params = [v for conds in keys.values() for v in conds.values()]
-            hits = session.run(" UNION ALL ".join(parts), params) if parts else []
-        else:
-            hits = []
-            for table in _key_tables(keys):
-                cols = [c for c in table.column_names if c != "_i"]
-                on = " AND ".join(f"r.{_q(c)} = k.{_q(c)}" for c in cols)
-                session.con.register("_exhunt_keys", table)
-                try:
-                    hits += session.run(
-                        f'SELECT k._i, arg_min(r."{SOURCE_FILE}", r._o), arg_min(r."{SOURCE_RECORD}", r._o) '
-                        f"FROM _exhunt_keys k JOIN (SELECT *, row_number() OVER () AS _o FROM {source}) r "
-                        f"ON {on} GROUP BY k._i")
-                finally:
-                    session.con.unregister("_exhunt_keys")
-        for i, file, record in hits:
+        keys = {i: c for i in pending if (c := _conditions(session, name, rows[i], specs)) is not None}
+        if not keys:
+            continue
+        for i, file, record in session.first_matches(name, key_table(session, name, keys)):
             found.setdefault(int(i), (str(file or ""), str(record or "")))
         pending = [i for i in pending if i not in found]
     return found
@@ -127,7 +135,7 @@ Unresolved = tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]
 
 
 def _candidates(session: Session, tables: list[str], row: dict[str, Any], source: tuple[str, str],
-                ) -> list[tuple[str, dict[str, Any]]]:
+                specs: Specs) -> list[tuple[str, dict[str, Any]]]:
     """Where an alert's row may be among the CSV files queried in place (see Unresolved)."""
     if source[1] or not session.lazy:
         return []
@@ -135,7 +143,7 @@ def _candidates(session: Session, tables: list[str], row: dict[str, Any], source
         [f for name in tables for f in session.lazy.values() if f.table == name]
     out = []
     for f in files:
-        conds = _conditions(session, f.table, row)
+        conds = _conditions(session, f.table, row, specs)
         if conds is not None:
             out.append((f.display, conds))
     return out
@@ -148,9 +156,7 @@ def resolve_lines(session: Session, pending: list[Unresolved]) -> None:
     files = list(dict.fromkeys(display for _, cands in pending for display, _ in cands))
     for display in files:
         keys = {i: conds for i, (_, cands) in left.items() for d, conds in cands if d == display}
-        lines: dict[int, str] = {}
-        for table in _key_tables(keys):
-            lines.update(session.lines_of(display, table))
+        lines = session.lines_of(display, key_table(session, session.lazy[display].table, keys))
         for i, line in lines.items():
             alert = left.pop(i)[0]
             alert["source_file"], alert["source_record"] = display, line
@@ -167,6 +173,9 @@ def build(session: Session, rule: Rule, rows: list[dict[str, Any]],
     looked_up = _find_sources(session, tables, rows)
     alerts = []
     later: list[Unresolved] = []
+    specs: Specs = {}
+    meta = {"rule_id": rule.id, "rule_name": rule.name, "severity": rule.severity, "confidence": rule.confidence,
+            "tactics": rule.tactics, "techniques": rule.techniques}
     for i, row in enumerate(rows):
         when = _time_of(row)
         if SOURCE_FILE in row:
@@ -174,12 +183,7 @@ def build(session: Session, rule: Rule, rows: list[dict[str, Any]],
         else:
             source = looked_up.get(i, ("", ""))
         alert: dict[str, Any] = {
-            "rule_id": rule.id,
-            "rule_name": rule.name,
-            "severity": rule.severity,
-            "confidence": rule.confidence,
-            "tactics": rule.tactics,
-            "techniques": rule.techniques,
+            **meta,
             "Timestamp": iso(when) if when else None,
             "DeviceName": row.get("DeviceName") or row.get("Computer") or "",
         }
@@ -188,7 +192,7 @@ def build(session: Session, rule: Rule, rows: list[dict[str, Any]],
                 continue
             alert[key] = jsonable(value)
         alert["source_file"], alert["source_record"] = source
-        candidates = _candidates(session, tables, row, source)
+        candidates = _candidates(session, tables, row, source, specs)
         if candidates:
             later.append((alert, candidates))
         alerts.append(alert)

@@ -133,6 +133,20 @@ def _ceil_div(expr: str, size: int) -> str:
     return f"(({expr} + {size - 1}) - ((({expr} + {size - 1}) % {size}) + {size}) % {size}) // {size}"
 
 
+def key_match(keys: pa.Table) -> str:
+    """The join condition of stored rows `r` and key rows `k` (an `_i` column, then table
+    columns): equal on every column each key gives, and on the others where the key gives a
+    value (null: that row does not constrain the column). Columns every key gives form
+    DuckDB's hash key; the rest are checked on the pairs it finds."""
+    out = []
+    for name in keys.column_names:
+        if name == "_i":
+            continue
+        c = _q(name)
+        out.append(f"r.{c} = k.{c}" if keys.column(name).null_count == 0 else f"(k.{c} IS NULL OR r.{c} = k.{c})")
+    return " AND ".join(out) or "true"
+
+
 @dataclass
 class LazyCsv:
     """A large CSV file hunted as DuckDB parsed it, its rows' lines found only on request
@@ -717,6 +731,24 @@ class Session:
         self.lazy[display] = LazyCsv(display, t.name, p.sql, rows, rel.first_line, rel.fallback, one_line_rows)
         return True
 
+    def first_matches(self, table: str, keys: pa.Table) -> list[tuple[Any, ...]]:
+        """(key `_i`, file, record) of the first row in scan order of `table` (CSV files whose
+        lines come later left out, see searchable) matching each key row (see key_match).
+
+        One join: DuckDB builds its hash table on the keys and streams the table's key and
+        provenance columns past it, so memory stays bounded whatever the number of keys.
+        """
+        cols = [c for c in keys.column_names if c != "_i"]
+        select = ", ".join(_q(c) for c in [*cols, SOURCE_FILE, SOURCE_RECORD])
+        self.con.register("_exhunt_keys", keys)
+        try:
+            return self.run(
+                f"SELECT k._i, arg_min(r.{_q(SOURCE_FILE)}, r._exhunt_o), arg_min(r.{_q(SOURCE_RECORD)}, r._exhunt_o) "
+                f"FROM _exhunt_keys k JOIN (SELECT {select}, row_number() OVER () AS _exhunt_o "
+                f"FROM {self.searchable(table)} AS _exhunt_s) r ON {key_match(keys)} GROUP BY k._i")
+        finally:
+            self.con.unregister("_exhunt_keys")
+
     def lines_of(self, display: str, keys: pa.Table) -> dict[int, str]:
         """`line N` of the first row of a CSV file queried in place (see _csv_in_place) matching each
         key row, by the key's `_i`: the other columns of `keys` are table columns to match.
@@ -728,7 +760,7 @@ class Session:
         """
         lazy = self.lazy[display]
         cols = [c for c in keys.column_names if c != "_i"]
-        on = " AND ".join(f"r.{_q(c)} = k.{_q(c)}" for c in cols) or "true"
+        on = key_match(keys)
         self.con.register("_exhunt_keys", keys)
         try:
             if lazy.one_line_rows:
