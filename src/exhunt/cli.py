@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,19 +121,33 @@ def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: lis
 
 
 def _guard(fn: Any) -> Any:
-    """Turn user errors into one clear line and exit 2, never a traceback."""
+    """Turn user errors into one clear line and exit 2, never a traceback; Ctrl-C exits 130
+    and SIGTERM/SIGHUP 128+signal, DuckDB interrupted and temporary folders removed."""
     import functools
+
+    from exhunt import lifecycle
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with lifecycle.handling_signals():
+                try:
+                    return fn(*args, **kwargs)
+                except (Exception, KeyboardInterrupt) as exc:
+                    if lifecycle.stopping() is None or isinstance(exc, typer.Exit):
+                        raise
+                    # An error raised by the interruption itself (a query DuckDB stopped).
+                    raise KeyboardInterrupt if lifecycle.stopping() == signal.SIGINT \
+                        else lifecycle.Terminated(lifecycle.stopping() or signal.SIGTERM) from None
         except ExhuntError as exc:
             err.print(f"[red]error:[/red] {escape(str(exc))}")
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except lifecycle.Terminated as exc:
+            err.print(f"terminated ({exc})")
+            raise typer.Exit(128 + exc.signum) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug of ours: say so in one line, traceback on request

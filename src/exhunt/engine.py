@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from exhunt import enrich, kqlcache, readpool, sqlopt
+from exhunt import enrich, kqlcache, lifecycle, readpool, sqlopt
 from exhunt import schema as sch
 from exhunt.errors import RuleError
 from exhunt.readpool import READ_ERRORS, Event
@@ -128,6 +126,14 @@ def _quiet_arrow() -> None:
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 
+def _check_stop(exc: BaseException | None = None) -> None:
+    """Raise KeyboardInterrupt once the run is being stopped or `exc` says DuckDB was
+    interrupted: a rule whose query was interrupted must not go on to its fallback queries,
+    nor report the interruption as its own error (see lifecycle)."""
+    if lifecycle.stopping() is not None or isinstance(exc, duckdb.InterruptException):
+        raise KeyboardInterrupt
+
+
 def _ceil_div(expr: str, size: int) -> str:
     """SQL for ceil(expr / size) over BIGINTs, exact for any sign (DuckDB's `//` truncates)."""
     return f"(({expr} + {size - 1}) - ((({expr} + {size - 1}) % {size}) + {size}) % {size}) // {size}"
@@ -180,10 +186,16 @@ class Session:
         elif db_path is None:
             # In memory, spilling to this folder beyond memory_limit: the tables of one hunt
             # need no write-ahead log or checkpoint (every record's text is stored once).
-            self._tmpdir = tempfile.mkdtemp(prefix="exhunt-")
+            # Its own pid file: removed at exit or by a later run once this process is gone.
+            self._tmpdir = str(lifecycle.make_temp())
             db_path = Path(":memory:")
         # As duckdb_kql.connect does: KQL's datetimes are UTC whatever the machine's zone.
-        self.con = duckdb.connect(str(db_path))
+        try:
+            self.con = duckdb.connect(str(db_path))
+        except BaseException:
+            lifecycle.remove_temp(self._tmpdir)
+            raise
+        lifecycle.register(self.con)
         self.run("SET TimeZone='UTC'")
         self.run(f"SET memory_limit='{memory_limit}'")
         if self._tmpdir:
@@ -246,6 +258,7 @@ class Session:
 
     def run(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Execute SQL to completion (DuckDB 2 keeps a result pending until fetched)."""
+        _check_stop()
         return self.con.execute(sql, params or []).fetchall()
 
     def set_window(self, start: datetime, end: datetime) -> None:
@@ -1023,6 +1036,7 @@ class Session:
 
     def query(self, kql: str, now: datetime | None = None) -> pa.Table:
         """Run KQL with now() pinned (defaults to the end of the current window or the wall clock)."""
+        _check_stop()
         tr = self.translate(kql)
         params = dict(tr.params)
         if tr.uses_clock:
@@ -1035,6 +1049,7 @@ class Session:
         except duckdb.BinderException as exc:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
+            _check_stop(exc)
             raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
 
     def query_sliced(self, kql: str, step: timedelta) -> pa.Table | None:
@@ -1047,6 +1062,7 @@ class Session:
         row is in scope; otherwise DuckDB cannot bind the column and the caller
         replays slice by slice.
         """
+        _check_stop()
         tr = self.translate(kql)
         params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
         sql = tr.sql
@@ -1067,6 +1083,7 @@ class Session:
         except duckdb.BinderException:
             return None
         except duckdb.Error as exc:
+            _check_stop(exc)
             raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
         return table.drop_columns([SLICE_END]) if SLICE_END in table.column_names else table
 
@@ -1088,6 +1105,7 @@ class Session:
         """
         if not windows:
             return None
+        _check_stop()
         tr = self.translate(kql)
         if CLOCK_SLOT in kql or "_exhunt_w" in tr.sql:
             return None
@@ -1120,7 +1138,8 @@ class Session:
         try:
             _quiet_arrow()
             table = self.con.execute(sql, params).to_arrow_table()
-        except duckdb.Error:
+        except duckdb.Error as exc:
+            _check_stop(exc)
             return None  # the caller runs window by window, which reports a real error itself
         return table
 
@@ -1197,6 +1216,7 @@ class Session:
         """
         other = copy.copy(self)
         other.con = self.con.cursor()
+        lifecycle.register(other.con)
         other._tmpdir = None
         other.run("SET TimeZone='UTC'")
         for macro in sqlopt.MACROS:
@@ -1205,9 +1225,11 @@ class Session:
         return other
 
     def close(self) -> None:
-        self.con.close()
-        if self._tmpdir:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+        lifecycle.unregister(self.con)
+        try:
+            self.con.close()
+        finally:
+            lifecycle.remove_temp(self._tmpdir)
 
     def __enter__(self) -> Session:
         return self

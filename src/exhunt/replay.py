@@ -165,9 +165,17 @@ def run_rules(session: Session, rules: list[Rule], now: datetime | None = None, 
         finally:
             workers.put(w)
 
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="exhunt-rule")
     try:
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="exhunt-rule") as pool:
-            return list(pool.map(one, rules))
+        return list(pool.map(one, rules))
+    except BaseException:
+        # Interrupted (or a rule failed): the rules not started are dropped, the running ones
+        # stopped inside DuckDB, instead of waiting for every rule to finish.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for w in made:
+            w.con.interrupt()
+        raise
     finally:
+        pool.shutdown(wait=True)
         for w in made:
             w.close()

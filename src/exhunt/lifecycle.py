@@ -1,0 +1,195 @@
+"""A run's life: its temporary folders, and stopping it cleanly (Ctrl-C, SIGTERM, SIGHUP).
+
+A run's DuckDB spills to a temporary folder that holds a copy of the telemetry, so the
+folder must not outlive the run. Each is made with a pid file naming its owner (pid and
+process start time, so a reused pid does not count); a normal exit or a signal removes it,
+and any later run removes those whose owner is gone (a kill -9, a power cut).
+
+A signal must also stop DuckDB: a query runs in C++ without returning to Python, so
+Python's own handler would only run when the query ends (minutes later). The C-level
+handler writes the signal to a socket a watcher thread reads, which interrupts every open
+connection at once; the Python handler then raises in the main thread (KeyboardInterrupt
+for Ctrl-C, Terminated otherwise) and the `with` blocks unwind, removing the folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psutil
+
+PREFIX = "exhunt-"
+PID_FILE = "exhunt.pid"
+
+_connections: set[Any] = set()
+_lock = threading.RLock()
+_stopping: list[int] = []
+
+
+class Terminated(BaseException):
+    """The run received SIGTERM or SIGHUP (a BaseException, like KeyboardInterrupt, so no
+    `except Exception` of a reader swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+# -- temporary folders ----------------------------------------------------------
+
+
+def _started(pid: int) -> float | None:
+    """Process `pid`'s start time, None when there is no such process."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:  # another user's process: alive, start time unknown
+        return -1.0
+
+
+def _owner_alive(folder: Path) -> bool | None:
+    """Whether the process named by the folder's pid file still runs; None without one
+    (not ours to judge: another program's folder, or one being made this instant)."""
+    try:
+        pid_text, _, started_text = (folder / PID_FILE).read_text(encoding="ascii").partition(" ")
+        pid, started = int(pid_text), float(started_text)
+    except (OSError, ValueError):
+        return None
+    now = _started(pid)
+    return now is not None and (now < 0 or abs(now - started) < 1.0)
+
+
+def make_temp(prefix: str = PREFIX, parent: Path | None = None) -> Path:
+    """A new private folder (mode 0700) with this process's pid file; removes stale ones first."""
+    sweep(prefix, parent)
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    me = psutil.Process(os.getpid())
+    (folder / PID_FILE).write_text(f"{me.pid} {me.create_time()!r}", encoding="ascii")
+    return folder
+
+
+def sweep(prefix: str = PREFIX, parent: Path | None = None) -> list[Path]:
+    """Remove folders `<parent>/<prefix>*` (default: the system temporary folder) that this
+    user owns and whose owning process is gone; returns them."""
+    where = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    gone = []
+    try:
+        entries = list(where.glob(glob_escape(prefix) + "*"))
+    except OSError:
+        return []
+    for folder in entries:
+        try:
+            if not folder.is_dir() or folder.is_symlink() or (hasattr(os, "getuid")
+                                                             and folder.stat().st_uid != os.getuid()):
+                continue
+        except OSError:
+            continue
+        if _owner_alive(folder) is False:
+            shutil.rmtree(folder, ignore_errors=True)
+            gone.append(folder)
+    return gone
+
+
+def glob_escape(text: str) -> str:
+    """`text` matched literally by Path.glob."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
+
+
+def remove_temp(folder: Path | str | None) -> None:
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- stopping -------------------------------------------------------------------
+
+
+def register(con: Any) -> None:
+    """A DuckDB connection (or cursor) to interrupt when the run is stopped."""
+    with _lock:
+        _connections.add(con)
+
+
+def unregister(con: Any) -> None:
+    with _lock:
+        _connections.discard(con)
+
+
+def interrupt_all() -> None:
+    """Interrupt the query of every registered connection (any thread may call this)."""
+    with _lock:
+        cons = list(_connections)
+    for con in cons:
+        with contextlib.suppress(Exception):
+            con.interrupt()
+
+
+def stopping() -> int | None:
+    """The signal that is stopping the run, if any (errors raised meanwhile are its echo)."""
+    return _stopping[-1] if _stopping else None
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    _stopping.append(signum)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(signum)
+
+
+def _watch(sock: socket.socket) -> None:
+    """Interrupt DuckDB as soon as a signal arrives, while the main thread is still inside it."""
+    while True:
+        try:
+            data = sock.recv(64)
+        except OSError:
+            return
+        if not data:
+            return
+        interrupt_all()
+
+
+def _signals() -> list[signal.Signals]:
+    found = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):
+        found.append(signal.SIGHUP)
+    return found
+
+
+@contextlib.contextmanager
+def handling_signals() -> Iterator[None]:
+    """Within this block, Ctrl-C raises KeyboardInterrupt and SIGTERM/SIGHUP raise Terminated,
+    each after interrupting DuckDB. Only in the main thread (elsewhere: nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    previous = {s: signal.getsignal(s) for s in _signals()}
+    old_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    watcher = threading.Thread(target=_watch, args=(reader,), name="exhunt-signals", daemon=True)
+    watcher.start()
+    _stopping.clear()
+    try:
+        for s in previous:
+            signal.signal(s, _handler)
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        signal.set_wakeup_fd(old_fd)
+        _stopping.clear()
+        writer.close()
+        with contextlib.suppress(OSError):
+            reader.shutdown(socket.SHUT_RDWR)
+        reader.close()
+        watcher.join(1)
