@@ -174,7 +174,8 @@ def handling_signals() -> Iterator[None]:
         return
     reader, writer = socket.socketpair()
     writer.setblocking(False)
-    previous = {s: signal.getsignal(s) for s in _signals()}
+    # A signal the caller ignores (a background job's Ctrl-C, nohup's SIGHUP) stays ignored.
+    previous = {s: h for s in _signals() if (h := signal.getsignal(s)) is not signal.SIG_IGN}
     old_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
     watcher = threading.Thread(target=_watch, args=(reader,), name="exhunt-signals", daemon=True)
     watcher.start()
