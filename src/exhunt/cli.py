@@ -66,15 +66,11 @@ def parse_time(text: str) -> datetime:
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[TextIO]:
-    if path is None:
-        yield sys.stdout
-        return
-    try:
-        fh = path.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise UsageError(f"--output: cannot write {path}: {exc.strerror}") from None
-    with fh:
-        yield fh
+    """The results' file or stdout; a write error is one line naming it (output.target)."""
+    from exhunt.output.target import opened
+
+    with opened(path) as out:
+        yield out
 
 
 def load_inputs(session: Session, paths: list[Path], input_format: str | None, table: str | None,
@@ -105,6 +101,13 @@ def _check_format(fmt: str) -> None:
     """Refuse a bad --format before the inputs are read, not after."""
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
+
+
+def _check_output(path: Path | None) -> None:
+    """Refuse an --output that cannot be written before the inputs are read, not after."""
+    from exhunt.output.target import check_writable
+
+    check_writable(path)
 
 
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
@@ -185,6 +188,7 @@ def detect(
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}")
     _check_format(fmt)
+    _check_output(output_path)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
     with _session(mem) as session:
@@ -240,6 +244,7 @@ def query(
 ) -> None:
     """Ad-hoc hunting: run one KQL query over the same tables."""
     _check_format(fmt)
+    _check_output(output_path)
     pinned = parse_time(now) if now else None
     with _session(mem) as session:
         session.load_only_for([kql])
