@@ -74,8 +74,9 @@ def _output(path: Path | None) -> Iterator[TextIO]:
 
 
 def load_inputs(session: Session, paths: list[Path], input_format: str | None, table: str | None,
-                quiet: bool, verbose: bool, strict: bool, jobs: int | None = None) -> list[Any]:
-    files = list(sources.walk(paths))
+                quiet: bool, verbose: bool, strict: bool, jobs: int | None = None,
+                files: list[Any] | None = None) -> list[Any]:
+    files = list(sources.walk(paths)) if files is None else files
     total = sum(f.size for f in files)
     show = sys.stderr.isatty() and not quiet and total > 8 << 20
     if show:
@@ -273,13 +274,16 @@ def ingest(
     mem: MemoryOpt = None,
 ) -> None:
     """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
-    from exhunt.ingest import write_tables
+    from exhunt.ingest import Target
 
-    with _session(mem) as session:
+    with Target(out, append) as target, _session(mem) as session:
         # Large CSV parsed by DuckDB and Parquet read in place: the tables are only copied out.
         session.in_place = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
-        written = write_tables(session, out, append)
+        files = target.split(list(sources.walk(paths)))
+        for note in target.notes if not quiet else []:
+            err.print(f"note: {escape(note)}")
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, files=files)
+        written = target.publish(session, files)
     if not quiet:
         for name, n in sorted(written.items()):
             err.print(f"{name}: {n} row(s) -> {escape(str(out / name))}")

@@ -58,14 +58,19 @@ def disk_file(path: Path, display: str | None = None) -> SourceFile:
 
 def walk(paths: list[Path]) -> Iterator[SourceFile]:
     """Files named on the command line, folders expanded recursively, in a stable order."""
+    from exhunt import manifest
+
     for path in paths:
         if not path.exists():
-            raise UsageError(f"{path}: no such file or folder")
+            raise UsageError(f"{path}: no such file or folder{manifest.missing_hint(path)}")
         if path.is_dir():
+            manifest.refuse_unfinished(path)
+            ingested = manifest.FolderCheck()  # only what a complete ingest's manifest lists
             for child in sorted(p for p in path.rglob("*") if p.is_file()):
                 if any(part.startswith(".") for part in child.relative_to(path).parts):
                     continue
-                yield disk_file(child)
+                if ingested.admit(child):
+                    yield disk_file(child)
         else:
             yield disk_file(path)
 
