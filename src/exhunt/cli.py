@@ -325,19 +325,11 @@ def rules_show(rule: Annotated[str, typer.Argument(help="Rule name, id, or file.
 def rules_validate(
     rules: Annotated[list[str] | None, typer.Argument(help="Rule files/folders (default: shipped).")] = None,
 ) -> None:
-    """Check rules against the schema, the engine, and the Sentinel/Defender limits."""
-    from exhunt.validate import validate_rules
+    """Check every rule against the schema, the engine, and the Sentinel/Defender limits; list
+    every problem, then a summary (exit 2 if any rule has one)."""
+    from exhunt.validate import render, validate_all
 
-    results = validate_rules(load_rules(rules))
-    failed = False
-    for res in results:
-        status = "[green]ok[/green]" if res.ok else "[red]FAIL[/red]"
-        err.print(f"{status} {escape(res.rule.slug)} ({escape(str(res.rule.path))})")
-        for level, msg in res.findings:
-            colour = {"error": "red", "warning": "yellow"}.get(level, "dim")
-            err.print(f"   [{colour}]{level}[/{colour}]: {escape(msg)}")
-        failed |= not res.ok
-    if failed:
+    if render(validate_all(rules), err):
         raise typer.Exit(EXIT_ERROR)
 
 
@@ -346,11 +338,18 @@ def rules_validate(
 def rules_test(
     rules: Annotated[list[str] | None, typer.Argument(help="Rule files/folders/names (default: shipped).")] = None,
     verbose: VerboseOpt = False,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="Also write the results as JUnit XML to this file (for CI).")] = None,
 ) -> None:
     """Run the test cases beside each rule (rules/tests/<rule>.yaml); exit 1 on any failure."""
-    from exhunt.ruletest import run_tests
+    from exhunt.output.target import check_writable, opened
+    from exhunt.ruletest import junit_xml, run_tests
 
+    check_writable(junit, "--junit")
     results = run_tests(load_rules(rules))
+    if junit is not None:
+        with opened(junit, "--junit") as fh:
+            fh.write(junit_xml(results))
     failed = [r for r in results if not r.passed]
     for res in results:
         if res.passed and not verbose:
