@@ -54,4 +54,4 @@ def test_tiny_alerts_bench_set_gives_every_alert_with_its_record(tmp_path: Path,
     code, out, err = run_cli(["detect", str(folder), "--rules", module.RULE, "-f", "jsonl", "-q"])
     assert code == 0, err
     (tmp_path / "alerts.jsonl").write_text(out)
-    assert module.check(tmp_path / "alerts.jsonl", fmt) == (300, [])
+    assert module.check(tmp_path / "alerts.jsonl", fmt) == (300, 300, [])

@@ -87,8 +87,8 @@ def read(root: Path) -> Manifest | None:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise _bad(root, f"{NAME} cannot be read ({exc})") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _bad(root, f"{NAME} cannot be read ({type(exc).__name__}: {exc})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _bad(root, f"{NAME} is not an exhunt ingest manifest")
     if doc.get("version") != VERSION:
