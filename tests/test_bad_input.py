@@ -93,7 +93,7 @@ CASES = {
     "bad-timestamp": Case(_bad_timestamp, r"DeviceFileEvents\.csv:line 3: skipped: bad Timestamp: "
                           r"'2026-13-45T99:00:00Z' is not a date-time", (3, 2, 1), 1),
     "truncated-json-document": Case(_truncated_document, r"api-result\.json:line \d+: skipped: truncated or "
-                                    r"invalid JSON: .*kept the 2 complete records before it", (2, 2, 1), 1),
+                                    r"invalid JSON: .*kept the 2 complete records before it", (3, 2, 1), 1),
     "truncated-json-line": Case(_truncated_line, r"PT1H\.json:line 3: skipped: truncated JSON line", (3, 2, 1), 1),
     "wrong-typed-value": Case(_wrong_type, r"DeviceFileEvents\.jsonl:line 1: InitiatingProcessId value 'abc' is "
                               r"not a valid InitiatingProcessId value; kept the row", (2, 2, 0), 1),

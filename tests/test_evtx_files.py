@@ -71,12 +71,15 @@ def test_truncated_evtx_keeps_whole_chunks_and_says_so(shared_data: Path, tmp_pa
     flat = " ".join(err.split())
     assert code == 0 and "the file ends inside a chunk" in flat and "Traceback" not in err
     s, (report,) = _load(cut)
-    assert report.damaged_chunks == 1 and report.read > 0 and report.error is None
+    assert report.damaged_chunks == 1 and report.error == "file truncated: 2 of 26 chunks present"
+    # 177 records of the whole chunks and 31 of the cut one; the rest, up to the header's (stale) next record id.
+    assert (report.read, report.used["Event"], dict(report.skipped)) == (2225, 208, {"file truncated": 2017})
     s.close()
     header_only = tmp_path / "header.evtx"
     header_only.write_bytes(data[:3000])
     code, _, err = run_cli(["query", "Event | count", str(header_only)])
-    assert code == 0 and "damaged EVTX file header" in " ".join(err.split()) and "Traceback" not in err
+    # The only input unreadable: exit 2, nothing was hunted (see test_hostile_readers).
+    assert code == 2 and "damaged EVTX file header" in " ".join(err.split()) and "Traceback" not in err
 
 
 def test_folder_mixing_evtx_json_and_zip_in_one_detect(shared_data: Path, tmp_path: Path) -> None:

@@ -11,23 +11,23 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
+from exhunt import __version__, memory, output, readpool, safetext, sources, summary, timerange, zones
 from exhunt import alerts as alerting
-from exhunt import memory, output, readpool, sources, summary
 from exhunt.engine import Session
 from exhunt.errors import ExhuntError, UsageError
 from exhunt.replay import RuleRun, run_rules
 from exhunt.rule import SEVERITIES, load_rules, severity_rank
+from exhunt.sources.archives import set_passwords
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Hunt Exchange transport-agent persistence (T1505.002) with KQL over local telemetry.")
 rules_app = typer.Typer(no_args_is_help=True, help="List, show, validate, test and export rules.")
 app.add_typer(rules_app, name="rules")
 
-err = Console(stderr=True, highlight=False)
+err = safetext.console(stderr=True, highlight=False)
 
 EXIT_OK, EXIT_ALERTS, EXIT_ERROR = 0, 1, 2
 FORMAT_CHOICES = ("table", "jsonl", "json", "csv")
@@ -46,9 +46,30 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="List every in
 JobsOpt = Annotated[int | None, typer.Option(
     "--jobs", "-j", min=1,
     help="Processes reading files in parallel, and rules run at once (default: one per core; 1 = none).")]
+PasswordOpt = Annotated[list[str] | None, typer.Option(
+    "--password", help="Password of encrypted zip and 7z archives (repeatable); 'infected' is always tried.")]
 MemoryOpt = Annotated[str | None, typer.Option(
     "--memory", help="Memory for the whole run, all processes (e.g. 1GB; default 1536MB or "
                      "$EXHUNT_MEMORY); DuckDB spills to a temporary folder beyond its share.")]
+FromOpt = Annotated[str | None, typer.Option(
+    "--from", help="Hunt only data at or after this time (ISO-8601; UTC unless it has an offset; "
+                   "a date alone: its start). Rows before it are counted as skipped.")]
+ToOpt = Annotated[str | None, typer.Option(
+    "--to", help="Hunt only data at or before this time (as --from; a date alone: its end).")]
+TimezoneOpt = Annotated[str | None, typer.Option(
+    "--timezone", help="Show times in this zone in table and CSV output (Europe/Berlin, +02:00); JSON stays UTC.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"exhunt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print exhunt's version and exit.")] = False) -> None:
+    pass
 
 
 def parse_time(text: str) -> datetime:
@@ -75,7 +96,9 @@ def _output(path: Path | None) -> Iterator[TextIO]:
 
 def load_inputs(session: Session, paths: list[Path], input_format: str | None, table: str | None,
                 quiet: bool, verbose: bool, strict: bool, jobs: int | None = None,
+                span: timerange.TimeRange | None = None, passwords: list[str] | None = None,
                 files: list[Any] | None = None) -> list[Any]:
+    set_passwords(passwords)
     files = list(sources.walk(paths)) if files is None else files
     total = sum(f.size for f in files)
     show = sys.stderr.isatty() and not quiet and total > 8 << 20
@@ -86,8 +109,13 @@ def load_inputs(session: Session, paths: list[Path], input_format: str | None, t
             reports = session.load_files(files, input_format, table, lambda n: bar.advance(task, n), jobs)
     else:
         reports = session.load_files(files, input_format, table, jobs=jobs)
+    if span is not None:
+        timerange.apply(session, reports, span)
     if not quiet:
         summary.render(reports, sys.stderr, verbose)
+    unusable = summary.nothing_usable(reports, [str(p) for p in paths])
+    if unusable:
+        raise UsageError(unusable)
     if strict and summary.problems(reports):
         raise UsageError("--strict: some input was skipped or coerced (see the summary above)")
     return reports
@@ -112,14 +140,14 @@ def _check_output(path: Path | None) -> None:
 
 
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
-           title: str | None = None) -> None:
+           title: str | None = None, zone: str = "UTC") -> None:
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
     with _output(path) as out:
         if fmt == "table":
             if details is None:
                 details = [" | ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "")) for r in rows]
-            output.write_table(rows, out, details, title)
+            output.write_table(rows, out, details, title, zone=zone)
         else:
             output.FORMATS[fmt](rows, out)
 
@@ -144,7 +172,7 @@ def _guard(fn: Any) -> Any:
                     raise KeyboardInterrupt if lifecycle.stopping() == signal.SIGINT \
                         else lifecycle.Terminated(lifecycle.stopping() or signal.SIGTERM) from None
         except ExhuntError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            err.print(f"[red]error:[/red] {safetext.markup(exc)}", soft_wrap=True)  # one line, even when long
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -159,7 +187,7 @@ def _guard(fn: Any) -> Any:
 
             if os.environ.get("EXHUNT_DEBUG"):
                 raise
-            err.print(f"[red]internal error:[/red] {escape(type(exc).__name__)}: {escape(str(exc))} "
+            err.print(f"[red]internal error:[/red] {escape(type(exc).__name__)}: {safetext.markup(exc)} "
                       "(set EXHUNT_DEBUG=1 for the traceback)")
             raise typer.Exit(EXIT_ERROR) from None
 
@@ -184,10 +212,20 @@ def detect(
     verbose: VerboseOpt = False,
     jobs: JobsOpt = None,
     mem: MemoryOpt = None,
+    min_severity: Annotated[str | None, typer.Option(
+        "--min-severity", help="Show only alerts at or above this severity (the summary counts the rest).")] = None,
+    time_from: FromOpt = None,
+    time_to: ToOpt = None,
+    tz: TimezoneOpt = None,
+    password: PasswordOpt = None,
 ) -> None:
     """Run detection rules over telemetry and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}")
+    if min_severity is not None and min_severity.lower() not in SEVERITIES:
+        raise UsageError(f"--min-severity must be one of {', '.join(SEVERITIES)}, not {min_severity!r}")
+    span = timerange.parse_range(time_from, time_to)
+    zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     _check_format(fmt)
     _check_output(output_path)
     pinned = parse_time(now) if now else None
@@ -197,34 +235,53 @@ def detect(
         session.in_place = True
         # A large CSV is hunted where it is; only the alerting rows' lines are looked up.
         session.lines_later = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, span, password)
         found: list[dict[str, Any]] = []
         owners: list[Any] = []
+        times = {"Timestamp"}
         unresolved: list[alerting.Unresolved] = []
         runs = run_rules(session, chosen, pinned, readpool.default_jobs() if jobs is None else jobs)
         for rule, run in zip(chosen, runs, strict=True):
             alerts = alerting.build(session, rule, run.rows, unresolved)
             found.extend(alerts)
             owners.extend(rule for _ in alerts)
+            times |= zones.time_columns(run.rows)
         alerting.resolve_lines(session, unresolved)
-        details = [alerting.summary_line(rule, a) for rule, a in zip(owners, found, strict=True)]
-        order = sorted(range(len(found)), key=lambda i: (found[i]["Timestamp"] or "", found[i]["rule_name"]))
-        found = [found[i] for i in order]
-        details = [details[i] for i in order]
-    if not quiet:
-        _report_runs(runs, len(found))
-    _write(found, fmt, output_path, details)
+    order = sorted(range(len(found)), key=lambda i: (found[i]["Timestamp"] or "", found[i]["rule_name"]))
+    floor = severity_rank(min_severity) if min_severity else 0
+    keep = [i for i in order if severity_rank(found[i]["severity"]) >= floor]
+    if fmt in ("table", "csv"):
+        found = zones.localize(found, zone, times)
+    details = [alerting.summary_line(owners[i], found[i]) for i in keep]
+    below = len(found) - len(keep)
+    found = [found[i] for i in keep]
+    _report_runs(runs, len(found), quiet, below, min_severity)
+    _write(found, fmt, output_path, details, zone=zone.label)
+    if any(run.error for run in runs):
+        raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
         raise typer.Exit(EXIT_ALERTS)
 
 
-def _report_runs(runs: list[RuleRun], n_alerts: int) -> None:
+def _report_runs(runs: list[RuleRun], n_alerts: int, quiet: bool, below: int = 0, floor: str | None = None) -> None:
+    """One line per rule; a rule that failed is named with its reason even with --quiet."""
+    failed = [run for run in runs if run.error]
     for run in runs:
-        line = f"rule {run.rule.slug}: {len(run.rows)} alert(s) over {run.runs} run(s)"
-        if run.note:
-            line += f" [yellow]- {escape(run.note)}[/yellow]"
-        err.print(line)
-    err.print(f"{n_alerts} alert(s) from {len(runs)} rule(s).")
+        if run.error:
+            err.print(f"[red]rule {safetext.markup(run.rule.slug)} FAILED:[/red] {safetext.markup(run.error)}")
+        elif not quiet:
+            line = f"rule {safetext.markup(run.rule.slug)}: {len(run.rows)} alert(s) over {run.runs} run(s)"
+            if run.note:
+                line += f" [yellow]- {safetext.markup(run.note)}[/yellow]"
+            err.print(line)
+    hidden = f" {below} alert(s) below --min-severity {floor} not shown." if floor else ""
+    if failed:
+        names = ", ".join(run.rule.slug for run in failed)
+        err.print(f"[red]{len(failed)} of {len(runs)} rule(s) failed[/red] "
+                  f"({safetext.markup(names)}): the results are partial; "
+                  f"{n_alerts} alert(s) from the other {len(runs) - len(failed)}.{hidden}")
+    elif not quiet:
+        err.print(f"{n_alerts} alert(s) from {len(runs)} rule(s).{hidden}")
 
 
 @app.command()
@@ -242,21 +299,28 @@ def query(
     verbose: VerboseOpt = False,
     jobs: JobsOpt = None,
     mem: MemoryOpt = None,
+    time_from: FromOpt = None,
+    time_to: ToOpt = None,
+    tz: TimezoneOpt = None,
+    password: PasswordOpt = None,
 ) -> None:
     """Ad-hoc hunting: run one KQL query over the same tables."""
     _check_format(fmt)
     _check_output(output_path)
     pinned = parse_time(now) if now else None
+    span = timerange.parse_range(time_from, time_to)
+    zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     with _session(mem) as session:
         session.load_only_for([kql])
         session.in_place = True
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs)
-        result = session.query(kql, pinned)
-        rows = [{k: alerting.jsonable(v) for k, v in r.items() if not k.startswith("_")}
-                for r in result.to_pylist()]
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, span, password)
+        result = session.query(kql, pinned).to_pylist()
+        rows = [{k: alerting.jsonable(v) for k, v in r.items() if not k.startswith("_")} for r in result]
     if not quiet:
         err.print(f"{len(rows)} row(s).")
-    _write(rows, fmt, output_path)
+    if fmt in ("table", "csv"):
+        rows = zones.localize(rows, zone, zones.time_columns(result))
+    _write(rows, fmt, output_path, zone=zone.label)
 
 
 @app.command()
@@ -272,6 +336,7 @@ def ingest(
     verbose: VerboseOpt = False,
     jobs: JobsOpt = None,
     mem: MemoryOpt = None,
+    password: PasswordOpt = None,
 ) -> None:
     """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
     from exhunt.ingest import Target
@@ -281,13 +346,14 @@ def ingest(
         session.in_place = True
         files = target.split(list(sources.walk(paths)))
         for note in target.notes if not quiet else []:
-            err.print(f"note: {escape(note)}")
-        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, files=files)
+            err.print(f"note: {safetext.markup(note)}")
+        load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, passwords=password,
+                    files=files)
         written = target.publish(session, files)
     if not quiet:
         for name, n in sorted(written.items()):
-            err.print(f"{name}: {n} row(s) -> {escape(str(out / name))}")
-        err.print(f"{sum(written.values())} row(s) in {len(written)} table(s) written to {escape(str(out))}.")
+            err.print(f"{name}: {n} row(s) -> {safetext.markup(out / name)}")
+        err.print(f"{sum(written.values())} row(s) in {len(written)} table(s) written to {safetext.markup(out)}.")
 
 
 @app.command()
@@ -305,9 +371,9 @@ def rules_list(
     rules: Annotated[list[str] | None, typer.Argument(help="Rule files/folders (default: shipped).")] = None,
 ) -> None:
     """One line per rule: name, severity, techniques, tables."""
-    for r in load_rules(rules):
-        tables = ", ".join(r.required_tables)
-        typer.echo(f"{r.slug:44} {r.severity:9} {','.join(r.techniques):10} {tables}")
+    from exhunt.explain import listing
+
+    sys.stdout.write(listing(load_rules(rules)))
 
 
 @rules_app.command("show")
@@ -317,7 +383,7 @@ def rules_show(rule: Annotated[str, typer.Argument(help="Rule name, id, or file.
     from exhunt.explain import show
 
     (found,) = load_rules([rule])[:1]
-    show(found, Console())
+    show(found, safetext.console(), plain=not sys.stdout.isatty())
 
 
 @rules_app.command("validate")
@@ -355,9 +421,9 @@ def rules_test(
         if res.passed and not verbose:
             continue
         mark = "[green]pass[/green]" if res.passed else "[red]FAIL[/red]"
-        err.print(f"{mark} {escape(res.rule.slug)} :: {escape(res.name)} ({res.kind})")
+        err.print(f"{mark} {safetext.markup(res.rule.slug)} :: {safetext.markup(res.name)} ({res.kind})")
         for p in res.problems:
-            err.print(f"     {escape(p)}")
+            err.print(f"     {safetext.markup(p)}")
     err.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise typer.Exit(EXIT_ALERTS)
@@ -383,7 +449,7 @@ def rules_export(
         out.write(text)
     if to == "defender":
         for warning in defender_warnings(found[0]):
-            err.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+            err.print(f"[yellow]warning:[/yellow] {safetext.markup(warning)}")
 
 
 def main() -> None:

@@ -6,13 +6,16 @@ and queried through a view `<Table>` that adds `TimeGenerated` and applies the
 current time window (two variables). A replay instead hides the views behind CTEs
 of the same name over `_t_<Table>`, so that all its runs are one query (see
 query_sliced, query_windows). Rows live in DuckDB, not in Python memory: an in-memory
-database that spills to a temporary folder beyond its memory limit.
+database that spills to a temporary folder beyond its memory limit. Queries run only once
+loading is done and DuckDB's file access is off (seal): a rule reads the tables, no file.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +27,13 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from exhunt import enrich, kqlcache, lifecycle, readpool, sqlopt
+from exhunt import enrich, kqlcache, lifecycle, readpool, sqlguard, sqlopt
 from exhunt import schema as sch
 from exhunt.errors import RuleError
 from exhunt.readpool import READ_ERRORS, Event
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
-from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, Relation, SourceFile
+from exhunt.sources.base import MAX_MESSAGES, Batch, FileReport, Relation, SourceFile, printable
 from exhunt.sqltext import ident as _q
 from exhunt.sqltext import literal
 from exhunt.winlog import Mapper
@@ -52,6 +55,8 @@ INSERT_BYTES = 96 << 20
 PENDING_BYTES = 192 << 20
 #: Errors storing a file's rows: its report says so, the run goes on.
 STORE_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, duckdb.IOException, duckdb.InvalidInputException)
+#: ... and for a file DuckDB reads itself, any error decoding it (a damaged Parquet page).
+DECODE_ERRORS: tuple[type[BaseException], ...] = (*STORE_ERRORS, duckdb.Error)
 
 Progress = Callable[[int], None]
 #: A large CSV hunted in place (Session.lines_later) keeps the columns the rules read in a
@@ -126,12 +131,21 @@ def _quiet_arrow() -> None:
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 
-def _check_stop(exc: BaseException | None = None) -> None:
+def check_stop(exc: BaseException | None = None) -> None:
     """Raise KeyboardInterrupt once the run is being stopped or `exc` says DuckDB was
     interrupted: a rule whose query was interrupted must not go on to its fallback queries,
     nor report the interruption as its own error (see lifecycle)."""
     if lifecycle.stopping() is not None or isinstance(exc, duckdb.InterruptException):
         raise KeyboardInterrupt
+
+
+def _inert_columns(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
+    """Column names as inert text: a NUL or escape sequence in a name chosen by whoever wrote
+    the file (a CSV header, a JSON key, a Parquet schema) is shown escaped, and DuckDB, which
+    cannot bind a name holding a NUL, gets one it can."""
+    names = data.schema.names
+    clean = [printable(n) for n in names]
+    return data if clean == names else data.rename_columns(clean)
 
 
 def _ceil_div(expr: str, size: int) -> str:
@@ -167,6 +181,13 @@ class LazyCsv:
     fallback: Callable[[FileReport], Iterator[Batch]]
     #: Whether row i is on line first_line + i (no value spans lines).
     one_line_rows: bool
+
+
+def regex_message(pattern: str, why: str) -> str:
+    """Why RE2 refuses a rule's regular expression, in words."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in pattern)
+    return (f"the regular expression `{shown}` cannot run: RE2, DuckDB's regex engine, refuses it ({why}); "
+            f"RE2 has no look-around, back-references, atomic groups or possessive quantifiers")
 
 
 @dataclass
@@ -234,6 +255,13 @@ class Session:
         self._lazy_parts: dict[str, set[int]] = {}
         #: Temporary tables holding those files' columns (see COPY_CSV).
         self._lazy_tables: list[str] = []
+        #: Only rows with start < time <= end are ever visible (--from/--to; see restrict).
+        self.bounds: tuple[datetime, datetime] = (EARLIEST, LATEST)
+        #: Input files queries still read once file access is off (see seal).
+        self._read_later: set[str] = set()
+        self._seal_lock = threading.Lock()
+        self._sealed = threading.Event()  # shared with the workers (see worker)
+        self._memory_limit = memory_limit
         self.set_window(EARLIEST, LATEST)
         for macro in sqlopt.MACROS:
             self.run(macro)
@@ -258,13 +286,34 @@ class Session:
 
     def run(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Execute SQL to completion (DuckDB 2 keeps a result pending until fetched)."""
-        _check_stop()
+        check_stop()
         return self.con.execute(sql, params or []).fetchall()
 
     def set_window(self, start: datetime, end: datetime) -> None:
-        """Only rows with start < time <= end are visible to queries."""
+        """Only rows with start < time <= end are visible to queries (and within `bounds`)."""
+        start, end = max(start, self.bounds[0]), min(end, self.bounds[1])
         self.run("SET VARIABLE exhunt_ws = CAST(? AS TIMESTAMP)", [start])
         self.run("SET VARIABLE exhunt_we = CAST(? AS TIMESTAMP)", [end])
+
+    def restrict(self, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+        """Hide every row outside start < time <= end from all queries from now on (--from/--to),
+        after loading; returns how many rows each (table, source file) had outside."""
+        self.bounds = (start, end)
+        self.set_window(EARLIEST, LATEST)
+        outside: dict[tuple[str, str], int] = {}
+        for t in self.tables.values():
+            rows = self.run(f"SELECT {_q(SOURCE_FILE)}, count(*) FROM {_q('_t_' + t.name)} "
+                            f"WHERE NOT ({self._in_bounds(t)}) GROUP BY 1")
+            outside.update(((t.name, str(f or "")), int(n)) for f, n in rows)
+        return outside
+
+    def _in_bounds(self, t: TableSchema) -> str:
+        """SQL: the row's time is within `bounds` (TRUE when there are none)."""
+        if self.bounds == (EARLIEST, LATEST):
+            return "TRUE"
+        lo, hi = (literal(b.isoformat(sep=" ")) for b in self.bounds)
+        time = _q(t.time_column)
+        return f"{time} > CAST({lo} AS TIMESTAMP) AND {time} <= CAST({hi} AS TIMESTAMP)"
 
     def load_only_for(self, queries: list[str]) -> None:
         """Store only the columns these queries can read (see exhunt.prune); call before loading.
@@ -320,7 +369,8 @@ class Session:
         for name in tables:
             t = self.tables[name]
             row = self.run(
-                f"SELECT min({_q(t.time_column)}), max({_q(t.time_column)}) FROM {_q('_t_' + name)}"
+                f"SELECT min({_q(t.time_column)}), max({_q(t.time_column)}) FROM {_q('_t_' + name)} "
+                f"WHERE {self._in_bounds(t)}"
             )[0]
             if row[0] is not None:
                 lo = row[0] if lo is None else min(lo, row[0])
@@ -344,6 +394,8 @@ class Session:
         any multiprocessing, a script calling this with jobs > 1 must keep its top level free
         of side effects (the `if __name__ == "__main__":` guard): workers import it.
         """
+        if self.sealed:
+            raise RuntimeError("files cannot be loaded once queries have run (file access is off, see seal)")
         if table is not None and sch.find_table(table) is None:
             from exhunt.errors import UsageError
 
@@ -390,8 +442,15 @@ class Session:
                     if self.in_place and self._attach(item.table, item.sql, report, display):
                         continue
                     self._insert_data(item.table, self.con.sql(item.sql), [_Part(report, display, None)])
-                except STORE_ERRORS as exc:
-                    report.error = f"stopped reading: {exc}"
+                except DECODE_ERRORS as exc:
+                    if item.recover is None:
+                        report.error = f"stopped reading: {exc}"
+                        continue
+                    try:  # DuckDB refused the file: its reader keeps the readable parts
+                        for batch in item.recover(report):
+                            self._add(batch, report, display)
+                    except READ_ERRORS as again:
+                        report.error = f"stopped reading: {again}"
             else:
                 self._add(item, report, display)
 
@@ -402,7 +461,7 @@ class Session:
         few milliseconds and DuckDB appends big batches far faster per row, so batches of one
         table are coalesced across files until INSERT_ROWS rows or a change of shape.
         """
-        data = batch.data
+        data = _inert_columns(batch.data)
         pend = self._pending.get(batch.table)
         if pend is not None and not pend.schema.equals(data.schema):
             merged = _merge_schema(self.tables[batch.table], pend.schema, data.schema)
@@ -645,10 +704,16 @@ class Session:
         no_time = self._report_problems(t, problems, [_Part(report, display, None)], rel)[0]
         report.used[t.name] += total - no_time
         lit = literal(display)
+        self._reads_later(display)
         self._expose(t, f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(SOURCE_FILE)}), "
                         f"COALESCE({_q(SOURCE_FILE)}, {lit}) AS {_q(SOURCE_FILE)} FROM {source} "
                         f"WHERE {time} IS NOT NULL")
         return True
+
+    def _reads_later(self, display: str) -> None:
+        """A file on disk queries read where it is (a view over it, or `lines_of`): it stays
+        readable once file access is off. Spelled as the readers' SQL names it."""
+        self._read_later.update((display, str(Path(display)), os.path.abspath(display)))
 
     def _expose(self, t: TableSchema, select: str) -> int:
         """Make the rows of `select` part of table `t` (see _attach); its index among them."""
@@ -740,6 +805,7 @@ class Session:
         source = _q(name) if copy else f"({p.sql}) AS _exhunt_norm"
         select = (f"SELECT {', '.join(_q(c) for c in kept)}, {literal(display)} AS {_q(SOURCE_FILE)}, "
                   f"CAST(NULL AS VARCHAR) AS {_q(SOURCE_RECORD)} FROM {source}")
+        self._reads_later(display)
         self._lazy_parts.setdefault(t.name, set()).add(self._expose(t, select))
         self.lazy[display] = LazyCsv(display, t.name, p.sql, rows, rel.first_line, rel.fallback, one_line_rows)
         return True
@@ -1009,8 +1075,9 @@ class Session:
         if cached is not None:
             return cached
         schema = self.kql_schema()
-        entry = kqlcache.key(kql, schema, EARLIEST)
+        entry = kqlcache.inputs(kql, schema, EARLIEST)
         stored = kqlcache.get(entry)
+        fresh = stored is None
         if stored is None:
             import duckdb_kql
 
@@ -1021,9 +1088,17 @@ class Session:
             except duckdb_kql.KqlError as exc:
                 raise RuleError(self._kql_message(kql, exc)) from None
             stored = (str(result), dict(result.parameters))
+        sql = sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(stored[0]))
+        params = stored[1]
+        # Whatever wrote it (the translator, or a cache entry), only one SELECT ever runs. DuckDB
+        # parses a new translation; a signed entry was parsed when stored: the tokens suffice.
+        kind = sqlguard.statement_kind(self.con, sql, thorough=fresh)
+        if kind is not None:
+            raise RuleError(f"refused to run: the query's SQL is {kind}, not one SELECT "
+                            f"(a rule may only read the hunted tables)")
+        if fresh:
             kqlcache.put(entry, *stored)
-        sql, params = stored
-        out = Translated(sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(sql)), params, CLOCK_SLOT in params)
+        out = Translated(sql, params, CLOCK_SLOT in params)
         self._translated[kql] = out
         return out
 
@@ -1036,7 +1111,7 @@ class Session:
 
     def query(self, kql: str, now: datetime | None = None) -> pa.Table:
         """Run KQL with now() pinned (defaults to the end of the current window or the wall clock)."""
-        _check_stop()
+        check_stop()
         tr = self.translate(kql)
         params = dict(tr.params)
         if tr.uses_clock:
@@ -1044,13 +1119,12 @@ class Session:
         try:
             # execute() plans once; the relation API (con.sql) binds and plans the statement
             # again when it runs, which doubles the cost of every replay window.
-            _quiet_arrow()
-            return self.con.execute(tr.sql, params).to_arrow_table()
+            return self._execute(tr.sql, params)
         except duckdb.BinderException as exc:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
-            _check_stop(exc)
-            raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
+            check_stop(exc)
+            raise RuleError(self.failure(exc, tr)) from None
 
     def query_sliced(self, kql: str, step: timedelta) -> pa.Table | None:
         """A row-wise rule's whole replay in one query, or None when that cannot be done exactly.
@@ -1062,7 +1136,7 @@ class Session:
         row is in scope; otherwise DuckDB cannot bind the column and the caller
         replays slice by slice.
         """
-        _check_stop()
+        check_stop()
         tr = self.translate(kql)
         params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
         sql = tr.sql
@@ -1078,13 +1152,12 @@ class Session:
         try:
             # execute(), not con.sql(): the relation binds the statement once to make the
             # relation and again to run it, and binding is most of a rule's cost on small data.
-            _quiet_arrow()
-            table: pa.Table = self.con.execute(sql, params).to_arrow_table()
+            table = self._execute(sql, params)
         except duckdb.BinderException:
             return None
         except duckdb.Error as exc:
-            _check_stop(exc)
-            raise RuleError(f"query failed in the engine: {str(exc).splitlines()[0]}") from None
+            check_stop(exc)
+            raise RuleError(self.failure(exc, tr)) from None
         return table.drop_columns([SLICE_END]) if SLICE_END in table.column_names else table
 
     def query_windows(self, kql: str, windows: list[tuple[datetime, datetime]],
@@ -1105,7 +1178,7 @@ class Session:
         """
         if not windows:
             return None
-        _check_stop()
+        check_stop()
         tr = self.translate(kql)
         if CLOCK_SLOT in kql or "_exhunt_w" in tr.sql:
             return None
@@ -1136,12 +1209,53 @@ class Session:
         params["exhunt_starts"] = [start for start, _ in windows]
         params["exhunt_ends"] = [end for _, end in windows]
         try:
-            _quiet_arrow()
-            table = self.con.execute(sql, params).to_arrow_table()
+            return self._execute(sql, params)
         except duckdb.Error as exc:
-            _check_stop(exc)
+            check_stop(exc)
             return None  # the caller runs window by window, which reports a real error itself
-        return table
+
+    def _execute(self, sql: str, params: dict[str, Any]) -> pa.Table:
+        """Run a query's SQL, file access off (see seal)."""
+        self.seal()
+        _quiet_arrow()
+        return self.con.execute(sql, params).to_arrow_table()
+
+    @property
+    def sealed(self) -> bool:
+        """Whether DuckDB's file access is off (seal)."""
+        return self._sealed.is_set()
+
+    def seal(self) -> None:
+        """Turn DuckDB's file access off for the rest of the session (it cannot be turned on again).
+
+        Queries (rules, ad-hoc KQL) run only after this, so none can read, write or attach a
+        file, nor install or load an extension, whatever its SQL says. Only the inputs hunted
+        in place stay readable: their views read them at query time, and `lines_of` reads a
+        CSV file again for its alerts' lines. DuckDB's spilling to its temporary folder is
+        its own and unaffected. Loading files is refused from here on.
+        """
+        if self._sealed.is_set():
+            return
+        with self._seal_lock:
+            if not self._sealed.is_set():
+                self.run("SET allowed_paths = ?", [sorted(self._read_later)])
+                self.run("SET enable_external_access = false")
+                self._sealed.set()
+
+    def failure(self, exc: duckdb.Error, tr: Translated | None = None) -> str:
+        """A query's failure in plain words (the rule's name is added by the caller)."""
+        text = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if isinstance(exc, duckdb.PermissionException):
+            return ("refused: the query tried to read or write a file, or to load an extension, which "
+                    f"no query may do (file access is off while queries run): {text}")
+        if isinstance(exc, duckdb.OutOfMemoryException):
+            return (f"ran out of memory (DuckDB's share of this run is {self._memory_limit}; give the run "
+                    f"more with --memory, or hunt fewer files at once): {text}")
+        if isinstance(exc, duckdb.InvalidInputException) and tr is not None:
+            bad = sqlguard.regex_problems(self.con, tr.sql, tr.params)
+            if bad:
+                return "; ".join(regex_message(pattern, why) for pattern, why in bad)
+        return f"query failed in the engine: {text}"
 
     def _shadow_tables(self, sql: str, extra: str = "", where: str = "", key: str = "") -> str | None:
         """`sql` with a CTE in front for each table it reads, named as the table so it hides
@@ -1161,6 +1275,8 @@ class Session:
             alias = "".join(f", {_q(src)} AS {_q(a)}" for a, src in t.aliases.items())
             more = ", " + extra.format(time=time) if extra else ""
             filt = " WHERE " + where.format(time=time) if where else ""
+            if self.bounds != (EARLIEST, LATEST):
+                filt += (" AND " if filt else " WHERE ") + self._in_bounds(t)
             # NOT MATERIALIZED: a table two parts of a rule read would otherwise be copied
             # whole before either filters it (measured 0.64 s -> 0.50 s on the seed rule).
             source = _q("_t_" + t.name)
@@ -1182,7 +1298,7 @@ class Session:
         for name in tables:
             col = _q(self.tables[name].time_column)
             rows = self.run(f"SELECT DISTINCT CAST(ceil(epoch_us({col}) / {size}) AS BIGINT) "
-                            f"FROM {_q('_t_' + name)} WHERE {col} IS NOT NULL")
+                            f"FROM {_q('_t_' + name)} WHERE {col} IS NOT NULL AND {self._in_bounds(self.tables[name])}")
             ends.update(int(r[0]) for r in rows)
         epoch = datetime(1970, 1, 1)
         return [epoch + timedelta(microseconds=e * size) for e in sorted(ends)]

@@ -48,7 +48,7 @@ def merge_fields(current: Any, decoded: str) -> str | None:
     if isinstance(current, str) and current.strip():
         try:
             fields = json.loads(current)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read
             return None
     if not isinstance(fields, dict):
         return None

@@ -101,9 +101,10 @@ class Target:
         done = {(i.get("path"), i.get("size"), i.get("mtime_ns")) for i in self._old.inputs} if self._old else set()
         todo = []
         for src in files:
-            path = Path(src.display)
             try:
-                key = input_key(path)
+                if src.path is None:
+                    raise OSError
+                key = input_key(src.path)
             except OSError:
                 todo.append(src)  # not a plain file on disk: read it, its report will say
                 continue

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from exhunt import sources
-from exhunt.sources.base import Batch, FileReport, Relation, SourceFile
+from exhunt.sources import archives
+from exhunt.sources.base import NESTED_TOO_DEEP, Batch, FileReport, Relation, SourceFile, transcoded, utf16_codec
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -50,26 +51,38 @@ def iter_source(
     """
     report = FileReport(src.display)
     reports.append(report)
+    if src.problem:
+        report.error = src.problem
+        return
     try:
         head = src.head(sources.SNIFF_BYTES)
     except OSError as exc:
-        report.error = f"cannot read: {exc}"
+        report.error = f"cannot read: {exc.strerror or exc}"
         return
+    codec = utf16_codec(head)
+    if codec:  # a UTF-16 export: read as the UTF-8 it decodes to
+        src = transcoded(src, codec)
+        head = src.head(sources.SNIFF_BYTES)
     if not head:
-        report.error = "empty file"
+        report.error = f"cannot read: {src.faults[-1].message}" if src.faults else "empty file"
         return
     if input_format is None:
         for container in sources.containers():
             if container.sniff(src, head):
                 report.format = container.name
-                for member in container.members(src, report):
-                    yield from iter_source(member, None, table, reports, direct, parse_text)
+                try:
+                    for member in container.members(src, report):
+                        yield from iter_source(member, None, table, reports, direct, parse_text)
+                except READ_ERRORS as exc:
+                    report.error = f"stopped reading the archive: {exc}"
+                _stream_faults(src, report, container=True)
                 return
     reader = sources.choose(src, head, input_format)
     if reader is None:
         report.error = "not a telemetry format exhunt reads (unknown file type)"
         return
     report.format = reader.name
+    src.faults.clear()  # the reader reads from the start again: what it meets is what counts
     try:
         relation = getattr(reader, "relation", None) if direct else None
         found = relation(src, report, table) if relation else None
@@ -80,6 +93,26 @@ def iter_source(
             yield report, src.display, batch
     except READ_ERRORS as exc:
         report.error = f"stopped reading: {exc}"
+    except RecursionError:  # a reader's own recursion over a value nested too deep
+        report.error = f"stopped reading: {NESTED_TOO_DEEP}"
+    finally:
+        _stream_faults(src, report)
+
+
+def _stream_faults(src: SourceFile, report: FileReport, container: bool = False) -> None:
+    """What the file's streams met (see base.Guarded): data that failed its integrity check,
+    and where the readable data ended (the rest of the file counted as one skipped record)."""
+    for text in src.warnings:
+        report.error = report.error or text
+    if not src.faults:
+        return
+    fault = max(src.faults, key=lambda f: f.offset)
+    src.faults.clear()
+    if container:
+        report.error = report.error or f"stopped reading at byte {fault.offset}: {fault.message}"
+        return
+    report.read += 1
+    report.skip(f"byte {fault.offset}", fault.reason, fault.message)
 
 
 # -- reports kept by another thread or process ----------------------------------------
@@ -159,9 +192,10 @@ def _ipc(data: pa.RecordBatch | pa.Table) -> bytes:
 
 
 def _read_file(path: str, display: str, input_format: str | None, table: str | None,
-               ) -> tuple[list[str], list[Item]]:
+               passwords: tuple[str, ...] = archives.DEFAULT_PASSWORDS) -> tuple[list[str], list[Item]]:
     """In a worker: one file's batches (report index, display, table, IPC), each with the report
     changes made before it, and the last changes; plus the shadow reports' paths."""
+    archives.set_passwords(passwords)
     track = Tracker()
     out: list[Item] = []
     try:
@@ -188,7 +222,7 @@ def is_parquet(src: SourceFile) -> bool:
 
 def _poolable(src: SourceFile) -> bool:
     """A file on disk that a worker can open by path and return whole; Parquet stays here."""
-    if src.size > POOL_MAX_FILE_BYTES or not Path(src.display).is_file():
+    if src.size > POOL_MAX_FILE_BYTES or src.path is None or not src.path.is_file():
         return False
     return not is_parquet(src)
 
@@ -294,7 +328,7 @@ def _submit(pool: ProcessPoolExecutor, path: str, input_format: str | None, tabl
     from concurrent.futures.process import BrokenProcessPool
 
     try:
-        return pool.submit(_read_file, path, path, input_format, table)
+        return pool.submit(_read_file, path, path, input_format, table, archives.passwords())
     except BrokenProcessPool as exc:  # a worker died meanwhile: this file is retried (see pooled)
         failed: Future[Any] = Future()
         failed.set_exception(exc)
@@ -351,7 +385,7 @@ def pooled(
                 alone = _pool(1, ctx)
                 try:
                     got_reports, items = alone.submit(_read_file, src.display, src.display,
-                                                      input_format, table).result()
+                                                      input_format, table, archives.passwords()).result()
                 except Exception as exc:  # it was this file
                     failed = FileReport(src.display)
                     failed.error = ("reader process failed (crashed while reading this file)"

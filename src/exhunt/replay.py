@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
-from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session
+from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session, check_stop
+from exhunt.errors import RuleError
 from exhunt.rule import Rule
 
 #: Operators whose answer depends on more than one row, so the window matters.
@@ -146,13 +148,33 @@ def run_rule(session: Session, rule: Rule, now: datetime | None = None) -> RuleR
         session.set_window(EARLIEST, LATEST)
 
 
+def run_or_fail(session: Session, rule: Rule, now: datetime | None = None) -> RuleRun:
+    """run_rule, or a run carrying the reason the rule failed (`error`) and no rows.
+
+    A rule can fail only when it runs (a regular expression RE2 refuses once a row reaches
+    it, memory running out in that rule): that must not cost the other rules' alerts.
+    """
+    try:
+        return run_rule(session, rule, now)
+    except RuleError as exc:
+        return RuleRun(rule, error=str(exc))
+    except duckdb.Error as exc:  # the replay's own statements (time span, slices)
+        check_stop(exc)  # the run is being stopped: not this rule's failure
+        return RuleRun(rule, error=session.failure(exc))
+    except MemoryError:
+        return RuleRun(rule, error="ran out of memory in Python while collecting its results "
+                                   "(narrow the rule or the input)")
+
+
 def run_rules(session: Session, rules: list[Rule], now: datetime | None = None, jobs: int = 1) -> list[RuleRun]:
-    """run_rule for each rule, in order; with jobs > 1 that many rules at once, each on a cursor
-    of the session (Session.worker). The runs are the same either way: each rule's queries are
-    its own, and only the order they are made in changes."""
+    """run_or_fail for each rule, in order; with jobs > 1 that many rules at once, each on a
+    cursor of the session (Session.worker). The runs are the same either way: each rule's
+    queries are its own, and only the order they are made in changes. A rule that fails is
+    reported in its run (`error`); the others run on."""
     jobs = min(jobs, len(rules))
+    session.seal()
     if jobs <= 1:
-        return [run_rule(session, rule, now) for rule in rules]
+        return [run_or_fail(session, rule, now) for rule in rules]
     workers: queue.SimpleQueue[Session] = queue.SimpleQueue()
     made = [session.worker() for _ in range(jobs)]
     for w in made:
@@ -161,7 +183,7 @@ def run_rules(session: Session, rules: list[Rule], now: datetime | None = None, 
     def one(rule: Rule) -> RuleRun:
         w = workers.get()
         try:
-            return run_rule(w, rule, now)
+            return run_or_fail(w, rule, now)
         finally:
             workers.put(w)
 
@@ -169,8 +191,8 @@ def run_rules(session: Session, rules: list[Rule], now: datetime | None = None, 
     try:
         return list(pool.map(one, rules))
     except BaseException:
-        # Interrupted (or a rule failed): the rules not started are dropped, the running ones
-        # stopped inside DuckDB, instead of waiting for every rule to finish.
+        # Interrupted: the rules not started are dropped, the running ones stopped inside
+        # DuckDB, instead of waiting for every rule to finish.
         pool.shutdown(wait=False, cancel_futures=True)
         for w in made:
             w.con.interrupt()

@@ -113,9 +113,11 @@ def shipped_dir() -> Path:
 def load_rule(path: Path) -> Rule:
     try:
         doc = yamltext.load(path.read_text(encoding="utf-8"))
+    except yamltext.AliasBombError as exc:
+        raise RuleError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise RuleError(f"{path}: not valid YAML: {exc}") from None
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(f"{path}: cannot read: {exc}") from None
     if not isinstance(doc, dict) or "query" not in doc:
         raise RuleError(f"{path}: not a rule (a YAML mapping with a `query` is expected)")

@@ -28,6 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from exhunt import alerts as alerting
 from exhunt import yamltext
 from exhunt.engine import Session
@@ -103,7 +105,16 @@ def load_cases(rule: Rule) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     path = cases_path(rule)
     if not path.exists():
         raise RuleError(f"{rule.slug}: no tests at {path}")
-    doc = yamltext.load(path.read_text(encoding="utf-8")) or {}
+    try:
+        doc = yamltext.load(path.read_text(encoding="utf-8")) or {}
+    except yamltext.AliasBombError as exc:
+        raise RuleError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{path}: not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RuleError(f"{path}: not a rule's tests (a YAML mapping with `cases` is expected)")
     cases = doc.get("cases") or []
     if not isinstance(cases, list) or not cases:
         raise RuleError(f"{path}: no cases")

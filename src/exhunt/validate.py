@@ -3,7 +3,8 @@
 Checks, each reported with the reason: the Sentinel fields are present and
 within Sentinel's limits; the KQL is something the engine runs (the construct is
 named when not); every column the query names exists in its table (run against
-empty tables with the real schema, exactly as Defender would refuse it); and a
+empty tables with the real schema, exactly as Defender would refuse it); every constant
+regular expression compiles in RE2 (which refuses some only once a row reaches them); and a
 separate verdict on Defender custom-detection requirements.
 """
 
@@ -15,8 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from exhunt import kqlcheck
-from exhunt.engine import Session
+from exhunt import kqlcheck, sqlguard
+from exhunt.engine import Session, regex_message
 from exhunt.errors import RuleError
 from exhunt.rule import SENTINEL_REQUIRED, Rule, load_each
 
@@ -242,12 +243,15 @@ def validate_rule(rule: Rule, session: Session) -> Result:
         return res
     static_columns = _static(rule, session, res)
     try:
-        session.translate(rule.query)
+        tr = session.translate(rule.query)
     except RuleError as exc:
         named = _unsupported(rule.query)
         hint = f" (unsupported construct: {', '.join(named)})" if named and "construct" not in str(exc) else ""
         res.error(str(exc) + hint)
     else:
+        # RE2 refuses some patterns only when a row reaches them: compile each one now.
+        for pattern, why in sqlguard.regex_problems(session.con, tr.sql, tr.params):
+            res.error(regex_message(pattern, why))
         try:
             table = session.query(rule.query)
             res.columns = list(table.column_names)
@@ -298,14 +302,14 @@ def validate_all(refs: list[str] | None) -> list[Result | Unloadable]:
 
 def render(results: list[Result | Unloadable], console: Any) -> bool:
     """Each rule with its findings, then a summary line; True when any rule has problems."""
-    from rich.markup import escape
+    from exhunt.safetext import markup
 
     for res in results:
         status = "[green]ok[/green]" if res.ok else "[red]FAIL[/red]"
-        console.print(f"{status} {escape(res.slug)} ({escape(str(res.path))})")
+        console.print(f"{status} {markup(res.slug)} ({markup(res.path)})")
         for level, msg in res.findings:
             colour = {"error": "red", "warning": "yellow"}.get(level, "dim")
-            console.print(f"   [{colour}]{level}[/{colour}]: {escape(msg)}")
+            console.print(f"   [{colour}]{level}[/{colour}]: {markup(msg)}")
     bad = sum(not r.ok for r in results)
     n = len(results)
     console.print(f"{n} rule{'' if n == 1 else 's'}, {n - bad} ok, {bad} with problems")

@@ -1,4 +1,9 @@
-"""Machine-readable output: JSON lines, one JSON array, or CSV (lists as JSON text)."""
+"""Machine-readable output: JSON lines, one JSON array, or CSV (lists as JSON text).
+
+JSON is exact (it escapes control characters itself). CSV is opened by spreadsheets,
+which run a cell that starts like a formula: such cells are neutralised as OWASP
+describes (see `neutral`), and every text cell is quoted.
+"""
 
 from __future__ import annotations
 
@@ -27,19 +32,33 @@ def write_json(rows: list[dict[str, Any]], out: TextIO) -> None:
     out.write("\n")
 
 
-def _cell(value: Any) -> str:
+#: What a spreadsheet takes as the start of a formula (OWASP "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutral(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one starting like a formula gets a `'` in front."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def _cell(value: Any) -> str | int | float:
+    """The CSV cell of a value. Numbers stay numbers (written bare: a number cannot be a
+    formula); everything else is neutralised text (written quoted)."""
     if value is None:
         return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, (list, dict)):
+        return neutral(json.dumps(value, ensure_ascii=False))
+    return neutral(str(value))
 
 
 def write_csv(rows: list[dict[str, Any]], out: TextIO) -> None:
     cols = columns_of(rows)
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(cols)
+    # QUOTE_NONNUMERIC: every text cell in double quotes, as OWASP advises beside the `'`.
+    writer = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow([neutral(c) for c in cols])
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in cols])

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any, TextIO
 
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from exhunt.safetext import console as safe_console
+from exhunt.safetext import shown
 
 #: Longest description shown per alert; the full text is in the json/jsonl/csv output.
 MAX_DETAIL = 240
@@ -52,27 +54,33 @@ def short_host(name: str) -> str:
 
 def write_table(
     alerts: list[dict[str, Any]], out: TextIO, details: list[str], title: str | None = None,
-    width: int | None = None,
+    width: int | None = None, zone: str = "UTC",
 ) -> None:
-    """Render alerts; `details[i]` is the one-line description of alert i."""
-    console = Console(file=out, width=width, highlight=False, soft_wrap=False)
+    """Render alerts; `details[i]` is the one-line description of alert i. Times are shown as
+    they are in the alerts, which are in `zone` (see exhunt.zones); every text from the data
+    is shown with its control characters escaped."""
+    console = safe_console(file=out, width=width, highlight=False, soft_wrap=False)
     if not alerts:
         console.print("No alerts.")
         return
-    table = Table(title=title, expand=False, show_lines=False, pad_edge=False, box=None)
-    table.add_column("Time (UTC)", no_wrap=True, min_width=16, max_width=16)
+    # The zone names the column when it fits its 16 characters, else a caption says it.
+    header = f"Time ({shown(zone)})" if len(shown(zone)) <= 9 else "Time"
+    caption = None if header.endswith(")") else Text(f"times in {shown(zone)}")
+    table = Table(title=Text(shown(title)) if title else None, caption=caption, expand=False,
+                  show_lines=False, pad_edge=False, box=None)
+    table.add_column(header, no_wrap=True, min_width=16, max_width=16)
     table.add_column("Sev", no_wrap=True, max_width=4)
     table.add_column("Device", overflow="fold", max_width=15)
     table.add_column("Rule / what happened", overflow="fold", ratio=1)
     for alert, detail in zip(alerts, details, strict=True):
         sev = str(alert.get("severity", ""))
         when = str(alert.get("Timestamp") or "")[:16].replace("T", " ")
-        text = Text(str(alert.get("rule_name", "")), style="bold")
-        detail = tidy(detail)
+        text = Text(shown(alert.get("rule_name", "")), style="bold")
+        detail = shown(tidy(detail))
         if detail:
             short = detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "…"
             text.append("\n" + short)
-        label = SEVERITY_LABEL.get(sev, sev[:4].upper())
-        table.add_row(when, Text(label, style=SEVERITY_STYLE.get(sev, "")),
-                      short_host(str(alert.get("DeviceName", ""))), text)
+        label = shown(SEVERITY_LABEL.get(sev, sev[:4].upper()))
+        table.add_row(Text(shown(when)), Text(label, style=SEVERITY_STYLE.get(sev, "")),
+                      Text(shown(short_host(str(alert.get("DeviceName", ""))))), text)
     console.print(table)

@@ -6,7 +6,9 @@ change to add either: the registry below finds them by import.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+import stat
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -53,26 +55,85 @@ def disk_file(path: Path, display: str | None = None) -> SourceFile:
     def opener() -> IO[bytes]:
         return path.open("rb")
 
-    return SourceFile(display or str(path), opener, path.stat().st_size, path.name)
+    return SourceFile(display or str(path), opener, path.stat().st_size, path.name, path)
+
+
+def unreadable(path: Path, problem: str) -> SourceFile:
+    """An input that cannot be read (an unreadable folder, a FIFO in a folder): the run
+    summary names it as a problem instead of it vanishing."""
+    def opener() -> IO[bytes]:
+        raise OSError(problem)
+
+    return SourceFile(str(path), opener, 0, path.name, None, problem)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def walk(paths: list[Path]) -> Iterator[SourceFile]:
-    """Files named on the command line, folders expanded recursively, in a stable order."""
+    """Files named on the command line, folders expanded recursively, in a stable order.
+
+    Only regular files are read: a FIFO, socket or device named on the command line is
+    refused (opening one can block forever, or never end); one inside a folder, a folder
+    that cannot be listed and a broken link are inputs with a problem the summary names.
+    """
     from exhunt import manifest
 
     for path in paths:
-        if not path.exists():
-            raise UsageError(f"{path}: no such file or folder{manifest.missing_hint(path)}")
-        if path.is_dir():
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            raise UsageError(f"{path}: no such file or folder{manifest.missing_hint(path)}") from None
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot access: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(mode):
             manifest.refuse_unfinished(path)
             ingested = manifest.FolderCheck()  # only what a complete ingest's manifest lists
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
-                if any(part.startswith(".") for part in child.relative_to(path).parts):
-                    continue
-                if ingested.admit(child):
-                    yield disk_file(child)
-        else:
+            yield from (src for src in _folder(path) if src.path is None or ingested.admit(src.path))
+        elif stat.S_ISREG(mode):
             yield disk_file(path)
+        else:
+            raise UsageError(f"{path}: {_kind(mode)}, not a regular file; exhunt reads files and folders only")
+
+
+def _folder(top: Path) -> Iterator[SourceFile]:
+    """Every input under `top` (hidden names skipped, links to folders not followed), sorted by path."""
+    found: list[tuple[Path, SourceFile | None]] = []
+
+    def failed(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else top
+        found.append((where, unreadable(where, f"cannot read folder: {exc.strerror or exc}")))
+
+    for folder, dirs, files in os.walk(top, onerror=failed):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in dirs:
+            if os.path.islink(os.path.join(folder, name)):
+                link = Path(folder, name)
+                found.append((link, unreadable(link, "a link to a folder, not followed (name its "
+                                                          "target on the command line to read it)")))
+        for name in files:
+            if name.startswith("."):
+                continue
+            found.append((Path(folder, name), None))
+    for path, entry in sorted(found, key=lambda e: e[0]):
+        yield entry if entry is not None else _entry(path)
+
+
+def _entry(path: Path) -> SourceFile:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return unreadable(path, "a broken link (its target does not exist)")
+    except OSError as exc:
+        return unreadable(path, f"cannot read: {exc.strerror or exc}")
+    if not stat.S_ISREG(mode):
+        return unreadable(path, f"{_kind(mode)}, not a regular file; not read")
+    return disk_file(path)
 
 
 def choose(src: SourceFile, head: bytes, forced: str | None = None) -> Reader | None:

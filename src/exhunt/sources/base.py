@@ -8,13 +8,15 @@ record number.
 
 from __future__ import annotations
 
+import codecs
 import io
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import IO, Any, Protocol
 
 import pyarrow as pa
@@ -28,6 +30,16 @@ BATCH_ROWS = 20_000
 
 
 @dataclass
+class Fault:
+    """Where a stream stopped giving data, and why (see `Guarded`)."""
+
+    offset: int
+    message: str
+    #: The skip reason of the rest of the file.
+    reason: str = "rest of the file unreadable"
+
+
+@dataclass
 class SourceFile:
     """A file to read: on disk, or a member of an archive."""
 
@@ -35,6 +47,15 @@ class SourceFile:
     opener: Callable[[], IO[bytes]]
     size: int
     name: str
+    #: The file on disk, when it is one (never derived from `display`, which an archive's
+    #: member names make up): only such a file may be read by path (DuckDB, a worker process).
+    path: Path | None = None
+    #: Why this input cannot be read at all (an unreadable folder, a FIFO); set by `walk`.
+    problem: str | None = None
+    #: Where its streams ended early (damaged or truncated archive member, bomb limit).
+    faults: list[Fault] = field(default_factory=list)
+    #: Problems that leave the data readable (a zip member's CRC mismatch).
+    warnings: list[str] = field(default_factory=list)
 
     def open(self) -> IO[bytes]:
         return self.opener()
@@ -88,8 +109,26 @@ class FileReport:
     def coerce(self, where: str, column: str, value: str) -> None:
         """A value that did not fit its column type: the row is kept, the value nulled."""
         self.coerced[column] += 1
-        self.message(f"{self.path}:{where}: {column} value {value!r} is not a valid "
+        self.message(f"{self.path}:{where}: {column} value {shorten(value)!r} is not a valid "
                      f"{column} value; kept the row with {column} empty")
+
+
+#: Longest value quoted whole in a message (a 5,000-digit number would fill the screen).
+QUOTE_CHARS = 200
+
+
+def shorten(value: str, limit: int = QUOTE_CHARS) -> str:
+    """`value`, or its start and its length when longer than `limit`."""
+    return value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
+
+
+def printable(text: str) -> str:
+    """A name chosen by whoever wrote the file (an archive member, a column) as inert text:
+    control and bidi characters escaped, as every human-facing output shows them
+    (exhunt.safetext, imported here only when needed: readers start without rich)."""
+    from exhunt.safetext import shown
+
+    return shown(text)
 
 
 @dataclass
@@ -119,6 +158,9 @@ class Relation:
     #: Whether any line is empty (see mde_csv.blank_lines); asked only when lines and rows differ.
     blank_lines: Callable[[], bool] | None = None
     first_line: int = 2
+    #: For a file DuckDB reads itself (Parquet): the reader's batches, should DuckDB refuse
+    #: the file (a damaged row group), so the readable parts are kept and the rest counted.
+    recover: Callable[[FileReport], Iterator[Batch]] | None = None
 
 
 class Reader(Protocol):
@@ -189,10 +231,70 @@ def resolve_table(
 def flatten_value(value: Any) -> Any:
     """JSON objects and arrays become JSON text (dynamic columns are stored as text)."""
     if isinstance(value, (dict, list)):
-        import json
-
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        try:
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        except RecursionError:
+            raise TooDeep from None
     return value
+
+
+class TooDeep(ValueError):
+    """A JSON value nested deeper than Python's parser and writer can follow."""
+
+    def __init__(self) -> None:
+        super().__init__(NESTED_TOO_DEEP)
+
+
+#: The skip reason of a record nested too deep to read.
+NESTED_TOO_DEEP = "nested too deep"
+
+
+def _int(text: str) -> int | str:
+    """A JSON integer; one too long for Python's int conversion (thousands of digits) stays
+    text, so its record is kept and the column's type decides (a long column empties it)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+#: A JSON parser for attacker-controlled text: huge integers stay text (see `_int`).
+DECODER = json.JSONDecoder(parse_int=_int)
+
+
+def loads(text: str) -> Any:
+    """`json.loads`, but a value nested too deep raises `TooDeep` (a ValueError), not
+    RecursionError, and a 5,000-digit integer is kept as text instead of failing."""
+    try:
+        return DECODER.decode(text)
+    except RecursionError:
+        raise TooDeep from None
+
+
+def raw_decode(text: str, pos: int) -> tuple[Any, int]:
+    """`JSONDecoder.raw_decode` with the same guards as `loads`."""
+    try:
+        return DECODER.raw_decode(text, pos)
+    except RecursionError:
+        raise TooDeep from None
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def value_end(text: str, pos: int) -> int | None:
+    """The offset just past the JSON array or object starting at `pos`, found without
+    recursion (so a 10,000-deep value can be stepped over); None if it never closes."""
+    depth = 0
+    for m in _TOKEN.finditer(text, pos):
+        tok = m.group()
+        if tok == "[" or tok == "{":
+            depth += 1
+        elif tok == "]" or tok == "}":
+            depth -= 1
+            if depth <= 0:
+                return m.end()
+    return None
 
 
 class RowBuffer:
@@ -258,3 +360,176 @@ def read_document(src: SourceFile, report: FileReport) -> str | None:
 def text_stream(fh: IO[bytes]) -> IO[str]:
     """UTF-8 text (BOM tolerated); undecodable bytes are replaced, not fatal."""
     return io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
+
+
+# ---------------------------------------------------------------------------
+# streams
+
+
+#: A binary stream of any kind (a file, a decompressor, an archive member).
+Stream = IO[bytes] | io.RawIOBase | io.BufferedIOBase
+
+
+class Guarded(io.RawIOBase):
+    """A stream that ends where its data cannot be read, instead of raising.
+
+    A damaged or truncated archive member, or a decompression stream past its bomb limit,
+    would otherwise make the reader raise halfway and lose the records it had buffered.
+    Ended here, the reader sees a shorter file: it keeps every record before the damage
+    (a record cut in two is skipped as truncated) and the fault, with its byte offset, is
+    put in the file's report (see readpool.iter_source).
+    """
+
+    def __init__(self, raw: Stream, faults: list[Fault], errors: tuple[type[BaseException], ...],
+                 limit: int | None = None, limit_reason: str = "") -> None:
+        super().__init__()
+        self._raw = raw
+        self._faults = faults
+        self._errors = errors
+        self._limit = limit
+        self._limit_reason = limit_reason
+        self._pos = 0
+        self._done = False
+
+    def _fault(self, message: str, reason: str = Fault.reason) -> None:
+        self._done = True
+        if not any(f.offset == self._pos and f.message == message for f in self._faults):
+            self._faults.append(Fault(self._pos, message, reason))
+
+    def readinto(self, b: Any) -> int:
+        if self._done or not len(b):
+            return 0
+        want = len(b)
+        if self._limit is not None:
+            if self._pos >= self._limit:
+                # One byte more tells a stream that ends exactly at the limit from one that goes on.
+                try:
+                    more = self._raw.read(1)
+                except self._errors as exc:
+                    self._fault(describe(exc))
+                    return 0
+                if more:
+                    self._fault(self._limit_reason, "rest of the file refused (decompression bomb limit)")
+                else:
+                    self._done = True
+                return 0
+            want = min(want, self._limit - self._pos)
+        try:
+            data = self._raw.read(want)
+        except self._errors as exc:
+            self._fault(describe(exc))
+            return 0
+        n = len(data)
+        b[:n] = data
+        self._pos += n
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return bool(self._raw.seekable())
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            self._pos = self._raw.seek(offset, whence)
+        except self._errors as exc:
+            raise OSError(describe(exc)) from None
+        self._done = False
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a short, inert message: its text (control characters escaped), else its type."""
+    text = str(exc).strip()
+    return printable(shorten(text)) if text else type(exc).__name__
+
+
+def guarded(raw: Stream, faults: list[Fault], errors: tuple[type[BaseException], ...],
+            limit: int | None = None, limit_reason: str = "") -> IO[bytes]:
+    """`Guarded`, buffered (readers read lines and small blocks)."""
+    return io.BufferedReader(Guarded(raw, faults, errors, limit, limit_reason), 1 << 16)
+
+
+#: Byte-order marks of the UTF-16 text some export tools write (PowerShell's Export-Csv
+#: -Encoding Unicode, Excel's "Unicode text"), and the codec reading each.
+UTF16_BOMS = {codecs.BOM_UTF16_LE: "utf-16-le", codecs.BOM_UTF16_BE: "utf-16-be"}
+
+
+def utf16_codec(head: bytes) -> str | None:
+    """The codec of UTF-16 text with a byte-order mark, else None."""
+    if head[:4] in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):
+        return None
+    return UTF16_BOMS.get(head[:2])
+
+
+class _Transcoded(io.RawIOBase):
+    """UTF-16 text as UTF-8 bytes, decoded as it is read (BOM dropped; a broken code unit
+    becomes U+FFFD, as the readers' own UTF-8 decoding does). Seeking re-reads from the start."""
+
+    def __init__(self, src: SourceFile, codec: str) -> None:
+        super().__init__()
+        self._src = src
+        self._codec = codec
+        self._start()
+
+    def _start(self) -> None:
+        self._raw = self._src.open()
+        self._raw.read(2)  # the BOM
+        self._decoder = codecs.getincrementaldecoder(self._codec)(errors="replace")
+        self._pending = b""
+        self._eof = False
+        self._pos = 0
+
+    def readinto(self, b: Any) -> int:
+        while not self._pending and not self._eof:
+            chunk = self._raw.read(1 << 16)
+            self._eof = not chunk
+            self._pending = self._decoder.decode(chunk, final=self._eof).encode("utf-8", "replace")
+        n = min(len(b), len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        self._pos += n
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0:
+            raise OSError("a transcoded stream seeks from its start only")
+        self._raw.close()
+        self._start()
+        while self._pos < offset:
+            if not self.read(min(1 << 16, offset - self._pos)):
+                break
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def transcoded(src: SourceFile, codec: str) -> SourceFile:
+    """`src` as UTF-8: a UTF-16 CSV or JSON export is then read like any other."""
+    def opener() -> IO[bytes]:
+        return io.BufferedReader(_Transcoded(src, codec), 1 << 16)
+
+    return SourceFile(src.display, opener, src.size, src.name, None, src.problem, src.faults, src.warnings)

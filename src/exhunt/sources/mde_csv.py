@@ -37,6 +37,7 @@ from exhunt.sources.base import (
     FileReport,
     Relation,
     SourceFile,
+    printable,
     resolve_table,
     text_stream,
 )
@@ -53,10 +54,6 @@ DUCKDB_MIN_BYTES = 16 << 20
 DUCKDB_BUFFER_BYTES: int | None = None
 
 
-class _Damaged(Exception):
-    """Arrow met a line it cannot place; the slow reader takes over from here."""
-
-
 def _header(head: bytes) -> list[str]:
     text = head.decode("utf-8-sig", errors="replace")
     first = text.splitlines()[0] if text else ""
@@ -71,8 +68,34 @@ def _columns(head: bytes) -> list[str]:
     return [_column_name(c) for c in _header(head)]
 
 
+def unique_columns(names: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Header names made unique (case-insensitively, as DuckDB compares them): a repeated
+    name keeps its first column under the name and the next ones as `Name_2`, `Name_3`...
+    Returns the names and the (repeated name, new name) pairs, so nothing is dropped unsaid."""
+    taken = {n.lower() for n in names}
+    seen: set[str] = set()
+    out: list[str] = []
+    renamed: list[tuple[str, str]] = []
+    for name in names:
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            out.append(name)
+            continue
+        k = 2
+        while f"{name}_{k}".lower() in taken:
+            k += 1
+        new = f"{name}_{k}"
+        taken.add(new.lower())
+        seen.add(new.lower())
+        out.append(new)
+        renamed.append((name, new))
+    return out, renamed
+
+
 def _column_name(raw: str) -> str:
-    name = raw.strip()
+    """A header name, zone suffix removed, control characters escaped (a NUL or escape
+    sequence in a name is shown as text, and DuckDB cannot bind a name holding a NUL)."""
+    name = printable(raw.strip())
     return name[: -len(_ZONE_SUFFIX)] if name.endswith(_ZONE_SUFFIX) else name
 
 
@@ -187,8 +210,8 @@ class MdeCsv:
 
     def relation(self, src: SourceFile, report: FileReport, table: str | None) -> Relation | None:
         """DuckDB's parallel reader over a large, plainly shaped export on disk, else None."""
-        path = Path(src.display)
-        if src.size < DUCKDB_MIN_BYTES or not path.is_file():
+        path = src.path
+        if src.size < DUCKDB_MIN_BYTES or path is None or not path.is_file():
             return None
         head = src.head()
         if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
@@ -212,7 +235,12 @@ class MdeCsv:
                         physical_records=lambda: physical_records(path), blank_lines=lambda: blank_lines(path))
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
-        header = _columns(src.head())
+        header, renamed = unique_columns(_columns(src.head()))
+        for old, new in renamed:
+            report.message(f"{report.path}:line 1: column {printable(old)!r} appears more than once; "
+                           f"both kept, the later one as {printable(new)!r}")
+        if renamed:
+            report.note = "repeated column(s) kept as " + ", ".join(printable(new) for _, new in renamed)
         schema = resolve_table(table, None, src.name, header)
         # A Log Analytics export names each row's table in `Type` (a union mixes tables).
         by_type = table is None and "Type" in header
@@ -228,7 +256,7 @@ class MdeCsv:
             for batch in self._fast(src, report, default or "", header, state):
                 yield from _route(batch, default, by_type, report)
             return
-        except (_Damaged, pa.ArrowInvalid):
+        except pa.ArrowInvalid:
             pass
         for batch in self._slow(src, report, default or "", header, state["line"]):
             yield from _route(batch, default, by_type, report)
@@ -236,19 +264,15 @@ class MdeCsv:
     def _fast(
         self, src: SourceFile, report: FileReport, table: str, header: list[str], state: dict[str, int],
     ) -> Iterator[Batch]:
-        damaged: list[bool] = []
-
-        def on_invalid(row: pacsv.InvalidRow) -> str:
-            damaged.append(True)
-            return "skip"
-
+        # A malformed line makes Arrow raise ArrowInvalid (read() then resumes with the slow
+        # reader). Not an invalid_row_handler: pyarrow decodes the bad line's bytes as UTF-8
+        # before calling it, and on invalid UTF-8 prints a traceback to stderr instead.
         with src.open() as fh:
             reader = pacsv.open_csv(
                 fh,
                 read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, encoding="utf8", skip_rows=1,
                                                column_names=header),
-                parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False,
-                                                 invalid_row_handler=on_invalid),
+                parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
                 convert_options=pacsv.ConvertOptions(
                     column_types={c: pa.string() for c in header},
                     strings_can_be_null=False,
@@ -258,8 +282,6 @@ class MdeCsv:
             for rb in reader:
                 # A bad line found while parsing this batch (or a later one read ahead) lies after
                 # every row yielded so far, so the slow reader can resume at state["line"].
-                if damaged:
-                    raise _Damaged
                 labels, following = _line_labels(state["line"], rb)
                 report.read += rb.num_rows
                 yield Batch(table, rb.append_column(SOURCE_RECORD, labels))

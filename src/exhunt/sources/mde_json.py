@@ -16,7 +16,19 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, read_document, resolve_table
+from exhunt.sources.base import (
+    NESTED_TOO_DEEP,
+    Batch,
+    FileReport,
+    RowBuffer,
+    SourceFile,
+    TooDeep,
+    loads,
+    raw_decode,
+    read_document,
+    resolve_table,
+    value_end,
+)
 from exhunt.sources.records import Router, drop_union_leftovers
 
 
@@ -32,9 +44,17 @@ def _get(obj: dict[str, Any], key: str) -> Any:
     return None
 
 
-def _salvage(text: str) -> tuple[list[Any], int]:
-    """Records of the first array in a truncated document, up to the cut, and the cut's offset."""
-    dec = json.JSONDecoder()
+class _Unreadable:
+    """A record of the document that could not be parsed (counted and skipped in its place)."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        self.where = where
+        self.reason = reason
+
+
+def _salvage(text: str) -> tuple[list[Any], bool]:
+    """Records of the rows array, one by one: a record nested too deep is stepped over and
+    marked, a cut or invalid one ends the list. (records, whether the array was complete)."""
     start = text.find("[", text.find("{") + 1 if text.lstrip().startswith("{") else 0)
     if text.lstrip().startswith("{"):
         # The rows are under Results/records/rows, not in the first array (`Schema` comes first).
@@ -43,17 +63,26 @@ def _salvage(text: str) -> tuple[list[Any], int]:
             start = m.end() - 1
     items: list[Any] = []
     if start < 0:
-        return items, 0
+        return items, False
     pos = start + 1
     while True:
         while pos < len(text) and text[pos] in " \r\n\t,":
             pos += 1
-        if pos >= len(text) or text[pos] == "]":
-            return items, pos
+        if pos >= len(text):
+            return items, False
+        if text[pos] == "]":
+            return items, True
         try:
-            obj, pos = dec.raw_decode(text, pos)
-        except json.JSONDecodeError:
-            return items, pos
+            obj, pos = raw_decode(text, pos)
+        except TooDeep:
+            end = value_end(text, pos)
+            if end is None:
+                return items, False
+            items.append(_Unreadable(f"line {_line_of(text, pos)}", NESTED_TOO_DEEP))
+            pos = end
+            continue
+        except ValueError:
+            return items, False
         items.append(obj)
 
 
@@ -85,16 +114,20 @@ class MdeJson:
         if text is None:
             return
         try:
-            doc: Any = json.loads(text)
-        except json.JSONDecodeError as exc:
-            items, cut = _salvage(text)
-            report.skip(f"line {exc.lineno}", "truncated or invalid JSON",
-                        f"{exc.msg} (column {exc.colno}); kept the {len(items)} complete records before it")
-            report.damaged_chunks += 1
+            doc: Any = loads(text)
+        except ValueError as exc:  # cut, invalid, or a record nested too deep: record by record
+            items, complete = _salvage(text)
+            if not complete:
+                report.read += 1
+                where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "end"
+                detail = (f"{exc.msg} (column {exc.colno}); " if isinstance(exc, json.JSONDecodeError) else "")
+                kept = sum(not isinstance(i, _Unreadable) for i in items)
+                report.skip(where, "truncated or invalid JSON",
+                            f"{detail}kept the {kept} complete records before it")
+                report.damaged_chunks += 1
             doc = items
             if not items:
                 return
-            del cut
         yield from self._rows(doc, src, report, table)
 
     def _rows(self, doc: Any, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
@@ -119,14 +152,21 @@ class MdeJson:
         for i, rec in enumerate(rows, 1):
             report.read += 1
             where = f"record {i}"
+            if isinstance(rec, _Unreadable):
+                report.skip(f"{where} ({rec.where})", rec.reason)
+                continue
             if not isinstance(rec, dict):
                 report.skip(where, "record is not a JSON object")
                 continue
-            target, row = router.route(rec)
-            if target is None:
-                report.skip(where, "no table matches the record's columns")
+            try:
+                target, row = router.route(rec)
+                if target is None:
+                    report.skip(where, "no table matches the record's columns")
+                    continue
+                out = buf.add(target.name, row, where)
+            except TooDeep:
+                report.skip(where, NESTED_TOO_DEEP)
                 continue
-            out = buf.add(target.name, row, where)
             if out is not None:
                 yield out
         yield from buf.drain()
@@ -150,7 +190,11 @@ class MdeJson:
                 if tgt is None:
                     report.skip(where, "no table matches the record's columns")
                     continue
-                out = buf.add(tgt.name, drop_union_leftovers(tgt.name, row), where)
+                try:
+                    out = buf.add(tgt.name, drop_union_leftovers(tgt.name, row), where)
+                except TooDeep:
+                    report.skip(where, NESTED_TOO_DEEP)
+                    continue
                 if out is not None:
                     yield out
         yield from buf.drain()

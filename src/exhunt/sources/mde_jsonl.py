@@ -13,7 +13,18 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from exhunt.sources.base import Batch, FileReport, RowBuffer, SourceFile, text_stream
+from exhunt.sources.base import (
+    NESTED_TOO_DEEP,
+    Batch,
+    FileReport,
+    RowBuffer,
+    SourceFile,
+    TooDeep,
+    loads,
+    printable,
+    shorten,
+    text_stream,
+)
 from exhunt.sources.records import Router
 
 #: Keys that mark a line as a Windows event rather than a Defender row.
@@ -40,40 +51,56 @@ class MdeJsonl:
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
         buf = RowBuffer()
         router = Router(table, src.name)
-        with src.open() as fh:
-            for lineno, line in enumerate(text_stream(fh), 1):
-                if not line.strip():
-                    continue
-                where = f"line {lineno}"
-                report.read += 1
-                try:
-                    rec: Any = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    # The parser ran off the end of the line: the line was cut (a partial write).
-                    cut = exc.pos >= len(line.rstrip()) or exc.msg.startswith("Unterminated string")
-                    report.skip(where, "truncated JSON line" if cut else "invalid JSON",
-                                f"{exc.msg} (column {exc.colno})")
-                    continue
-                if not isinstance(rec, dict):
-                    report.skip(where, "line is not a JSON object")
-                    continue
-                records = rec.get("records")
-                items = records if isinstance(records, list) else [rec]
-                report.read += len(items) - 1
-                for j, item in enumerate(items, 1):
-                    here = where if len(items) == 1 else f"{where} record {j}"
-                    if not isinstance(item, dict):
-                        report.skip(here, "record is not a JSON object")
-                        continue
-                    target, row = router.route(item)
-                    if target is None:
-                        report.skip(here, "no table matches the record's columns",
-                                    ", ".join(list(row)[:5]))
-                        continue
-                    out = buf.add(target.name, row, here)
-                    if out is not None:
-                        yield out
+        try:
+            with src.open() as fh:
+                for lineno, line in enumerate(text_stream(fh), 1):
+                    if line.strip():
+                        yield from self._line(line, f"line {lineno}", router, buf, report)
+        except OSError:
+            yield from buf.drain()  # the rows before a read error are kept; the error is reported
+            raise
         yield from buf.drain()
+
+    @staticmethod
+    def _line(line: str, where: str, router: Router, buf: RowBuffer, report: FileReport) -> Iterator[Batch]:
+        """One line's records into the buffer; a bad one is skipped and the next line read."""
+        report.read += 1
+        try:
+            rec: Any = loads(line)
+        except TooDeep:
+            report.skip(where, NESTED_TOO_DEEP)
+            return
+        except json.JSONDecodeError as exc:
+            # The parser ran off the end of the line: the line was cut (a partial write).
+            cut = exc.pos >= len(line.rstrip()) or exc.msg.startswith("Unterminated string")
+            report.skip(where, "truncated JSON line" if cut else "invalid JSON", f"{exc.msg} (column {exc.colno})")
+            return
+        except ValueError as exc:
+            report.skip(where, "invalid JSON", shorten(str(exc)))
+            return
+        if not isinstance(rec, dict):
+            report.skip(where, "line is not a JSON object")
+            return
+        records = rec.get("records")
+        items = records if isinstance(records, list) else [rec]
+        report.read += len(items) - 1
+        for j, item in enumerate(items, 1):
+            here = where if len(items) == 1 else f"{where} record {j}"
+            if not isinstance(item, dict):
+                report.skip(here, "record is not a JSON object")
+                continue
+            try:
+                target, row = router.route(item)
+                if target is None:
+                    report.skip(here, "no table matches the record's columns",
+                                ", ".join(printable(str(k)) for k in list(row)[:5]))
+                    continue
+                out = buf.add(target.name, row, here)
+            except TooDeep:
+                report.skip(here, NESTED_TOO_DEEP)
+                continue
+            if out is not None:
+                yield out
 
 
 READER = MdeJsonl()

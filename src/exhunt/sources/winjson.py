@@ -8,7 +8,6 @@ record, and the loop that sends each event through the shared mapping
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from functools import cache
@@ -20,7 +19,20 @@ import orjson
 import pyarrow as pa
 
 from exhunt.schema import SOURCE_RECORD, tables
-from exhunt.sources.base import BATCH_ROWS, Batch, FileReport, SourceFile, read_document, text_stream
+from exhunt.sources.base import (
+    BATCH_ROWS,
+    NESTED_TOO_DEEP,
+    Batch,
+    FileReport,
+    SourceFile,
+    TooDeep,
+    loads,
+    raw_decode,
+    read_document,
+    shorten,
+    text_stream,
+    value_end,
+)
 from exhunt.winlog import Mapper, WinEvent
 
 _RECORD_HEADER = re.compile(r"Record \d+\s*")
@@ -42,8 +54,8 @@ def first_record(head: bytes) -> dict[str, Any] | None:
     if not text.startswith("{"):
         return None
     try:
-        obj, _ = json.JSONDecoder().raw_decode(text)
-    except ValueError:
+        obj, _ = raw_decode(text, 0)
+    except ValueError:  # incomplete in the sniffed bytes, invalid, or nested too deep
         return None
     if isinstance(obj, dict):
         for wrapper in ("hits",):
@@ -61,7 +73,9 @@ def is_json_lines(head: bytes) -> bool:
         return False
     line = text.split("\n", 1)[0]
     try:
-        return isinstance(json.loads(line), dict)
+        return isinstance(loads(line), dict)
+    except TooDeep:
+        return True  # a whole object on the line, too deep to read: the reader skips it
     except ValueError:
         return False
 
@@ -69,19 +83,23 @@ def is_json_lines(head: bytes) -> bool:
 def iter_records(src: SourceFile, report: FileReport) -> Iterator[tuple[str, Any]]:
     """(where, record) for every record; bad lines and truncation are reported, never fatal."""
     if is_json_lines(src.head()):
-        loads = orjson.loads
+        fast = orjson.loads
         with src.open() as fh:
             for lineno, line in enumerate(text_stream(fh), 1):
                 if not line.strip():
                     continue
                 try:
-                    rec = loads(line)
+                    rec = fast(line)
                 except ValueError:
                     try:  # what orjson refuses but Python reads (NaN, huge integers), or a clear message
-                        rec = json.loads(line)
+                        rec = loads(line)
+                    except TooDeep:
+                        report.read += 1
+                        report.skip(f"line {lineno}", NESTED_TOO_DEEP)
+                        continue
                     except ValueError as exc:
                         report.read += 1
-                        report.skip(f"line {lineno}", "invalid JSON", str(exc).split(":")[0])
+                        report.skip(f"line {lineno}", "invalid JSON", shorten(str(exc).split(":")[0]))
                         continue
                 yield f"line {lineno}", rec
         return
@@ -91,7 +109,6 @@ def iter_records(src: SourceFile, report: FileReport) -> Iterator[tuple[str, Any
 
 
 def _documents(text: str, report: FileReport) -> Iterator[tuple[str, Any]]:
-    dec = json.JSONDecoder()
     pos = 0
     n = 0
     stripped = text.lstrip()
@@ -107,12 +124,25 @@ def _documents(text: str, report: FileReport) -> Iterator[tuple[str, Any]]:
         if pos >= len(text) or text[pos] == "]":
             return
         try:
-            obj, pos = dec.raw_decode(text, pos)
+            obj, pos = raw_decode(text, pos)
+        except TooDeep:
+            end = value_end(text, pos) if text[pos] in "[{" else None
+            if end is not None:  # stepped over: the next document is read
+                n += 1
+                report.read += 1
+                report.skip(f"record {n} (line {text.count(chr(10), 0, pos) + 1})", NESTED_TOO_DEEP)
+                pos = end
+                continue
+            line = text.count("\n", 0, pos) + 1
+            report.read += 1
+            report.damaged_chunks += 1
+            report.skip(f"line {line}", NESTED_TOO_DEEP, "and never closed")
+            return
         except ValueError as exc:
             line = text.count("\n", 0, pos) + 1
             report.read += 1
             report.damaged_chunks += 1
-            report.skip(f"line {line}", "truncated or invalid JSON", str(exc).split(":")[0])
+            report.skip(f"line {line}", "truncated or invalid JSON", shorten(str(exc).split(":")[0]))
             nxt = min((i for i in (text.find("\n{", pos + 1), text.find("\nRecord ", pos + 1)) if i >= 0),
                       default=-1)
             if nxt < 0:
@@ -160,9 +190,15 @@ class WinJsonReader:
         return self.score - 10 if text[:1] in ("{", "[", "R") and self.sniff_text(text) else 0
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
+        yield from map_events(self._events(src, report), src, report, table, self.what)
+
+    def _events(self, src: SourceFile, report: FileReport) -> Iterator[tuple[str, WinEvent | TooDeep | None]]:
         convert = type(self).convert
-        yield from map_events(
-            ((where, convert(rec)) for where, rec in iter_records(src, report)), src, report, table, self.what)
+        for where, rec in iter_records(src, report):
+            try:
+                yield where, convert(rec)
+            except (TooDeep, RecursionError):
+                yield where, TooDeep()
 
 
 #: Rows per table held in Python before they become one Arrow batch.
@@ -229,10 +265,12 @@ def rows_to_batch(table: str, rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def map_events(
-    events: Iterator[tuple[str, WinEvent | None]], src: SourceFile, report: FileReport, table: str | None,
-    what: str,
+    events: Iterator[tuple[str, WinEvent | TooDeep | None]], src: SourceFile, report: FileReport,
+    table: str | None, what: str,
 ) -> Iterator[Batch]:
-    """Send events through the shared mapping; yield a batch whenever a table has WIN_BATCH_ROWS rows."""
+    """Send events through the shared mapping; yield a batch whenever a table has WIN_BATCH_ROWS rows.
+
+    An event is a WinEvent, None (a record of another kind) or TooDeep (nested too deep to convert)."""
     mapper = Mapper(src.name)
     buckets: dict[str, list[dict[str, Any]]] = {}
     limit = WIN_BATCH_ROWS
@@ -241,8 +279,16 @@ def map_events(
         if ev is None:
             report.skip(where, f"not a {what} record")
             continue
+        if isinstance(ev, TooDeep):
+            report.skip(where, NESTED_TOO_DEEP)
+            continue
         ev.where = where
-        for name, row in mapper.map(ev):
+        try:
+            mapped = list(mapper.map(ev))
+        except RecursionError:
+            report.skip(where, NESTED_TOO_DEEP)
+            continue
+        for name, row in mapped:
             bucket = buckets.get(name)
             if bucket is None:
                 if table is not None and name != table:

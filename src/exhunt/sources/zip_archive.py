@@ -1,86 +1,57 @@
-"""ZIP archives (the public datasets ship zipped): members are read in place, never extracted.
+"""ZIP archives (the public datasets ship zipped; malware samples come encrypted): members
+are read in place, never extracted.
 
 A zip bomb is refused before anything is read: the archive's declared sizes are
-checked against a total cap and a per-member expansion-ratio cap, nesting is
-limited, and each member stream stops at its declared size (zipfile enforces it
-and checks the CRC), so a forged header cannot make a member expand further.
+checked against the limits in `archives` (total, per-member expansion ratio, member
+count), nesting is limited, and each member stream stops at its declared size, so a
+forged header cannot make a member expand further. A member whose data fails its CRC
+(or AES authentication) is read anyway and flagged: its records may be altered. A member
+that stops decompressing partway keeps the records before the damage (see base.Guarded).
+
+Encrypted members (ZipCrypto or AES, via pyzipper) are opened with the passwords of
+`archives.passwords()`: `--password`, then `infected`.
 """
 
 from __future__ import annotations
 
-import io
-import zipfile
+import zlib
 from collections.abc import Callable, Iterator
-from pathlib import PurePosixPath
 from typing import IO, Any, cast
 
-from exhunt.sources.base import FileReport, SourceFile
+import pyzipper
+from pyzipper.zipfile_aes import AESZipExtFile
 
-#: Refuse an archive whose members would expand to more than this in total.
-MAX_TOTAL = 32 << 30
-#: ... or a member larger than RATIO_FLOOR that expands more than MAX_RATIO times.
-MAX_RATIO = 200
-RATIO_FLOOR = 50 << 20
-#: Archives inside archives, at most this deep.
-MAX_DEPTH = 4
-SEP = "!"
+from exhunt.sources import archives
+from exhunt.sources.archives import MAX_DEPTH, MAX_RATIO, MAX_TOTAL, RATIO_FLOOR, SEP  # noqa: F401
+from exhunt.sources.base import FileReport, SourceFile, guarded
+
+#: What a damaged member's stream raises while it is read.
+STREAM_ERRORS: tuple[type[BaseException], ...] = (
+    pyzipper.BadZipFile, EOFError, zlib.error, OSError, ValueError, NotImplementedError, RuntimeError)
 
 
-class _Member(io.BufferedIOBase):
-    """A member stream whose zip errors (bad CRC, truncated data) surface as OSError,
-    which the loader reports as "stopped reading" instead of crashing."""
+class _ExtFile(AESZipExtFile):
+    """A member stream that reports a failed integrity check (CRC, AES HMAC) instead of
+    raising it: the check runs after the last bytes were decoded, and raising would lose them."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
-        super().__init__()
-        self._raw = raw
+    on_damage: Callable[[str], None] | None = None
 
-    def _call(self, fn: Any, *args: Any) -> Any:
+    def check_integrity(self) -> None:
         try:
-            return fn(*args)
-        except (zipfile.BadZipFile, EOFError) as exc:
-            raise OSError(f"damaged zip member: {exc}") from None
-
-    def read(self, size: int | None = -1) -> bytes:
-        data: bytes = self._call(self._raw.read, -1 if size is None else size)
-        return data
-
-    def read1(self, size: int = -1) -> bytes:
-        return self.read(size)
-
-    def readinto(self, b: Any) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return bool(self._raw.seekable())
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        pos: int = self._call(self._raw.seek, offset, whence)
-        return pos
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
+            super().check_integrity()
+        except pyzipper.BadZipFile as exc:
+            if self.on_damage is None:
+                raise
+            self.on_damage(str(exc))
 
 
-def bomb_reason(infos: list[zipfile.ZipInfo]) -> str | None:
+class _ZipFile(pyzipper.AESZipFile):
+    zipextfile_cls = _ExtFile
+
+
+def bomb_reason(infos: list[Any]) -> str | None:
     """Why an archive is refused, from its directory alone (None when it looks sane)."""
-    total = sum(i.file_size for i in infos)
-    if total > MAX_TOTAL:
-        return f"its members would expand to {total >> 20} MB (limit {MAX_TOTAL >> 20} MB)"
-    for i in infos:
-        ratio = i.file_size / max(i.compress_size, 1)
-        if i.file_size > RATIO_FLOOR and ratio > MAX_RATIO:
-            return (f"member {i.filename!r} would expand {ratio:.0f} times to {i.file_size >> 20} MB "
-                    f"(limit {MAX_RATIO} times for members over {RATIO_FLOOR >> 20} MB)")
-    return None
+    return archives.bomb_reason([(i.filename, i.file_size, i.compress_size) for i in infos])
 
 
 class ZipArchive:
@@ -90,46 +61,71 @@ class ZipArchive:
         return head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
 
     def members(self, src: SourceFile, report: FileReport) -> Iterator[SourceFile]:
-        if src.display.count(SEP) >= MAX_DEPTH:
-            report.error = f"refused: archives nested more than {MAX_DEPTH} deep"
+        if archives.nested_too_deep(src, report):
             return
         with src.open() as fh:
             try:
-                zf = zipfile.ZipFile(fh)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                zf = _ZipFile(fh)
+            except (pyzipper.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
                 report.error = f"damaged zip archive: {exc}"
                 return
             with zf:
-                infos = [i for i in zf.infolist() if not i.is_dir() and not _hidden(i.filename)]
+                infos = [i for i in zf.infolist() if not i.is_dir() and not archives.hidden(i.filename)]
                 reason = bomb_reason(infos)
                 if reason:
                     report.error = f"refused as a likely zip bomb: {reason}"
                     return
-                encrypted = [i for i in infos if i.flag_bits & 0x1]
-                if encrypted:
-                    report.note = f"{len(encrypted)} encrypted member(s) skipped (no password support)"
-                report.note = report.note or f"{len(infos)} member(s)"
+                encrypted = sum(1 for i in infos if i.flag_bits & 0x1)
+                report.note = f"{len(infos)} member(s)" + (f", {encrypted} encrypted" if encrypted else "")
                 for info in infos:
-                    if info.flag_bits & 0x1:
-                        continue
-                    yield SourceFile(
-                        display=f"{src.display}{SEP}{info.filename}",
-                        opener=_opener(zf, info),
-                        size=info.file_size,
-                        name=PurePosixPath(info.filename).name,
-                    )
+                    yield self._member(zf, info, src)
+
+    @staticmethod
+    def _member(zf: _ZipFile, info: Any, src: SourceFile) -> SourceFile:
+        display = archives.member_display(src, info.filename)
+        name = archives.base_name(info.filename)
+        password: bytes | None = None
+        if info.flag_bits & 0x1:
+            password = _password(zf, info)
+            if password is None:
+                return SourceFile(display, _refuse, 0, name, problem=archives.wrong_password())
+        member = SourceFile(display, _refuse, info.file_size, name)
+        member.opener = _opener(zf, info, password, member)
+        return member
 
 
-def _opener(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], IO[bytes]]:
+def _refuse() -> IO[bytes]:
+    raise OSError("cannot open this member")
+
+
+def _password(zf: _ZipFile, info: Any) -> bytes | None:
+    """The first password that opens an encrypted member (its check value matches), else None."""
+    for text in archives.passwords():
+        pwd = text.encode("utf-8")
+        try:
+            zf.open(info, pwd=pwd).close()
+        except (RuntimeError, pyzipper.BadZipFile, ValueError, NotImplementedError, OSError, EOFError):
+            continue
+        return pwd
+    return None
+
+
+def _opener(zf: _ZipFile, info: Any, pwd: bytes | None, member: SourceFile) -> Callable[[], IO[bytes]]:
+    def damaged(message: str) -> None:
+        text = (f"integrity check failed ({message}): the member's data is damaged or was altered; "
+                "its records were read, check them")
+        if text not in member.warnings:
+            member.warnings.append(text)
+
     def opener() -> IO[bytes]:
-        return cast(IO[bytes], _Member(zf.open(info)))
+        try:
+            ext = zf.open(info, pwd=pwd)
+        except (pyzipper.BadZipFile, RuntimeError, NotImplementedError, ValueError, EOFError) as exc:
+            raise OSError(f"damaged zip member: {exc}") from None
+        ext.on_damage = damaged
+        return guarded(cast(IO[bytes], ext), member.faults, STREAM_ERRORS)
 
     return opener
-
-
-def _hidden(name: str) -> bool:
-    parts = PurePosixPath(name).parts
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
 
 
 CONTAINER = ZipArchive()

@@ -298,7 +298,7 @@ def from_sentinel(doc: Any) -> WinEvent | None:
 
             try:
                 parsed = json.loads(s)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep to read
                 parsed = None
             if isinstance(parsed, dict):
                 ev.data = parsed

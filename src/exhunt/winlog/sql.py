@@ -146,7 +146,10 @@ def win_event(row: tuple[Any, ...]) -> tuple[int, WinEvent, int]:
     part, ev.where, ev.channel, ev.provider, ev.event_id, ev.level, ev.task, ev.record_id, ev.computer, ev.time, \
         ev.user_sid, ev.message, data, data_list, rid = row
     if data is not None:
-        parsed = orjson.loads(data)
+        try:
+            parsed = orjson.loads(data)
+        except ValueError:  # nested deeper than orjson reads: the event keeps its other fields
+            parsed = None
         if isinstance(parsed, dict):
             ev.data = parsed
     ev.data_list = list(data_list) if data_list is not None else None
@@ -158,8 +161,10 @@ def not_an_event(what: str, text: str | None) -> tuple[str, str]:
     if text is not None:
         try:
             json.loads(text)
+        except RecursionError:
+            return "nested too deep", ""
         except ValueError as exc:
-            return "invalid JSON", str(exc).split(":")[0]
+            return "invalid JSON", str(exc).split(":")[0][:200]
     return f"not a {what} record", ""
 
 

@@ -1,0 +1,1 @@
+"""The engines a hunt runs on: DuckDB in the process, Kusto clusters, Log Analytics workspaces."""
