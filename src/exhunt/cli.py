@@ -344,9 +344,14 @@ def ingest(
     with Target(out, append) as target, _session(mem) as session:
         # Large CSV parsed by DuckDB and Parquet read in place: the tables are only copied out.
         session.in_place = True
-        files = target.split(list(sources.walk(paths)))
+        found = list(sources.walk(paths))
+        files = target.split(found)
         for note in target.notes if not quiet else []:
             err.print(f"note: {safetext.markup(note)}")
+        if found and not files:
+            if not quiet:
+                err.print(f"Nothing new: every input is already in {safetext.markup(out)}.")
+            return
         load_inputs(session, paths, input_format, table, quiet, verbose, strict, jobs, passwords=password,
                     files=files)
         written = target.publish(session, files)

@@ -14,6 +14,7 @@ for Ctrl-C, Terminated otherwise) and the `with` blocks unwind, removing the fol
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -21,6 +22,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -32,6 +34,8 @@ PREFIX = "exhunt-"
 PID_FILE = "exhunt.pid"
 
 _connections: set[Any] = set()
+#: Temporary folders this process made (folder -> pid that made it; see remove_all_temps).
+_temps: dict[Path, int] = {}
 _lock = threading.RLock()
 _stopping: list[int] = []
 
@@ -74,6 +78,8 @@ def make_temp(prefix: str = PREFIX, parent: Path | None = None) -> Path:
     """A new private folder (mode 0700) with this process's pid file; removes stale ones first."""
     sweep(prefix, parent)
     folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    with _lock:
+        _temps[folder] = os.getpid()
     me = psutil.Process(os.getpid())
     (folder / PID_FILE).write_text(f"{me.pid} {me.create_time()!r}", encoding="ascii")
     return folder
@@ -109,6 +115,18 @@ def glob_escape(text: str) -> str:
 def remove_temp(folder: Path | str | None) -> None:
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
+        with _lock:
+            _temps.pop(Path(folder), None)
+
+
+def remove_all_temps() -> None:
+    """Remove every folder this process made and has not removed yet: the last step of a run
+    that is being stopped, whose `with` blocks a signal may have cut short (Python runs a
+    signal's handler at the next function call, which can be the first line of a cleanup)."""
+    with _lock:
+        mine = [folder for folder, pid in _temps.items() if pid == os.getpid()]
+    for folder in mine:
+        remove_temp(folder)
 
 
 # -- stopping -------------------------------------------------------------------
@@ -146,8 +164,10 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     raise Terminated(signum)
 
 
-def _watch(sock: socket.socket) -> None:
-    """Interrupt DuckDB as soon as a signal arrives, while the main thread is still inside it."""
+def _watch(sock: socket.socket, ours: set[int], done: threading.Event) -> None:
+    """Interrupt DuckDB as soon as a stopping signal arrives, while the main thread may still be
+    inside a query, and keep interrupting until the run has unwound: a query that a rule's
+    thread starts just after the first interruption must not run on for hours."""
     while True:
         try:
             data = sock.recv(64)
@@ -155,7 +175,24 @@ def _watch(sock: socket.socket) -> None:
             return
         if not data:
             return
+        if ours.intersection(data):
+            while not done.is_set():
+                interrupt_all()
+                done.wait(0.05)
+            return
+
+
+def _wind_down(limit: float = 30.0) -> None:
+    """After a stop: interrupt DuckDB until the other threads of the run (rules on cursors)
+    have ended, so that neither their queries nor Python's exit waits for them."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        others = [t for t in threading.enumerate()
+                  if t is not threading.current_thread() and not t.daemon and t.is_alive()]
+        if not others:
+            return
         interrupt_all()
+        others[0].join(0.05)
 
 
 def _signals() -> list[signal.Signals]:
@@ -177,7 +214,9 @@ def handling_signals() -> Iterator[None]:
     # A signal the caller ignores (a background job's Ctrl-C, nohup's SIGHUP) stays ignored.
     previous = {s: h for s in _signals() if (h := signal.getsignal(s)) is not signal.SIG_IGN}
     old_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-    watcher = threading.Thread(target=_watch, args=(reader,), name="exhunt-signals", daemon=True)
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(reader, {int(s) for s in previous}, done),
+                               name="exhunt-signals", daemon=True)
     watcher.start()
     _stopping.clear()
     try:
@@ -185,12 +224,19 @@ def handling_signals() -> Iterator[None]:
             signal.signal(s, _handler)
         yield
     finally:
+        if _stopping:
+            _wind_down()
+            remove_all_temps()
         for s, h in previous.items():
             signal.signal(s, h if h is not None else signal.SIG_DFL)
         signal.set_wakeup_fd(old_fd)
         _stopping.clear()
+        done.set()
         writer.close()
         with contextlib.suppress(OSError):
             reader.shutdown(socket.SHUT_RDWR)
         reader.close()
         watcher.join(1)
+
+
+atexit.register(remove_all_temps)  # a library caller that never closed its session
