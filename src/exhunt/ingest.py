@@ -151,6 +151,7 @@ class Target:
         if self.out.is_dir():
             self.out.rmdir()  # empty: checked before the run
         os.replace(self._tmp, self.out)
+        lifecycle.forget_temp(self._tmp)
         manifest.fsync_dir(self.out.parent)
         self._tmp = None
 

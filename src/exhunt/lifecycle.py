@@ -119,6 +119,12 @@ def remove_temp(folder: Path | str | None) -> None:
             _temps.pop(Path(folder), None)
 
 
+def forget_temp(folder: Path) -> None:
+    """A temporary folder that became something lasting (renamed into place): not removed."""
+    with _lock:
+        _temps.pop(folder, None)
+
+
 def remove_all_temps() -> None:
     """Remove every folder this process made and has not removed yet: the last step of a run
     that is being stopped, whose `with` blocks a signal may have cut short (Python runs a
