@@ -93,7 +93,9 @@ def test_keep_columns_is_conservative() -> None:
     assert "sha256" not in seed["DeviceFileEvents"]
     # whole rows leave the query: nothing pruned for that table
     assert "DeviceFileEvents" not in keep_columns(["DeviceFileEvents | where FileName endswith '.dll'"], tables)
-    assert "DeviceFileEvents" not in keep_columns(["let a = DeviceFileEvents; a | project FileName"], tables)
+    assert "DeviceFileEvents" not in keep_columns(["let a = DeviceFileEvents; a | where FileName == 'x'"], tables)
+    # a `let` is followed to where it is read (the parse tree binds the name): cut there, it is pruned
+    assert "filename" in keep_columns(["let a = DeviceFileEvents; a | project FileName"], tables)["DeviceFileEvents"]
     assert "DeviceFileEvents" not in keep_columns(["union DeviceFileEvents, DeviceProcessEvents | take 5"], tables)
     assert "DeviceFileEvents" not in keep_columns(["DeviceFileEvents | project-away SHA1"], tables)
     joined = keep_columns(["DeviceFileEvents | join (DeviceProcessEvents | where X == 1) on DeviceId "

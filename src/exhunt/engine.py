@@ -30,6 +30,7 @@ import pyarrow as pa
 from exhunt import enrich, kqlcache, lifecycle, readpool, sqlguard, sqlopt
 from exhunt import schema as sch
 from exhunt.errors import RuleError
+from exhunt.kql import tree
 from exhunt.readpool import READ_ERRORS, Event
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
@@ -1304,10 +1305,10 @@ class Session:
         return [epoch + timedelta(microseconds=e * size) for e in sorted(ends)]
 
     def tables_named_in(self, kql: str) -> list[str]:
-        """Tables the query text names (a word match; comments are ignored)."""
-        text = re.sub(r"//[^\n]*", "", kql)
-        words = set(re.findall(r"[A-Za-z_]\w*", text))
-        return [t for t in self.tables if t in words]
+        """The session's tables the query reads by name (from its parse tree: not a name in a
+        string or a comment, nor one a `let` rebinds), in the session's order."""
+        named = {t.lower() for t in tree.tables(kql)}
+        return [t for t in self.tables if t.lower() in named]
 
     def binder_message(self, kql: str, text: str) -> str:
         m = re.search(r'[Cc]olumn (?:with name )?"([^"]+)"', text)

@@ -8,13 +8,13 @@ tests ran is byte for byte what the platform gets.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import yaml
 
 from exhunt import timespan, yamltext
 from exhunt.errors import UsageError
+from exhunt.kql import tree
 from exhunt.rule import Rule
 
 TARGETS = ("sentinel", "sentinel-arm", "defender")
@@ -192,11 +192,16 @@ def to_defender(rule: Rule) -> str:
     return json.dumps(defender_rule(rule), indent=2, ensure_ascii=False) + "\n"
 
 
+#: Operators after which a result column exists only if the query names it.
+_SHAPES_RESULT = frozenset({"project", "project-keep", "summarize", "count", "distinct", "make-series",
+                            "top-nested", "top-hitters", "reduce", "sample-distinct"})
+
+
 def defender_warnings(rule: Rule) -> list[str]:
     """What Defender will refuse or change: its required result columns, its fixed schedules."""
     out = []
-    text = re.sub(r"//[^\n]*", "", rule.query)
-    if not re.search(r"\bReportId\b", text) and re.search(r"\|\s*(project|summarize)\b", text):
+    shaped = tree.operators(rule.query) & _SHAPES_RESULT
+    if shaped and "reportid" not in tree.facts(rule.query).names:
         out.append("Defender requires Timestamp, ReportId and an entity column in the results; "
                    "this query's results have no ReportId, so Defender will reject it until it projects one")
     if not _impacted_assets(rule):

@@ -3,7 +3,10 @@
 duckdb-kql parses with a pure-Python ANTLR grammar: 10 to 110 ms per shipped rule, half
 a second for all of them, paid again by every run although the SQL only depends on the
 query text, the tables' columns, the clock placeholder and the translator's version.
-The cache is an optimization only: a missing, unreadable or damaged entry means
+The facts exhunt reads from a query's parse tree (its tables, the columns it reads, whether
+it is judged row by row: exhunt.kql.tree) are kept the same way, in `*.facts` entries keyed
+by the query text, the reader's own digest and the parser's version, so a warm run parses
+nothing. The cache is an optimization only: a missing, unreadable or damaged entry means
 translating again, and a cache that cannot be written is ignored.
 
 An entry is SQL exhunt will execute, so it is trusted only when it provably came from
@@ -44,6 +47,8 @@ FORMAT = 2
 #: Entries kept; past this the least recently written quarter goes (an entry's input
 #: includes the tables' columns, so inputs with new columns add entries).
 MAX_ENTRIES = 1000
+#: A query's facts (exhunt.kql.tree) are kept beside its translations under this suffix.
+FACTS_SUFFIX = ".facts"
 #: The per-user secret's file name and size.
 KEY_FILE = "key"
 KEY_BYTES = 32
@@ -228,48 +233,98 @@ def _decode(params: dict[str, Any]) -> dict[str, Any]:
             for name, v in params.items()}
 
 
-def get(inp: Input) -> tuple[str, dict[str, Any]] | None:
-    """The SQL and parameters stored for exactly this input by this user, or None."""
+def _load(path_name: str, input_doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON document stored under this name, when this user signed it for exactly this input."""
     folder = _ready()
     secret = None if folder is None else _secret(folder)
     if folder is None or secret is None:
         return None
-    found = _read_small(folder / f"{inp.name}.json", MAX_ENTRY_BYTES)
+    found = _read_small(folder / path_name, MAX_ENTRY_BYTES)
     if found is None:
         return None
     mac, _, body = found[0].partition(b"\n")
     if not hmac.compare_digest(mac, _mac(secret, body)):
-        return None  # not written by this user's exhunt: never read further, never executed
+        return None  # not written by this user's exhunt: never read further, never used
     try:
         doc = json.loads(body.decode("utf-8"))
-        if doc["format"] != FORMAT or doc["input"] != inp.as_doc() or not isinstance(doc["sql"], str):
-            return None  # a translation of something else
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("input") != input_doc:
+            return None  # an entry for something else
+        return doc
+    except ValueError:
+        return None
+
+
+def _store(path_name: str, doc: dict[str, Any]) -> None:
+    """Store a document, signed: the MAC's hex digits, a newline, then the JSON it signs
+    (written atomically: a reader never sees half a file)."""
+    folder = _ready()
+    secret = None if folder is None else _secret(folder)
+    if folder is None or secret is None:
+        return
+    body = _canonical({"format": FORMAT, **doc})
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(_mac(secret, body) + b"\n" + body)
+        os.replace(tmp, folder / path_name)
+        _trim(folder)
+    except OSError:
+        pass
+
+
+def get(inp: Input) -> tuple[str, dict[str, Any]] | None:
+    """The SQL and parameters stored for exactly this input by this user, or None."""
+    doc = _load(f"{inp.name}.json", inp.as_doc())
+    if doc is None or not isinstance(doc.get("sql"), str):
+        return None
+    try:
         return doc["sql"], _decode(doc["params"])
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def put(inp: Input, sql: str, params: dict[str, Any]) -> None:
-    """Store a translation, signed: the MAC's hex digits, a newline, then the JSON it signs
-    (written atomically: a reader never sees half a file)."""
+    """Store a translation, signed."""
     encoded = _encode(params)
-    folder = None if encoded is None else _ready()
-    secret = None if folder is None else _secret(folder)
-    if folder is None or secret is None:
-        return
-    body = _canonical({"format": FORMAT, "input": inp.as_doc(), "sql": sql, "params": encoded})
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(_mac(secret, body) + b"\n" + body)
-        os.replace(tmp, folder / f"{inp.name}.json")
-        _trim(folder)
-    except OSError:
-        pass
+    if encoded is not None:
+        _store(f"{inp.name}.json", {"input": inp.as_doc(), "sql": sql, "params": encoded})
+
+
+@dataclass(frozen=True)
+class FactInput:
+    """What a query's facts (exhunt.kql.tree) depend on: its text, the reader, the parser."""
+
+    kql: str
+    reader: str
+    translator: str
+
+    def as_doc(self) -> dict[str, Any]:
+        return {"facts_of": self.kql, "reader": self.reader, "translator": self.translator}
+
+    @property
+    def name(self) -> str:
+        return hashlib.sha256(_canonical([FORMAT, self.as_doc()])).hexdigest()
+
+
+def fact_inputs(kql: str, reader: str) -> FactInput:
+    return FactInput(kql, reader, _translator_version())
+
+
+def get_facts(inp: FactInput) -> Any:
+    """The facts stored for exactly this input by this user (a JSON value), or None.
+
+    Facts decide which columns are loaded and how a rule is replayed: an entry anyone else
+    wrote could hide alerts, so they are signed and checked exactly like translations."""
+    doc = _load(f"{inp.name}{FACTS_SUFFIX}", inp.as_doc())
+    return None if doc is None else doc.get("facts")
+
+
+def put_facts(inp: FactInput, facts: Any) -> None:
+    _store(f"{inp.name}{FACTS_SUFFIX}", {"input": inp.as_doc(), "facts": facts})
 
 
 def _trim(folder: Path) -> None:
-    entries = list(folder.glob("*.json"))
+    entries = [*folder.glob("*.json"), *folder.glob("*" + FACTS_SUFFIX)]
     if len(entries) <= MAX_ENTRIES:
         return
     entries.sort(key=lambda e: e.stat().st_mtime)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import queue
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,16 +25,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from exhunt import schema
 from exhunt.engine import EARLIEST, LATEST, SLICE_END, Session, check_stop
 from exhunt.errors import RuleError
+from exhunt.kql import tree
 from exhunt.rule import Rule
-
-#: Operators whose answer depends on more than one row, so the window matters.
-_STATEFUL = re.compile(
-    r"\b(summarize|join|lookup|top|take|limit|distinct|count|make-series|toscalar|materialize|"
-    r"arg_max|arg_min|dcount|sample|serialize|row_number|prev|next|scan|top-nested|evaluate)\b",
-    re.IGNORECASE,
-)
 
 
 def latest_slice(rule: Rule) -> bool:
@@ -46,13 +40,12 @@ def latest_slice(rule: Rule) -> bool:
 
 
 def rowwise(rule: Rule) -> bool:
-    """True when each row is judged on its own (no aggregation, join, or ranking)."""
+    """True when each row is judged on its own (no aggregation, join, ranking or sub-query),
+    read from the query's parse tree (exhunt.kql.tree.rowwise) unless `replay:` says."""
     mode = str(rule.meta.get("replay", "auto")).lower()
     if mode in ("rowwise", "windowed", "latest-slice"):
         return mode == "rowwise"
-    text = re.sub(r"//[^\n]*", "", rule.query)
-    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', text)
-    return _STATEFUL.search(text) is None
+    return tree.rowwise(rule.query, schema.tables())
 
 
 @dataclass

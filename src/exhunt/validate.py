@@ -19,6 +19,7 @@ from typing import Any
 from exhunt import kqlcheck, sqlguard
 from exhunt.engine import Session, regex_message
 from exhunt.errors import RuleError
+from exhunt.kql import tree
 from exhunt.rule import SENTINEL_REQUIRED, Rule, load_each
 
 MAX_QUERY = 10_000
@@ -65,18 +66,17 @@ MAX_ENTITY_MAPPINGS, MAX_IDENTIFIERS = 10, 3
 #: Tables Defender XDR does not have (Log Analytics / Sentinel only).
 SENTINEL_ONLY_TABLES = {"Event", "SecurityEvent", "ExchangeAdminAuditLogs"}
 #: Constructs duckdb-kql 1.1.2 does not run, named when translation fails without naming one.
-UNSUPPORTED = {
-    "column_ifexists": r"\bcolumn_ifexists\s*\(", "make_set_if": r"\bmake_set_if\s*\(",
-    "make_list_if": r"\bmake_list_if\s*\(", "bag_unpack / evaluate": r"\|\s*evaluate\b",
-    "externaldata": r"\bexternaldata\b", "search": r"\|\s*search\b|^\s*search\b",
-    "serialize / window functions": r"\|\s*serialize\b|\b(row_number|prev|next)\s*\(",
-    "make-series": r"\bmake-series\b", "mv-apply": r"\bmv-apply\b", "project-reorder": r"\bproject-reorder\b",
-    "project-keep": r"\bproject-keep\b", "top-nested": r"\btop-nested\b", "ingestion_time": r"\bingestion_time\s*\(",
-    "ipv4_is_private": r"\bipv4_is_private\s*\(", "bag_keys": r"\bbag_keys\s*\(", "parse_path": r"\bparse_path\s*\(",
-    "parse_xml": r"\bparse_xml\s*\(", "hash()": r"\bhash\s*\(",
-    "tabular let function": r"\blet\s+\w+\s*=\s*\([^)]*\)\s*\{\s*\w+\s*\|",
-    "datetime_diff in summarize": r"summarize\b[^|]*\bdatetime_diff\s*\(",
-    "between with an unparenthesized column bound": r"\bbetween\s*\(\s*\w+\s*\.\.\s*\w+\s*[+-]",
+UNSUPPORTED_FUNCTIONS = {
+    "column_ifexists": "column_ifexists", "make_set_if": "make_set_if", "make_list_if": "make_list_if",
+    "ingestion_time": "ingestion_time", "ipv4_is_private": "ipv4_is_private", "bag_keys": "bag_keys",
+    "parse_path": "parse_path", "parse_xml": "parse_xml", "hash": "hash()",
+    "row_number": "serialize / window functions", "prev": "serialize / window functions",
+    "next": "serialize / window functions",
+}
+UNSUPPORTED_OPERATORS = {
+    "evaluate": "bag_unpack / evaluate", "externaldata": "externaldata", "search": "search",
+    "serialize": "serialize / window functions", "make-series": "make-series", "mv-apply": "mv-apply",
+    "project-reorder": "project-reorder", "project-keep": "project-keep", "top-nested": "top-nested",
 }
 DEFENDER_ENTITY_COLUMNS = {"DeviceId", "DeviceName", "RemoteDeviceName", "RecipientEmailAddress",
                            "SenderFromAddress", "SenderMailFromAddress", "RecipientObjectId", "AccountObjectId",
@@ -204,10 +204,51 @@ def _defender(rule: Rule, res: Result, tables: list[str]) -> None:
 
 
 def _unsupported(kql: str) -> list[str]:
-    """Known-unsupported constructs the query text uses (comments and strings ignored)."""
-    text = re.sub(r"//[^\n]*", "", kql)
-    text = re.sub(r'@"(?:[^"]|"")*"|@\'(?:[^\']|\'\')*\'|"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', text)
-    return [name for name, pattern in UNSUPPORTED.items() if re.search(pattern, text, re.IGNORECASE | re.MULTILINE)]
+    """Known-unsupported constructs the query uses, read from its parse tree (a name in a
+    string or a comment is not a construct); from its tokens when it does not parse."""
+    found = tree.facts(kql)
+    named = [UNSUPPORTED_FUNCTIONS[f] for f in sorted(found.functions) if f in UNSUPPORTED_FUNCTIONS]
+    named += [UNSUPPORTED_OPERATORS[o] for o in sorted(found.operators) if o in UNSUPPORTED_OPERATORS]
+    root = tree.parse(kql)
+    if root is not None and _tabular_let_function(root):
+        named.append("tabular let function")
+    if root is not None and _datetime_diff_in_summarize(root):
+        named.append("datetime_diff in summarize")
+    if root is None and _between_with_arithmetic(kql):
+        named.append("between with an unparenthesized column bound")
+    return list(dict.fromkeys(named))
+
+
+def _nodes(root: Any, kind: str) -> list[Any]:
+    return [n for n in tree.walk(root) if tree.node_kind(n) == kind]
+
+
+def _tabular_let_function(root: Any) -> bool:
+    """`let f = (...) { T | ... }`: a function whose body is a pipeline."""
+    return any(_nodes(body, "PipedOperator") for decl in _nodes(root, "LetFunctionDeclaration")
+               for body in _nodes(decl, "LetFunctionBody"))
+
+
+def _datetime_diff_in_summarize(root: Any) -> bool:
+    return any(tree.call_name(call) == "datetime_diff" for op in _nodes(root, "SummarizeOperator")
+               for call in _nodes(op, "NamedFunctionCallExpression"))
+
+
+def _between_with_arithmetic(kql: str) -> bool:
+    """`between (a .. b + 1)`: a bound computed without parentheses, which the grammar refuses."""
+    toks = [t for t in tree.tokens(kql) if t.kind != "COMMENT"]
+    for i, t in enumerate(toks):
+        if t.kind != "BETWEEN" or i + 1 >= len(toks) or toks[i + 1].text != "(":
+            continue
+        depth, j = 0, i + 1
+        while j < len(toks):
+            depth += {"(": 1, ")": -1}.get(toks[j].text, 0)
+            if depth == 0:
+                break
+            if depth == 1 and toks[j].text in ("+", "-") and toks[j - 1].kind in ("IDENTIFIER", "CLOSEPAREN"):
+                return True
+            j += 1
+    return False
 
 
 def _static(rule: Rule, session: Session, res: Result) -> list[str]:
