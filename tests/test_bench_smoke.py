@@ -37,3 +37,21 @@ def test_tiny_bench_set_gives_exactly_the_planted_alerts(bench: ModuleType, tmp_
     got = {(a["DetectionType"], a["DeviceName"], a["Timestamp"]) for a in map(json.loads, out.splitlines())}
     assert got == bench.expected()
     assert bench.scan(fmt, tmp_path / fmt) == len(bench.PLANTED)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_tiny_alerts_bench_set_gives_every_alert_with_its_record(tmp_path: Path, fmt: str) -> None:
+    """bench/bench_alerts.py: every generated alert is found, each naming its own row."""
+    spec = importlib.util.spec_from_file_location("bench_alerts", REPO / "bench" / "bench_alerts.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    folder = module.generate(tmp_path, 300, fmt)
+    code, out, err = run_cli(["detect", str(folder), "--rules", module.RULE, "-f", "jsonl", "-q"])
+    assert code == 0, err
+    (tmp_path / "alerts.jsonl").write_text(out)
+    assert module.check(tmp_path / "alerts.jsonl", fmt) == (300, 300, [])

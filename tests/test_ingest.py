@@ -23,7 +23,8 @@ def test_ingest_then_query_and_detect(tmp_path: Path) -> None:
     out = tmp_path / "hunt"
     code, _, err = run_cli(["ingest", str(src), "--out", str(out)])
     assert code == 0, err
-    folders = sorted(p.name for p in out.iterdir())
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert [p.name for p in out.iterdir() if not p.is_dir()] == ["exhunt-manifest.json"]
     assert folders == ["DeviceEvents", "DeviceFileCertificateInfo", "DeviceFileEvents", "DeviceImageLoadEvents",
                        "DeviceProcessEvents", "DeviceRegistryEvents", "Event", "ExchangeAdminAuditLogs",
                        "SecurityEvent"]
@@ -49,6 +50,9 @@ def test_ingest_then_query_and_detect(tmp_path: Path) -> None:
 
     code, _, err = run_cli(["ingest", str(src), "--out", str(out)])
     assert code == 2 and "already holds ingested tables" in " ".join(err.split())
+    code, _, err = run_cli(["ingest", str(src), "--out", str(out), "--append", "-q"])
+    assert code == 0 and len(list((out / "DeviceFileEvents").glob("part-*.parquet"))) == 1  # nothing new
+    src.write_text(src.read_text() + "\n")  # changed since: ingested again
     code, _, err = run_cli(["ingest", str(src), "--out", str(out), "--append", "-q"])
     assert code == 0 and len(list((out / "DeviceFileEvents").glob("part-*.parquet"))) == 2
 

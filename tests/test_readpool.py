@@ -76,3 +76,30 @@ def test_worker_crash_and_reader_bug_fail_only_their_file(mixed: Path, monkeypat
     assert "boom" in errors["DeviceFileEvents_2.csv"]
     assert errors["DeviceFileEvents_0.csv"] is None and errors["sysmon.evtx"] is None
     assert [Path(r[0]).name for r in reports] == sorted(Path(r[0]).name for r in reports)
+
+
+def test_without_forkserver_workers_are_spawned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has no forkserver (asking for it raises ValueError): the pool spawns its workers
+    there, with the same reports and rows as reading in this process."""
+    import multiprocessing
+
+    real = multiprocessing.get_context
+    asked: list[str | None] = []
+
+    def windows_like(method: str | None = None) -> Any:
+        asked.append(method)
+        if method == "forkserver":
+            raise ValueError("cannot find context for 'forkserver'")
+        return real(method)
+
+    monkeypatch.setattr(readpool, "POOL_MIN_BYTES", 0)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    monkeypatch.setattr(multiprocessing, "get_context", windows_like)
+    for k in range(3):
+        (tmp_path / f"DeviceFileEvents_{k}.csv").write_text(CSV.format(k=k))
+    (tmp_path / "notes.txt").write_text("hello")
+    seq = _load([tmp_path], jobs=1)
+    assert asked == []
+    assert _load([tmp_path], jobs=2) == seq
+    assert asked == ["spawn"]
+    assert [r[4] for r in seq[0][:3]] == [{"bad Timestamp": 1, "malformed CSV line": 1}] * 3

@@ -65,16 +65,13 @@ def build(backend: Backend, rule: Rule, rows: list[dict[str, Any]],
     found = backend.sources(rows, tables_of(backend, rule))
     alerts = []
     later: list[Unresolved] = []
+    meta = {"rule_id": rule.id, "rule_name": rule.name, "severity": rule.severity, "confidence": rule.confidence,
+            "tactics": rule.tactics, "techniques": rule.techniques}
     for i, row in enumerate(rows):
         when = _time_of(row)
         source = found[i]
         alert: dict[str, Any] = {
-            "rule_id": rule.id,
-            "rule_name": rule.name,
-            "severity": rule.severity,
-            "confidence": rule.confidence,
-            "tactics": rule.tactics,
-            "techniques": rule.techniques,
+            **meta,
             "Timestamp": iso(when) if when else None,
             "DeviceName": row.get("DeviceName") or row.get("Computer") or "",
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,15 +87,11 @@ def parse_time(text: str) -> datetime:
 
 @contextmanager
 def _output(path: Path | None) -> Iterator[TextIO]:
-    if path is None:
-        yield sys.stdout
-        return
-    try:
-        fh = path.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise UsageError(f"--output: cannot write {path}: {exc.strerror}") from None
-    with fh:
-        yield fh
+    """The results' file or stdout; a write error is one line naming it (output.target)."""
+    from exhunt.output.target import opened
+
+    with opened(path) as out:
+        yield out
 
 
 def _options(quiet: bool, verbose: bool, strict: bool, **given: Any) -> hunting.HuntOptions:
@@ -123,6 +120,13 @@ def _check_format(fmt: str) -> None:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
 
 
+def _check_output(path: Path | None) -> None:
+    """Refuse an --output that cannot be written before the inputs are read, not after."""
+    from exhunt.output.target import check_writable
+
+    check_writable(path)
+
+
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
            title: str | None = None, zone: str = "UTC") -> None:
     if fmt not in FORMAT_CHOICES:
@@ -137,19 +141,33 @@ def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: lis
 
 
 def _guard(fn: Any) -> Any:
-    """Turn user errors into one clear line and exit 2, never a traceback."""
+    """Turn user errors into one clear line and exit 2, never a traceback; Ctrl-C exits 130
+    and SIGTERM/SIGHUP 128+signal, DuckDB interrupted and temporary folders removed."""
     import functools
+
+    from exhunt import lifecycle
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with lifecycle.handling_signals():
+                try:
+                    return fn(*args, **kwargs)
+                except (Exception, KeyboardInterrupt) as exc:
+                    if lifecycle.stopping() is None or isinstance(exc, typer.Exit):
+                        raise
+                    # An error raised by the interruption itself (a query DuckDB stopped).
+                    raise KeyboardInterrupt if lifecycle.stopping() == signal.SIGINT \
+                        else lifecycle.Terminated(lifecycle.stopping() or signal.SIGTERM) from None
         except ExhuntError as exc:
             err.print(f"[red]error:[/red] {safetext.markup(exc)}", soft_wrap=True)  # one line, even when long
             raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
+        except lifecycle.Terminated as exc:
+            err.print(f"terminated ({exc})")
+            raise typer.Exit(128 + exc.signum) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:  # a bug of ours: say so in one line, traceback on request
@@ -197,6 +215,7 @@ def detect(
     span = timerange.parse_range(time_from, time_to)
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     _check_format(fmt)
+    _check_output(output_path)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
     result = hunting.hunt(paths, chosen, _options(
@@ -261,6 +280,7 @@ def query(
 ) -> None:
     """Ad-hoc hunting: run one KQL query over the same tables."""
     _check_format(fmt)
+    _check_output(output_path)
     pinned = parse_time(now) if now else None
     span = timerange.parse_range(time_from, time_to)
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
@@ -293,15 +313,23 @@ def ingest(
     password: PasswordOpt = None,
 ) -> None:
     """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
-    from exhunt.ingest import write_tables
+    from exhunt.ingest import Target
 
     options = _options(quiet, verbose, strict, input_format=input_format, table=table, jobs=jobs, memory=mem,
                        passwords=password)
-    with hunting.new_session(options) as session:
+    with Target(out, append) as target, hunting.new_session(options) as session:
         # Large CSV parsed by DuckDB and Parquet read in place: the tables are only copied out.
         session.in_place = True
-        hunting.load(session, paths, options)
-        written = write_tables(session, out, append)
+        found = list(sources.walk(paths))
+        files = target.split(found)
+        for note in target.notes if not quiet else []:
+            err.print(f"note: {safetext.markup(note)}")
+        if found and not files:
+            if not quiet:
+                err.print(f"Nothing new: every input is already in {safetext.markup(out)}.")
+            return
+        hunting.load(session, paths, options, files)
+        written = target.publish(session, files)
     if not quiet:
         for name, n in sorted(written.items()):
             err.print(f"{name}: {n} row(s) -> {safetext.markup(out / name)}")
@@ -343,19 +371,11 @@ def rules_show(rule: Annotated[str, typer.Argument(help="Rule name, id, or file.
 def rules_validate(
     rules: Annotated[list[str] | None, typer.Argument(help="Rule files/folders (default: shipped).")] = None,
 ) -> None:
-    """Check rules against the schema, the engine, and the Sentinel/Defender limits."""
-    from exhunt.validate import validate_rules
+    """Check every rule against the schema, the engine, and the Sentinel/Defender limits; list
+    every problem, then a summary (exit 2 if any rule has one)."""
+    from exhunt.validate import render, validate_all
 
-    results = validate_rules(load_rules(rules))
-    failed = False
-    for res in results:
-        status = "[green]ok[/green]" if res.ok else "[red]FAIL[/red]"
-        err.print(f"{status} {safetext.markup(res.rule.slug)} ({safetext.markup(res.rule.path)})")
-        for level, msg in res.findings:
-            colour = {"error": "red", "warning": "yellow"}.get(level, "dim")
-            err.print(f"   [{colour}]{level}[/{colour}]: {safetext.markup(msg)}")
-        failed |= not res.ok
-    if failed:
+    if render(validate_all(rules), err):
         raise typer.Exit(EXIT_ERROR)
 
 
@@ -364,11 +384,18 @@ def rules_validate(
 def rules_test(
     rules: Annotated[list[str] | None, typer.Argument(help="Rule files/folders/names (default: shipped).")] = None,
     verbose: VerboseOpt = False,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", help="Also write the results as JUnit XML to this file (for CI).")] = None,
 ) -> None:
     """Run the test cases beside each rule (rules/tests/<rule>.yaml); exit 1 on any failure."""
-    from exhunt.ruletest import run_tests
+    from exhunt.output.target import check_writable, opened
+    from exhunt.ruletest import junit_xml, run_tests
 
+    check_writable(junit, "--junit")
     results = run_tests(load_rules(rules))
+    if junit is not None:
+        with opened(junit, "--junit") as fh:
+            fh.write(junit_xml(results))
     failed = [r for r in results if not r.passed]
     for res in results:
         if res.passed and not verbose:

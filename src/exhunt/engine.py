@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +24,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from exhunt import enrich, readpool, sqlopt
+from exhunt import enrich, lifecycle, readpool, sqlopt
 from exhunt import schema as sch
 from exhunt.readpool import READ_ERRORS, Event
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
@@ -114,6 +112,14 @@ def _merge_schema(t: TableSchema, a: pa.Schema, b: pa.Schema) -> pa.Schema | Non
     return pa.schema(list(fields.values()))
 
 
+def check_stop(exc: BaseException | None = None) -> None:
+    """Raise KeyboardInterrupt once the run is being stopped or `exc` says DuckDB was
+    interrupted: a rule whose query was interrupted must not go on to its fallback queries,
+    nor report the interruption as its own error (see lifecycle)."""
+    if lifecycle.stopping() is not None or isinstance(exc, duckdb.InterruptException):
+        raise KeyboardInterrupt
+
+
 def _inert_columns(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
     """Column names as inert text: a NUL or escape sequence in a name chosen by whoever wrote
     the file (a CSV header, a JSON key, a Parquet schema) is shown escaped, and DuckDB, which
@@ -121,6 +127,20 @@ def _inert_columns(data: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table
     names = data.schema.names
     clean = [printable(n) for n in names]
     return data if clean == names else data.rename_columns(clean)
+
+
+def key_match(keys: pa.Table) -> str:
+    """The join condition of stored rows `r` and key rows `k` (an `_i` column, then table
+    columns): equal on every column each key gives, and on the others where the key gives a
+    value (null: that row does not constrain the column). Columns every key gives form
+    DuckDB's hash key; the rest are checked on the pairs it finds."""
+    out = []
+    for name in keys.column_names:
+        if name == "_i":
+            continue
+        c = _q(name)
+        out.append(f"r.{c} = k.{c}" if keys.column(name).null_count == 0 else f"(k.{c} IS NULL OR r.{c} = k.{c})")
+    return " AND ".join(out) or "true"
 
 
 @dataclass
@@ -150,10 +170,16 @@ class Session:
         elif db_path is None:
             # In memory, spilling to this folder beyond memory_limit: the tables of one hunt
             # need no write-ahead log or checkpoint (every record's text is stored once).
-            self._tmpdir = tempfile.mkdtemp(prefix="exhunt-")
+            # Its own pid file: removed at exit or by a later run once this process is gone.
+            self._tmpdir = str(lifecycle.make_temp())
             db_path = Path(":memory:")
         # As duckdb_kql.connect does: KQL's datetimes are UTC whatever the machine's zone.
-        self.con = duckdb.connect(str(db_path))
+        try:
+            self.con = duckdb.connect(str(db_path))
+        except BaseException:
+            lifecycle.remove_temp(self._tmpdir)
+            raise
+        lifecycle.register(self.con)
         self.run("SET TimeZone='UTC'")
         self.run(f"SET memory_limit='{memory_limit}'")
         if self._tmpdir:
@@ -227,6 +253,7 @@ class Session:
 
     def run(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         """Execute SQL to completion (DuckDB 2 keeps a result pending until fetched)."""
+        check_stop()
         return self.con.execute(sql, params or []).fetchall()
 
     def set_window(self, start: datetime, end: datetime) -> None:
@@ -758,7 +785,7 @@ class Session:
         """
         lazy = self.lazy[display]
         cols = [c for c in keys.column_names if c != "_i"]
-        on = " AND ".join(f"r.{_q(c)} = k.{_q(c)}" for c in cols) or "true"
+        on = key_match(keys)
         self.con.register("_exhunt_keys", keys)
         try:
             if lazy.one_line_rows:
@@ -1015,6 +1042,7 @@ class Session:
         it before the session."""
         other = copy.copy(self)
         other.con = self.con.cursor()
+        lifecycle.register(other.con)
         other._tmpdir = None
         other._shown = None
         other.run("SET TimeZone='UTC'")
@@ -1024,9 +1052,11 @@ class Session:
         return other
 
     def close(self) -> None:
-        self.con.close()
-        if self._tmpdir:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
+        lifecycle.unregister(self.con)
+        try:
+            self.con.close()
+        finally:
+            lifecycle.remove_temp(self._tmpdir)
 
     def __enter__(self) -> Session:
         return self

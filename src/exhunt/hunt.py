@@ -25,7 +25,7 @@ from exhunt.errors import UsageError
 from exhunt.replay import RuleRun, run_rules
 from exhunt.rule import Rule
 from exhunt.sources.archives import set_passwords
-from exhunt.sources.base import FileReport
+from exhunt.sources.base import FileReport, SourceFile
 
 #: Given the bytes about to be read, a context whose value is called with the bytes read
 #: as reading goes (None: nothing to show).
@@ -88,11 +88,13 @@ def _quiet(total: int) -> Iterator[None]:
     yield None
 
 
-def load(session: Session, paths: list[Path], options: HuntOptions) -> list[FileReport]:
-    """Read every input into the session; one report per file. UsageError when nothing usable
-    was read, or with `strict` when anything was skipped or coerced."""
+def load(session: Session, paths: list[Path], options: HuntOptions,
+         files: list[SourceFile] | None = None) -> list[FileReport]:
+    """Read every input (`files`, else every file under `paths`) into the session; one report
+    per file. UsageError when nothing usable was read, or with `strict` when anything was
+    skipped or coerced."""
     set_passwords(options.passwords)
-    files = list(sources.walk(paths))
+    files = list(sources.walk(paths)) if files is None else files
     reading = options.reading or _quiet
     with reading(sum(f.size for f in files)) as advance:
         reports = session.load_files(files, options.input_format, options.table, advance, options.jobs)

@@ -290,6 +290,40 @@ def prefetched(src: SourceFile, input_format: str | None, table: str | None,
                 thread.join(0.01)
 
 
+#: The start method of reader workers; None: forkserver where the platform has it, else spawn.
+START_METHOD: str | None = None
+
+
+def start_method() -> str:
+    """forkserver: workers fork from a clean server process (never from this one, whose DuckDB
+    threads may hold locks) that has imported only the readers. Windows has no forkserver:
+    spawn starts each worker as a fresh interpreter (what it costs: docs/benchmarks.md)."""
+    if START_METHOD is not None:
+        return START_METHOD
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def context() -> multiprocessing.context.BaseContext:
+    ctx = multiprocessing.get_context(start_method())
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["exhunt.readpool"])
+    return ctx
+
+
+def _worker_init() -> None:
+    """In each worker: Ctrl-C reaches the whole process group, but only the main process acts
+    on it (it stops the pool); a worker would print a traceback for nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _pool(jobs: int, ctx: multiprocessing.context.BaseContext) -> ProcessPoolExecutor:
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
+
+
 def _submit(pool: ProcessPoolExecutor, path: str, input_format: str | None, table: str | None) -> Future[Any]:
     from concurrent.futures.process import BrokenProcessPool
 
@@ -312,14 +346,10 @@ def pooled(
     dies marks the file it was reading as failed and the pool is started again for the rest.
     """
     # Imported here: the process pool's modules cost 20 ms of start-up a run without a pool saves.
-    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    # Workers fork from a clean server process (never from this one, whose DuckDB threads
-    # may hold locks) that imports only the readers, not the caller's main script.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["exhunt.readpool"])
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    ctx = context()
+    pool = _pool(jobs, ctx)
     window = jobs * 2
     futures: dict[int, Future[tuple[list[str], list[Item]]]] = {}
     nxt = 0
@@ -347,12 +377,12 @@ def pooled(
                 # A worker died, and every file in flight failed with it: start the pool again
                 # for the rest, and read this file alone to learn whether it was the one.
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+                pool = _pool(jobs, ctx)
                 again = sorted(futures)
                 futures.clear()
                 for k in again:
                     futures[k] = _submit(pool, files[k].display, input_format, table)
-                alone = ProcessPoolExecutor(max_workers=1, mp_context=ctx)
+                alone = _pool(1, ctx)
                 try:
                     got_reports, items = alone.submit(_read_file, src.display, src.display,
                                                       input_format, table, archives.passwords()).result()

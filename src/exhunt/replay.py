@@ -25,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from exhunt import schema
+from exhunt import lifecycle, schema
 from exhunt.backends.base import SLICE_END, Backend
 from exhunt.errors import RuleError
 from exhunt.kql import tree
@@ -175,5 +175,15 @@ def run_rules(backend: Backend, rules: list[Rule], now: datetime | None = None, 
         finally:
             workers.put(w)
 
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="exhunt-rule") as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="exhunt-rule")
+    try:
         return list(pool.map(one, rules))
+    except BaseException:
+        # Interrupted: the rules not started are dropped, the running ones stopped inside
+        # the engine (every registered connection, see lifecycle), instead of waiting for
+        # every rule to finish.
+        pool.shutdown(wait=False, cancel_futures=True)
+        lifecycle.interrupt_all()
+        raise
+    finally:
+        pool.shutdown(wait=True)

@@ -148,6 +148,27 @@ def rule_files(path: Path) -> list[Path]:
     return [path]
 
 
+def load_each(refs: list[str] | None = None) -> list[Rule | tuple[Path, str]]:
+    """As load_rules, but a file or name that fails gives (path, why) in its place instead of
+    stopping there, so every rule can be checked and every problem listed."""
+    out: list[Rule | tuple[Path, str]] = []
+    shipped: list[Rule] | None = None
+    for ref in refs or [str(shipped_dir())]:
+        path = Path(ref)
+        if path.exists():
+            for p in rule_files(path):
+                try:
+                    out.append(load_rule(p))
+                except RuleError as exc:
+                    out.append((p, str(exc).removeprefix(f"{p}: ")))
+            continue
+        if shipped is None:
+            shipped = [r for r in load_each() if isinstance(r, Rule)]
+        found = [r for r in shipped if r.matches(ref)]
+        out.extend(found or [(path, f"no rule file or shipped rule named {ref!r}")])
+    return out
+
+
 def load_rules(refs: list[str] | None = None) -> list[Rule]:
     """Rules from files/folders, or shipped rules by slug/id/name; all shipped rules by default."""
     if not refs:

@@ -22,6 +22,7 @@ each expected alert matches a different actual one on every key it names.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -170,3 +171,41 @@ def run_tests(rules: list[Rule]) -> list[CaseResult]:
             for case in cases:
                 out.append(run_case(session, rule, defaults, case, backend))
     return out
+
+
+#: Characters XML 1.0 cannot hold even escaped (C0 controls but tab, LF, CR; surrogates; U+FFFE/F).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """Text an XML 1.0 parser accepts: what it cannot hold is shown as a `\\xNN`/`\\uNNNN`
+    escape (markup characters are escaped by the writer)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
+
+
+def junit_xml(results: list[CaseResult]) -> str:
+    """JUnit XML for CI: one testsuite per rule, one testcase per case, a failure per failing
+    case with its first problem as message and all of them as text. Every value is data
+    (rule files and events may be anyone's): escaped as XML, never markup."""
+    from xml.etree import ElementTree as ET
+
+    root = ET.Element("testsuites", name="exhunt rules test", tests=str(len(results)),
+                      failures=str(sum(not r.passed for r in results)))
+    suites: dict[str, ET.Element] = {}
+    for res in results:
+        suite = suites.get(res.rule.slug)
+        if suite is None:
+            suite = suites[res.rule.slug] = ET.SubElement(
+                root, "testsuite", name=_xml_safe(res.rule.slug), file=_xml_safe(str(cases_path(res.rule))),
+                tests="0", failures="0")
+        suite.set("tests", str(int(suite.get("tests", "0")) + 1))
+        case = ET.SubElement(suite, "testcase", classname=_xml_safe(f"exhunt.rules.{res.rule.slug}"),
+                             name=_xml_safe(f"{res.name} ({res.kind})"))
+        if not res.passed:
+            suite.set("failures", str(int(suite.get("failures", "0")) + 1))
+            problems = [_xml_safe(p) for p in res.problems] or ["failed"]
+            failure = ET.SubElement(case, "failure", message=problems[0], type=_xml_safe(res.kind))
+            failure.text = "\n".join(problems)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -113,10 +113,11 @@ def regex_problems(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, A
     evaluated alone and then compiled by DuckDB on a one-row constant, exactly the
     engine the rule runs on. Patterns computed from columns are left to run time.
     """
+    # Every result fetched whole: one left pending blocks the connection's next register().
     try:
-        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])  # type: ignore[index]
-        template = json.loads(con.execute("SELECT json_serialize_sql('SELECT NULL')").fetchone()[0])  # type: ignore[index]
-    except (duckdb.Error, TypeError, ValueError):
+        tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0])
+        template = json.loads(con.execute("SELECT json_serialize_sql('SELECT NULL')").fetchall()[0][0])
+    except (duckdb.Error, TypeError, ValueError, IndexError):
         return []
     if tree.get("error"):
         return []
@@ -136,9 +137,9 @@ def regex_problems(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, A
             continue
         template["statements"][0]["node"]["select_list"] = [expr]
         try:
-            select = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(template)]).fetchone()[0]  # type: ignore[index]
-            value = con.execute(select, {k: params[k] for k in named}).fetchone()[0]  # type: ignore[index]
-        except (duckdb.Error, TypeError):
+            select = con.execute("SELECT json_deserialize_sql(?)", [json.dumps(template)]).fetchall()[0][0]
+            value = con.execute(select, {k: params[k] for k in named}).fetchall()[0][0]
+        except (duckdb.Error, TypeError, IndexError):
             continue
         if not isinstance(value, str) or value in seen:
             continue

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from exhunt import kqlcheck, sqlguard
@@ -20,7 +21,7 @@ from exhunt.backends.duckdb import DuckDBBackend, regex_message
 from exhunt.engine import Session
 from exhunt.errors import RuleError
 from exhunt.kql import tree
-from exhunt.rule import SENTINEL_REQUIRED, Rule, tables_named_in
+from exhunt.rule import SENTINEL_REQUIRED, Rule, load_each, tables_named_in
 
 MAX_QUERY = 10_000
 MIN_SPAN, MAX_SPAN = timedelta(minutes=5), timedelta(days=14)
@@ -85,6 +86,23 @@ DEFENDER_ENTITY_COLUMNS = {"DeviceId", "DeviceName", "RemoteDeviceName", "Recipi
 
 
 @dataclass
+class Unloadable:
+    """A rule file that could not be loaded at all (not YAML, not a rule, a bad field)."""
+
+    path: Path
+    message: str
+    ok = False
+
+    @property
+    def slug(self) -> str:
+        return self.path.stem
+
+    @property
+    def findings(self) -> list[tuple[str, str]]:
+        return [("error", self.message)]
+
+
+@dataclass
 class Result:
     rule: Rule
     findings: list[tuple[str, str]] = field(default_factory=list)
@@ -95,6 +113,14 @@ class Result:
     @property
     def ok(self) -> bool:
         return not any(level == "error" for level, _ in self.findings)
+
+    @property
+    def slug(self) -> str:
+        return self.rule.slug
+
+    @property
+    def path(self) -> Path:
+        return self.rule.path
 
     def error(self, msg: str) -> None:
         self.findings.append(("error", msg))
@@ -234,8 +260,29 @@ def _static(rule: Rule, session: Session, res: Result) -> list[str]:
     return [p.column for p in problems]
 
 
+#: Fields whose value must be a list (of text, or of mappings for the entity mappings).
+LIST_FIELDS = ("tactics", "relevantTechniques", "entityMappings", "requiredDataConnectors")
+
+
+def _shape(rule: Rule, res: Result) -> None:
+    """Fields of the wrong kind, named before any check trips over them."""
+    for key in LIST_FIELDS:
+        value = rule.doc.get(key)
+        if value is not None and not isinstance(value, list):
+            res.error(f"{key} must be a list, not {type(value).__name__}")
+    for key in ("alertDetailsOverride",):
+        value = rule.doc.get(key)
+        if value is not None and not isinstance(value, dict):
+            res.error(f"{key} must be a mapping, not {type(value).__name__}")
+    if not isinstance(rule.doc.get("query"), str):
+        res.error("query must be text")
+
+
 def validate_rule(rule: Rule, session: Session) -> Result:
     res = Result(rule)
+    _shape(rule, res)
+    if not res.ok:
+        return res
     static_columns = _static(rule, session, res)
     engine = DuckDBBackend(session)
     try:
@@ -276,3 +323,37 @@ def validate_rule(rule: Rule, session: Session) -> Result:
 def validate_rules(rules: list[Rule]) -> list[Result]:
     with Session() as session:
         return [validate_rule(r, session) for r in rules]
+
+
+def _checked(rule: Rule, session: Session) -> Result:
+    """validate_rule, a rule whose fields break a check (a list where text belongs...) reported
+    as its problem instead of ending the run."""
+    try:
+        return validate_rule(rule, session)
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        res = Result(rule)
+        res.error(f"the rule could not be checked: {type(exc).__name__}: {exc}")
+        return res
+
+
+def validate_all(refs: list[str] | None) -> list[Result | Unloadable]:
+    """Every rule named (default: shipped), each checked whatever the others hold."""
+    loaded = load_each(refs)
+    with Session() as session:
+        return [_checked(r, session) if isinstance(r, Rule) else Unloadable(*r) for r in loaded]
+
+
+def render(results: list[Result | Unloadable], console: Any) -> bool:
+    """Each rule with its findings, then a summary line; True when any rule has problems."""
+    from exhunt.safetext import markup
+
+    for res in results:
+        status = "[green]ok[/green]" if res.ok else "[red]FAIL[/red]"
+        console.print(f"{status} {markup(res.slug)} ({markup(res.path)})")
+        for level, msg in res.findings:
+            colour = {"error": "red", "warning": "yellow"}.get(level, "dim")
+            console.print(f"   [{colour}]{level}[/{colour}]: {markup(msg)}")
+    bad = sum(not r.ok for r in results)
+    n = len(results)
+    console.print(f"{n} rule{'' if n == 1 else 's'}, {n - bad} ok, {bad} with problems")
+    return bad > 0

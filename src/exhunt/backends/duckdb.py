@@ -14,7 +14,7 @@ import copy
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,10 +24,10 @@ import pyarrow as pa
 
 from exhunt import kqlcache, sqlguard, sqlopt
 from exhunt.backends.base import SLICE_END, Later, Source, Window
-from exhunt.engine import EARLIEST, LATEST, Session
+from exhunt.engine import EARLIEST, LATEST, Session, check_stop, key_match
 from exhunt.errors import RuleError
 from exhunt.rule import tables_named_in
-from exhunt.schema import SOURCE_FILE, SOURCE_RECORD
+from exhunt.schema import SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.sqltext import ident as _q
 
 #: duckdb-kql's parameter for now() (`duckdb_kql.translate.CLOCK_SLOT`; a test checks they agree).
@@ -36,9 +36,6 @@ from exhunt.sqltext import ident as _q
 CLOCK_SLOT = "kqlnow"
 #: Hidden column carrying each row's replay slice end (see DuckDBBackend.query_sliced).
 ROW_NOW = "_exhunt_now"
-#: Up to this many rows are looked up one `LIMIT 1` each (cheapest for a few alerts); more
-#: by one join per table, whose cost does not grow with every alert scanning the table.
-FEW = 64
 
 
 def regex_message(pattern: str, why: str) -> str:
@@ -82,6 +79,29 @@ class _Translations:
 #: Where an alert's row may still be (CSV files hunted in place, see Session.lines_of): for
 #: each, the file and the values of the row in that file's table, in search order.
 _Candidates = list[tuple[str, dict[str, Any]]]
+#: KQL column type -> (Python types an alert's value must have to be that column's stored
+#: value, the Arrow type the keys are sent to DuckDB as). A value of another type was made
+#: by the rule (`extend ReportId = strcat(...)`), so it does not pin the row down.
+_KEY_TYPES: dict[str, tuple[tuple[type, ...], pa.DataType]] = {
+    "string": ((str,), pa.string()), "dynamic": ((str,), pa.string()), "guid": ((str,), pa.string()),
+    "long": ((int,), pa.int64()), "int": ((int,), pa.int64()), "bool": ((bool,), pa.bool_()),
+    "datetime": ((datetime,), pa.timestamp("us")), "real": ((float, int), pa.float64()),
+    "double": ((float, int), pa.float64()), "timespan": ((timedelta,), pa.duration("us")),
+}
+#: Per table, result row keys -> _key_spec of them (the rows of one result share their keys).
+_Specs = dict[tuple[str, tuple[str, ...]], tuple[tuple[str, str, str], ...]]
+
+
+def _key_spec(t: TableSchema, keys: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(row key, stored column, its KQL type) for each key of a result row naming a column of
+    `t` exactly (or through an alias)."""
+    out = []
+    for key in keys:
+        name = t.aliases.get(key, key)
+        col = t.column(name)
+        if col is not None and col.name == name and col.kql_type in _KEY_TYPES:
+            out.append((key, col.name, col.kql_type))
+    return tuple(out)
 
 
 class DuckDBBackend:
@@ -111,6 +131,7 @@ class DuckDBBackend:
         try:
             return self.session.run(sql, params)
         except duckdb.Error as exc:
+            check_stop(exc)  # the run is being stopped: not this rule's failure
             raise RuleError(self.failure(exc)) from None
 
     def time_span(self, tables: Sequence[str]) -> Window | None:
@@ -190,6 +211,7 @@ class DuckDBBackend:
 
     def query(self, kql: str, now: datetime | None = None, window: Window | None = None) -> pa.Table:
         """Run KQL with now() pinned (the wall clock when None), over the rows of `window`."""
+        check_stop()
         tr = self.translate(kql)
         params = dict(tr.params)
         if tr.uses_clock:
@@ -202,6 +224,7 @@ class DuckDBBackend:
         except duckdb.BinderException as exc:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
+            check_stop(exc)
             raise RuleError(self.failure(exc, tr)) from None
 
     def query_sliced(self, kql: str, step: timedelta) -> pa.Table | None:
@@ -214,6 +237,7 @@ class DuckDBBackend:
         row is in scope; otherwise DuckDB cannot bind the column and the caller
         replays slice by slice.
         """
+        check_stop()
         tr = self.translate(kql)
         params = {k: v for k, v in tr.params.items() if k != CLOCK_SLOT}
         sql = tr.sql
@@ -234,6 +258,7 @@ class DuckDBBackend:
         except duckdb.BinderException:
             return None
         except duckdb.Error as exc:
+            check_stop(exc)
             raise RuleError(self.failure(exc, tr)) from None
         return table.drop_columns([ROW_NOW]) if ROW_NOW in table.column_names else table
 
@@ -254,6 +279,7 @@ class DuckDBBackend:
         """
         if not windows:
             return None
+        check_stop()
         tr = self.translate(kql)
         if CLOCK_SLOT in kql or "_exhunt_w" in tr.sql:
             return None
@@ -285,7 +311,8 @@ class DuckDBBackend:
         params["exhunt_ends"] = [end for _, end in windows]
         try:
             return self._execute(sql, params)
-        except duckdb.Error:
+        except duckdb.Error as exc:
+            check_stop(exc)
             return None  # the caller runs window by window, which reports a real error itself
 
     def _execute(self, sql: str, params: dict[str, Any]) -> pa.Table:
@@ -403,14 +430,15 @@ class DuckDBBackend:
         else the first row in scan order of the first of `tables` holding its values. A row
         that may come from a CSV file hunted in place (Session.lines_later) gets a `Later`:
         its line is found by one read of that file for every such row of every rule."""
-        looked_up = self._find_sources(list(tables), rows)
+        specs: _Specs = {}
+        looked_up = self._find_sources(list(tables), rows, specs)
         out: list[Source | Later | None] = []
         for i, row in enumerate(rows):
             if SOURCE_FILE in row:
                 source = (str(row.get(SOURCE_FILE) or ""), str(row.get(SOURCE_RECORD) or ""))
             else:
                 source = looked_up.get(i, ("", ""))
-            candidates = self._candidates(tables, row, source)
+            candidates = self._candidates(tables, row, source, specs)
             if candidates:
                 later = Later(self._settle, source)
                 with self._later_lock:
@@ -420,74 +448,77 @@ class DuckDBBackend:
                 out.append(source)
         return out
 
-    def _conditions(self, name: str, row: dict[str, Any]) -> dict[str, Any] | None:
-        """Column -> value for each value the row kept that is a column of table `name`; None when
-        they cannot pin a row down (no time, or nothing besides it)."""
+    def _conditions(self, name: str, row: dict[str, Any], specs: _Specs) -> dict[str, Any] | None:
+        """Column -> value for each value the row kept that can be the stored value of a column
+        of table `name`; None when they cannot pin a row down (no time, or nothing besides it)."""
         t = self.session.tables[name]
         conds: dict[str, Any] = {}
-        for key, value in row.items():
-            col = t.aliases.get(key, key)
-            if t.column(col) is None or value is None or value == "" or isinstance(value, (list, dict)):
-                continue
-            if t.column(col).name != col:  # type: ignore[union-attr]
-                continue
-            conds[col] = value
+        shape = (name, tuple(row))
+        spec = specs.get(shape)
+        if spec is None:
+            spec = specs[shape] = _key_spec(t, shape[1])
+        for key, col, kind in spec:
+            value = row[key]
+            if value is not None and value != "" and type(value) in _KEY_TYPES[kind][0] and \
+                    (type(value) is not int or -(1 << 63) <= value < 1 << 63):
+                conds[col] = value
         if t.time_column not in conds or len(conds) < 2:
             return None
         return conds
 
-    @staticmethod
-    def _key_tables(rows: dict[int, dict[str, Any]]) -> Iterator[pa.Table]:
-        """The rows' values as Arrow tables (an `_i` column, then one column per key), one per
-        set of key columns and Python types, so a join can match all of them at once."""
-        groups: dict[tuple[tuple[str, type], ...], list[int]] = {}
-        for i, conds in rows.items():
-            groups.setdefault(tuple((c, type(v)) for c, v in conds.items()), []).append(i)
-        for shape, members in groups.items():
-            columns: dict[str, Any] = {"_i": pa.array(members, pa.int64())}
-            for col, _ in shape:
-                columns[col] = pa.array([rows[i][col] for i in members])
-            yield pa.table(columns)
+    def _key_table(self, name: str, rows: dict[int, dict[str, Any]]) -> pa.Table:
+        """The rows' values as one Arrow table: `_i` (the row's index), then one column per table
+        column any row constrains, typed as stored, null where that row does not constrain it
+        (see engine.key_match), so one join matches every row whatever its shape."""
+        t = self.session.tables[name]
+        order = list(rows)
+        names = list(dict.fromkeys(c for conds in rows.values() for c in conds))
+        columns: dict[str, Any] = {"_i": pa.array(order, pa.int64())}
+        for col in names:
+            kind = t.column(col).kql_type  # type: ignore[union-attr]
+            columns[col] = pa.array([rows[i].get(col) for i in order], _KEY_TYPES[kind][1])
+        return pa.table(columns)
 
-    def _find_sources(self, tables: list[str], rows: list[dict[str, Any]]) -> dict[int, Source]:
+    def _first_matches(self, table: str, keys: pa.Table) -> list[tuple[Any, ...]]:
+        """(key `_i`, file, record) of the first row in scan order of `table` (CSV files whose
+        lines come later left out, see Session.searchable) matching each key row (key_match).
+
+        One join: DuckDB builds its hash table on the keys and streams the table's key and
+        provenance columns past it, so memory stays bounded whatever the number of keys.
+        """
+        cols = [c for c in keys.column_names if c != "_i"]
+        select = ", ".join(_q(c) for c in [*cols, SOURCE_FILE, SOURCE_RECORD])
+        self.con.register("_exhunt_keys", keys)
+        try:
+            return self._run(
+                f"SELECT k._i, arg_min(r.{_q(SOURCE_FILE)}, r._exhunt_o), arg_min(r.{_q(SOURCE_RECORD)}, r._exhunt_o) "
+                f"FROM _exhunt_keys k JOIN (SELECT {select}, row_number() OVER () AS _exhunt_o "
+                f"FROM {self.session.searchable(table)} AS _exhunt_s) r ON {key_match(keys)} GROUP BY k._i")
+        finally:
+            self.con.unregister("_exhunt_keys")
+
+    def _find_sources(self, tables: list[str], rows: list[dict[str, Any]], specs: _Specs) -> dict[int, Source]:
         """(file, record) of each row that lost its provenance columns, by row index: the first
-        row in scan order of the first table holding a row with its values. One statement per
-        table: for many rows a join (and one per shape of values), so time and memory do not
-        grow with alerts times rows.
+        row in scan order of the first table holding a row with its values.
 
+        One join per table for all rows, the rows' values sent as one Arrow table: time and
+        memory grow with the rows' values and one scan of the table's key columns, never with
+        alerts times rows (DuckDB builds its hash table on the keys and streams the table).
         CSV files hunted in place are not searched here but by `_settle`, after every other
         file (their rows have no line number until then).
         """
         found: dict[int, Source] = {}
         pending = [i for i, row in enumerate(rows) if SOURCE_FILE not in row]
         for name in tables:
-            keys = {i: c for i in pending if (c := self._conditions(name, rows[i])) is not None}
-            source = self.session.searchable(name)
-            if len(keys) <= FEW:
-                parts = [f'(SELECT {i}, "{SOURCE_FILE}", "{SOURCE_RECORD}" FROM {source} '
-                         f'WHERE {" AND ".join(f"{_q(c)} = ?" for c in conds)} LIMIT 1)'
-                         for i, conds in keys.items()]
-                params = [v for conds in keys.values() for v in conds.values()]
-                hits = self._run(" UNION ALL ".join(parts), params) if parts else []
-            else:
-                hits = []
-                for table in self._key_tables(keys):
-                    cols = [c for c in table.column_names if c != "_i"]
-                    on = " AND ".join(f"r.{_q(c)} = k.{_q(c)}" for c in cols)
-                    self.con.register("_exhunt_keys", table)
-                    try:
-                        hits += self._run(
-                            f'SELECT k._i, arg_min(r."{SOURCE_FILE}", r._o), arg_min(r."{SOURCE_RECORD}", r._o) '
-                            f"FROM _exhunt_keys k JOIN (SELECT *, row_number() OVER () AS _o FROM {source}) r "
-                            f"ON {on} GROUP BY k._i")
-                    finally:
-                        self.con.unregister("_exhunt_keys")
-            for i, file, record in hits:
+            keys = {i: c for i in pending if (c := self._conditions(name, rows[i], specs)) is not None}
+            if not keys:
+                continue
+            for i, file, record in self._first_matches(name, self._key_table(name, keys)):
                 found.setdefault(int(i), (str(file or ""), str(record or "")))
             pending = [i for i in pending if i not in found]
         return found
 
-    def _candidates(self, tables: Sequence[str], row: dict[str, Any], source: Source) -> _Candidates:
+    def _candidates(self, tables: Sequence[str], row: dict[str, Any], source: Source, specs: _Specs) -> _Candidates:
         """Where an alert's row may be among the CSV files hunted in place."""
         lazy = self.session.lazy
         if source[1] or not lazy:
@@ -496,7 +527,7 @@ class DuckDBBackend:
             [f for name in tables for f in lazy.values() if f.table == name]
         out = []
         for f in files:
-            conds = self._conditions(f.table, row)
+            conds = self._conditions(f.table, row, specs)
             if conds is not None:
                 out.append((f.display, conds))
         return out
@@ -510,10 +541,8 @@ class DuckDBBackend:
             files = list(dict.fromkeys(display for _, cands in pending for display, _ in cands))
             for display in files:
                 keys = {i: conds for i, (_, cands) in left.items() for d, conds in cands if d == display}
-                lines: dict[int, str] = {}
-                for table in self._key_tables(keys):
-                    lines.update(self.session.lines_of(display, table))
-                for i, line in lines.items():
+                table = self.session.lazy[display].table
+                for i, line in self.session.lines_of(display, self._key_table(table, keys)).items():
                     left.pop(i)[0].source = (display, line)
             for later, _ in pending:
                 later.settled = True

@@ -82,15 +82,19 @@ def walk(paths: list[Path]) -> Iterator[SourceFile]:
     refused (opening one can block forever, or never end); one inside a folder, a folder
     that cannot be listed and a broken link are inputs with a problem the summary names.
     """
+    from exhunt import manifest
+
     for path in paths:
         try:
             mode = path.stat().st_mode
         except FileNotFoundError:
-            raise UsageError(f"{path}: no such file or folder") from None
+            raise UsageError(f"{path}: no such file or folder{manifest.missing_hint(path)}") from None
         except OSError as exc:
             raise UsageError(f"{path}: cannot access: {exc.strerror or exc}") from None
         if stat.S_ISDIR(mode):
-            yield from _folder(path)
+            manifest.refuse_unfinished(path)
+            ingested = manifest.FolderCheck()  # only what a complete ingest's manifest lists
+            yield from (src for src in _folder(path) if src.path is None or ingested.admit(src.path))
         elif stat.S_ISREG(mode):
             yield disk_file(path)
         else:
