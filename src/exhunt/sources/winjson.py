@@ -144,6 +144,8 @@ class WinJsonReader:
     what = "Windows event"
     score = 90
     convert: Callable[[Any], WinEvent | None]
+    #: The form DuckDB reads JSON lines of (exhunt/schema/windows/events-<form>.sql); None: Python reads them.
+    form: str | None = None
 
     def matches(self, rec: dict[str, Any]) -> bool:
         raise NotImplementedError
@@ -160,9 +162,32 @@ class WinJsonReader:
         return self.score - 10 if text[:1] in ("{", "[", "R") and self.sniff_text(text) else 0
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
+        """JSON lines of a form DuckDB reads (`form`) go there as text, mapped like .evtx records
+        (exhunt.winlog.sql); the document forms (an array, pretty-printed JSON) through Python."""
+        if self.form is not None and is_json_lines(src.head()):
+            yield from raw_lines(src, report, self.what, self.form)
+            return
         convert = type(self).convert
         yield from map_events(
             ((where, convert(rec)) for where, rec in iter_records(src, report)), src, report, table, self.what)
+
+
+def raw_lines(src: SourceFile, report: FileReport, what: str, form: str) -> Iterator[Batch]:
+    """Every non-blank line of a JSON-lines file, as text in RAW batches (see exhunt.winlog.sql)."""
+    from exhunt.winlog.sql import RawBatches
+
+    raw = RawBatches(src.name, what, form)
+    with src.open() as fh:
+        for lineno, line in enumerate(text_stream(fh), 1):
+            if not line.strip():
+                continue
+            report.read += 1
+            full = raw.add(f"line {lineno}", line)
+            if full is not None:
+                yield full
+    last = raw.done()
+    if last is not None:
+        yield last
 
 
 #: Rows per table held in Python before they become one Arrow batch.

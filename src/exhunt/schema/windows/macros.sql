@@ -113,3 +113,23 @@ CREATE OR REPLACE MACRO win_list(ed) AS
                                                  ELSE ed -> '$.Data' END), lambda v: coalesce(v, ''))
          WHEN left(ed, 1) = '"' AND ed ->> '$' <> '' THEN [ed ->> '$']
     END;
+
+-- The JSON forms beside evtx (events-ecs.sql, events-otrf.sql) read System fields as JSON text `j`
+-- and reproduce exhunt/winlog/forms.py, which reads them with Python's rules:
+-- Python's truth of a value (an `a or b` fallback takes b when a is null, false, 0, "", [] or {}).
+CREATE OR REPLACE MACRO win_truthy(j) AS
+    CASE WHEN j IS NULL OR j IN ('null', 'false', '0', '""', '[]', '{}') THEN false
+         WHEN regexp_full_match(j, '[-+0-9.eE]+') THEN coalesce(TRY_CAST(j AS DOUBLE) <> 0, true)
+         ELSE true END;
+-- Python's text() of a value: a string unquoted, null and absent '', true, false and integers as
+-- written; NULL for what Python writes its own way (objects, arrays, fractions), which the
+-- form's SQL hands to the Python path (its `py` column).
+CREATE OR REPLACE MACRO win_jtext(j) AS
+    CASE WHEN j IS NULL OR j = 'null' THEN '' WHEN left(j, 1) = '"' THEN j ->> '$'
+         WHEN j IN ('true', 'false') OR regexp_full_match(j, '-?[0-9]+') THEN j::VARCHAR END;
+-- The first of two values that is true for Python (`a or b`), as JSON text.
+CREATE OR REPLACE MACRO win_or(a, b) AS CASE WHEN win_truthy(a) THEN a ELSE b END;
+-- JSON text Python's json module refuses but DuckDB reads (trailing commas, nan/inf in any case):
+-- such lines go to the Python path, which reports them as today.
+CREATE OR REPLACE MACRO win_lenient(t) AS
+    regexp_matches(t, ',[ \t\r\n]*[\]}]|[:\[,][ \t\r\n]*[-+]?([nN][aA][nN]|[iI][nN][fF])');
