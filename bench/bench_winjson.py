@@ -77,7 +77,8 @@ def _ecs(ev: g.Ev) -> dict[str, Any]:
     doc = g.ecs(ev)
     doc["message"] = "\n".join(f"{k}: {v}" for k, v in (ev.data.items() if isinstance(ev.data, dict) else []))
     doc["agent"] = {"name": ev.computer, "type": "winlogbeat", "version": "8.12.0",
-                    "id": "5f0c2a8e-0000-4000-8000-2b6e0d4f1a01", "ephemeral_id": "0c4c9d1e-1111-4222-8333-444455556666"}
+                    "id": "5f0c2a8e-0000-4000-8000-2b6e0d4f1a01",
+                    "ephemeral_id": "0c4c9d1e-1111-4222-8333-444455556666"}
     doc["ecs"] = {"version": "8.0.0"}
     doc["winlog"].update({"opcode": "Info", "keywords": ["Audit Success"], "api": "wineventlog",
                           "process": {"pid": 700, "thread": {"id": 1234}}})
