@@ -127,7 +127,7 @@ def events_view(source: str) -> str:
     the forms whose SQL already took the data out (events-ecs.sql, ...) that data in brackets:
     '[{named}]' or '[[positional texts]]'. No evtx record starts with '[' (it is an object).
     """
-    return ("SELECT *, TRY_CAST(Data AS MAP(VARCHAR, VARCHAR)) AS M FROM ("
+    return ("SELECT *, win_map(Data) AS M FROM ("
             "SELECT * EXCLUDE (_ed, _own), "
             "CASE WHEN _own THEN CASE WHEN starts_with(Doc, '[{') THEN _ed END ELSE win_named(_ed) END AS Data, "
             "CASE WHEN _own THEN CASE WHEN starts_with(Doc, '[[') THEN list_transform("

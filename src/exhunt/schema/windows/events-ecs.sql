@@ -4,26 +4,22 @@
 -- the level a name (winlog.level, else log.level); the computer winlog.computer_name, else
 -- host.name; the time winlog.time_created, else @timestamp ("a, else b" as Python's `a or b`).
 -- Doc is the event's data alone, in brackets (see winlog/sql.py, events_view): '[{...}]' named
--- (winlog.event_data, else winlog.user_data), '[["v1", ...]]' by_position when every event_data
+-- (winlog.event_data, else winlog.user_data), '[["v1", ...]]' positional when every event_data
 -- key is paramN (values in N order), NULL without data; records that are not events keep their text.
 -- is_event NULL hands a record to the Python path (forms.from_ecs; its rows come back with these
--- columns): invalid JSON, or JSON Python refuses and DuckDB reads, a key written twice,
--- flattened keys ("winlog.channel"), System values Python writes its own way (objects,
--- fractions) and paramN keys or values only Python reads the same way. Few records are so.
-WITH outer_doc AS (
-    SELECT _exhunt_part, _exhunt_seq, _record, fallback_id, _what, data,
-           try(json_keys(data)) AS k0
+-- columns): invalid JSON, flattened keys ("winlog.channel": rare, and Python's rules for them
+-- are its own), System values Python writes its own way (objects, fractions), and paramN data
+-- only Python reads the same way (a key twice, a value not a text). Few records are so.
+WITH keyed AS (
+    SELECT _exhunt_part, _exhunt_seq, _record, fallback_id, _what, data, try(json_keys(data)) AS k
     FROM _exhunt_rawbatch
-), hit AS (  -- an Elasticsearch hit ({"_index": .., "_source": {the document}})
-    SELECT *, CASE WHEN list_contains(k0, '_source') THEN try(json_extract(data, '$._source'))::VARCHAR END AS s
-    FROM outer_doc
-), doc AS (
-    SELECT *, coalesce(left(s, 1) = '{', false) AS is_hit,
-           CASE WHEN left(s, 1) = '{' THEN s ELSE data END AS doc,
-           CASE WHEN left(s, 1) = '{' THEN try(json_keys(s)) ELSE k0 END AS k
-    FROM hit
+), doc AS (  -- an Elasticsearch hit ({"_index": .., "_source": {the document}}): the document
+    SELECT *, CASE WHEN list_contains(k, '_source') THEN try(json_extract(data, '$._source'))::VARCHAR END AS s
+    FROM keyed
 ), parsed AS (
-    SELECT *, try(from_json(doc, '{"winlog": {"channel": "JSON", "provider_name": "JSON", "event_id": "JSON",
+    SELECT *, left(s, 1) = '{' AS is_hit,
+           try(from_json(CASE WHEN left(s, 1) = '{' THEN s ELSE data END,
+               '{"winlog": {"channel": "JSON", "provider_name": "JSON", "event_id": "JSON",
                "record_id": "VARCHAR", "task": "VARCHAR", "version": "VARCHAR", "level": "JSON",
                "computer_name": "JSON", "time_created": "JSON", "user": {"identifier": "JSON"},
                "event_data": "JSON", "user_data": "JSON"},
@@ -32,52 +28,50 @@ WITH outer_doc AS (
     FROM doc
 ), fields AS (
     SELECT *, d.winlog AS w,
-           -- winlog is an object: some field read, else (rare) its type
+           -- flattened keys: {"winlog.channel": ..} for {"winlog": {"channel": ..}}
+           regexp_matches(array_to_string(CASE WHEN is_hit THEN try(json_keys(s)) ELSE k END, chr(10)),
+                          '(?m)^(winlog|event|log|host|@timestamp|message)\.') AS flattened,
+           -- winlog is an object: some field is read, else (rare) its type says so
            CASE WHEN d.winlog IS NULL THEN false
-                WHEN coalesce(d.winlog.channel, d.winlog.provider_name, d.winlog.event_id, d.winlog.record_id,
-                              d.winlog.task, d.winlog.version, d.winlog.level, d.winlog.computer_name,
-                              d.winlog.time_created, d.winlog.event_data, d.winlog.user_data) IS NOT NULL
-                     OR d.winlog.user IS NOT NULL THEN true
-                ELSE try(json_type(doc, '$.winlog')) = 'OBJECT' END AS has_winlog,
+                WHEN d.winlog.user IS NOT NULL OR d.winlog.record_id IS NOT NULL OR d.winlog.task IS NOT NULL
+                     OR d.winlog.version IS NOT NULL
+                     OR coalesce(d.winlog.channel, d.winlog.provider_name, d.winlog.event_id, d.winlog.level,
+                                 d.winlog.computer_name, d.winlog.time_created, d.winlog.event_data,
+                                 d.winlog.user_data) IS NOT NULL THEN true
+                ELSE try(json_type(CASE WHEN is_hit THEN s ELSE data END, '$.winlog')) = 'OBJECT' END AS has_winlog,
            win_or(d.winlog.computer_name, d.host.name) AS computer_j,
            win_or(d.winlog.time_created, d."@timestamp") AS time_j,
            left(d.winlog.event_data, 1) = '{' AND d.winlog.event_data <> '{}' AS has_ed
     FROM parsed
-), data_keys AS (
-    SELECT *,
-           CASE WHEN has_ed THEN try(json_keys(w.event_data))
-                WHEN left(w.user_data, 1) = '{' THEN try(json_keys(w.user_data)) END AS dk
+), numbered AS (  -- paramN keys, when the first key is one
+    SELECT *, CASE WHEN has_ed AND starts_with(w.event_data, '{"param') THEN try(json_keys(w.event_data)) END AS pk
     FROM fields
 ), shaped AS (
     SELECT *,
-           has_ed AND list_bool_and(list_transform(dk, lambda x: starts_with(x, 'param'))) AS param_like,
-           has_ed AND list_bool_and(list_transform(dk, lambda x: regexp_full_match(x, 'param[0-9]+'))) AS by_position
-    FROM data_keys
-), valued AS (
-    SELECT *, CASE WHEN by_position THEN map_values(TRY_CAST(w.event_data AS MAP(VARCHAR, JSON))) END AS pv
-    FROM shaped
+           list_bool_and(list_transform(pk, lambda x: regexp_full_match(x, 'param[0-9]+')))
+               AND len(pk) = len(list_distinct(pk)) AS by_position,
+           CASE WHEN pk IS NOT NULL THEN map_values(TRY_CAST(w.event_data AS MAP(VARCHAR, JSON))) END AS pv
+    FROM numbered
 ), listed AS (
     SELECT *,
            CASE WHEN by_position THEN list_transform(
-                    list_sort(list_transform(dk, lambda x, i: {len: length(ltrim(substr(x, 6), '0')),
+                    list_sort(list_transform(pk, lambda x, i: {len: length(ltrim(substr(x, 6), '0')),
                                                                num: ltrim(substr(x, 6), '0'), i: i})),
                     lambda x: win_jtext(pv[x.i]))
            END AS vals
-    FROM valued
+    FROM shaped
 ), judged AS (
     SELECT *,
-           CASE WHEN k0 IS NULL OR d IS NULL OR win_lenient(data) OR len(k0) <> len(list_distinct(k0)) THEN NULL
-                WHEN NOT starts_with(ltrim(data, E' \t\r\n'), '{') THEN false
-                WHEN k IS NULL OR len(k) <> len(list_distinct(k))
-                     OR len(list_filter(k, lambda x: contains(x, '.') AND split_part(x, '.', 1) IN
-                                            ('winlog', 'event', 'log', 'host', '@timestamp', 'message'))) > 0 THEN NULL
+           CASE WHEN k IS NULL OR d IS NULL THEN NULL
+                WHEN NOT CASE WHEN starts_with(data, '{') THEN true ELSE starts_with(ltrim(data, E' \t\r\n'), '{') END
+                     THEN false
+                WHEN flattened IS NOT false THEN NULL
                 WHEN NOT has_winlog THEN false
                 WHEN win_jtext(w.channel) IS NULL OR win_jtext(w.provider_name) IS NULL
                      OR win_jtext(computer_j) IS NULL OR win_jtext(time_j) IS NULL
                      OR win_jtext(w.user.identifier) IS NULL OR win_jtext(d.message) IS NULL
-                     OR (dk IS NULL AND (has_ed OR left(w.user_data, 1) = '{'))
-                     OR len(dk) <> len(list_distinct(dk))
-                     OR (param_like AND NOT by_position)
+                     OR (pk IS NOT NULL AND list_bool_and(list_transform(pk, lambda x: starts_with(x, 'param')))
+                         AND by_position IS NOT true)
                      OR list_contains(list_transform(vals, lambda v: v IS NULL), true) THEN NULL
                 ELSE true END AS is_event
     FROM listed

@@ -9,11 +9,10 @@
 -- Doc is that data in brackets, '[{...}]' (see winlog/sql.py, events_view), NULL without data;
 -- records that are not events keep their text.
 -- is_event NULL hands a record to the Python path (forms.from_otrf; its rows come back with these
--- columns): invalid JSON, or JSON Python refuses and DuckDB reads, a key written twice, System
--- values Python writes its own way (objects, fractions), and data only as EventData XML text.
+-- columns): invalid JSON, System values Python writes its own way (objects, fractions), and data
+-- only as EventData XML text. Few records are so.
 WITH parsed AS (
     SELECT _exhunt_part, _exhunt_seq, _record, fallback_id, _what, data,
-           try(json_keys(data)) AS k,
            try(from_json(data, '{"Channel": "JSON", "SourceName": "JSON", "Provider": "JSON",
                "EventSourceName": "JSON", "EventID": "VARCHAR", "Level": "VARCHAR", "Task": "VARCHAR",
                "Version": "VARCHAR", "Keywords": "JSON", "RecordNumber": "JSON", "EventRecordID": "JSON",
@@ -23,13 +22,16 @@ WITH parsed AS (
     FROM _exhunt_rawbatch
 ), fields AS (
     SELECT *,
-           coalesce(starts_with(ltrim(data, E' \t\r\n'), '{') AND list_contains(k, 'Channel')
-                    AND list_contains(k, 'EventID'), false) AS flat_event,
+           -- an object with the keys Channel and EventID (their values may be null: then its keys tell)
+           d IS NOT NULL
+               AND CASE WHEN starts_with(data, '{') THEN true ELSE starts_with(ltrim(data, E' \t\r\n'), '{') END
+               AND CASE WHEN d.Channel IS NOT NULL AND d.EventID IS NOT NULL THEN true
+                        ELSE coalesce(list_has_all(try(json_keys(data)), ['Channel', 'EventID']), false) END AS flat_event,
            win_or(win_or(d.SourceName, d.Provider), d.EventSourceName) AS provider_j,
            win_or(d.Hostname, d.Computer) AS computer_j,
            win_or(win_or(d.TimeCreated, d."@timestamp"), d.EventTime) AS time_j,
            TRY_CAST(win_int(d.EventID) AS INTEGER) AS event_id,
-           coalesce(list_contains(k, 'EventType') AND win_jtext(d.EventType) IN
+           coalesce(win_jtext(d.EventType) IN
                ('INFO', 'AUDIT_SUCCESS', 'AUDIT_FAILURE', 'WARNING', 'ERROR', 'CRITICAL', 'VERBOSE'), false) AS nxlog_type
     FROM parsed
 ), meta_less AS (
@@ -59,10 +61,9 @@ WITH parsed AS (
     FROM meta_less
 ), judged AS (
     SELECT *,
-           CASE WHEN k IS NULL OR d IS NULL OR win_lenient(data) THEN NULL
+           CASE WHEN d IS NULL THEN NULL
                 WHEN NOT flat_event THEN false
-                WHEN len(k) <> len(list_distinct(k))
-                     OR win_jtext(d.Channel) IS NULL OR win_jtext(provider_j) IS NULL OR win_jtext(d.Keywords) IS NULL
+                WHEN win_jtext(d.Channel) IS NULL OR win_jtext(provider_j) IS NULL OR win_jtext(d.Keywords) IS NULL
                      OR win_jtext(computer_j) IS NULL OR win_jtext(time_j) IS NULL OR win_jtext(d.UserID) IS NULL
                      OR win_jtext(d.Message) IS NULL
                      OR (event_data = '{}' AND left(d.EventData, 1) = '"') THEN NULL

@@ -129,7 +129,14 @@ CREATE OR REPLACE MACRO win_jtext(j) AS
          WHEN j IN ('true', 'false') OR regexp_full_match(j, '-?[0-9]+') THEN j::VARCHAR END;
 -- The first of two values that is true for Python (`a or b`), as JSON text.
 CREATE OR REPLACE MACRO win_or(a, b) AS CASE WHEN win_truthy(a) THEN a ELSE b END;
--- JSON text Python's json module refuses but DuckDB reads (trailing commas, nan/inf in any case):
--- such lines go to the Python path, which reports them as today.
-CREATE OR REPLACE MACRO win_lenient(t) AS
-    regexp_matches(t, ',[ \t\r\n]*[\]}]|[:\[,][ \t\r\n]*[-+]?([nN][aA][nN]|[iI][nN][fF])');
+
+-- Named data (a JSON object) as a map of texts. A key written twice keeps its first place and its
+-- last value, as Python's json reads it (a MAP cannot hold a key twice: the cast fails, and the
+-- record's data would be lost to every mapping).
+CREATE OR REPLACE MACRO win_map(j) AS
+    coalesce(TRY_CAST(j AS MAP(VARCHAR, VARCHAR)),
+             CASE WHEN j IS NOT NULL THEN map_from_entries(list_transform(
+                 list_filter(range(1, len(json_keys(j)) + 1), lambda i: list_position(json_keys(j), json_keys(j)[i]) = i),
+                 lambda i: {key: json_keys(j)[i],
+                            value: json_extract_string(j, '$.*')[len(json_keys(j)) + 1
+                                   - list_position(list_reverse(json_keys(j)), json_keys(j)[i])]})) END);
