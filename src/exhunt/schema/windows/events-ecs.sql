@@ -7,9 +7,10 @@
 -- (winlog.event_data, else winlog.user_data), '[["v1", ...]]' positional when every event_data
 -- key is paramN (values in N order), NULL without data; records that are not events keep their text.
 -- is_event NULL hands a record to the Python path (forms.from_ecs; its rows come back with these
--- columns): invalid JSON, flattened keys ("winlog.channel": rare, and Python's rules for them
--- are its own), System values Python writes its own way (objects, fractions), and paramN data
--- only Python reads the same way (a key twice, a value not a text). Few records are so.
+-- columns): invalid JSON (for Python: a comma before a bracket too), flattened keys
+-- ("winlog.channel": Python's rules for them are its own), System values Python writes its own
+-- way (objects, fractions), and paramN data only Python reads the same way (a key twice, a value
+-- not a text). Few records are so.
 WITH keyed AS (
     SELECT _exhunt_part, _exhunt_seq, _record, fallback_id, _what, data, try(json_keys(data)) AS k
     FROM _exhunt_rawbatch
@@ -62,7 +63,7 @@ WITH keyed AS (
     FROM shaped
 ), judged AS (
     SELECT *,
-           CASE WHEN k IS NULL OR d IS NULL THEN NULL
+           CASE WHEN k IS NULL OR d IS NULL OR win_lenient(data) THEN NULL
                 WHEN NOT CASE WHEN starts_with(data, '{') THEN true ELSE starts_with(ltrim(data, E' \t\r\n'), '{') END
                      THEN false
                 WHEN flattened IS NOT false THEN NULL

@@ -4,13 +4,13 @@
 -- EventSourceName; the record number RecordNumber, else EventRecordID; the computer Hostname, else
 -- Computer; the time TimeCreated, else @timestamp, else EventTime ("a, else b" as Python's `a or b`).
 -- The data is every top-level key but the collector's and System ones (forms.OTRF_META: the keys
--- the patch below removes), in record order. NXLog writes its own EventType (INFO, AUDIT_SUCCESS, ...), which is
--- dropped; for Sysmon 12-14 the registry EventType is read back from the message.
+-- the patch below removes), in record order. NXLog writes its own EventType (INFO, AUDIT_SUCCESS,
+-- ...), which is dropped; for Sysmon 12-14 the registry EventType is read back from the message.
 -- Doc is that data in brackets, '[{...}]' (see winlog/sql.py, events_view), NULL without data;
 -- records that are not events keep their text.
 -- is_event NULL hands a record to the Python path (forms.from_otrf; its rows come back with these
--- columns): invalid JSON, System values Python writes its own way (objects, fractions), and data
--- only as EventData XML text. Few records are so.
+-- columns): invalid JSON (for Python: a comma before a bracket too), System values Python writes
+-- its own way (objects, fractions), and data only as EventData XML text. Few records are so.
 WITH parsed AS (
     SELECT _exhunt_part, _exhunt_seq, _record, fallback_id, _what, data,
            try(from_json(data, '{"Channel": "JSON", "SourceName": "JSON", "Provider": "JSON",
@@ -61,7 +61,7 @@ WITH parsed AS (
     FROM meta_less
 ), judged AS (
     SELECT *,
-           CASE WHEN d IS NULL THEN NULL
+           CASE WHEN d IS NULL OR win_lenient(data) THEN NULL
                 WHEN NOT flat_event THEN false
                 WHEN win_jtext(d.Channel) IS NULL OR win_jtext(provider_j) IS NULL OR win_jtext(d.Keywords) IS NULL
                      OR win_jtext(computer_j) IS NULL OR win_jtext(time_j) IS NULL OR win_jtext(d.UserID) IS NULL

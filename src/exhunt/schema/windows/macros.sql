@@ -57,7 +57,8 @@ CREATE OR REPLACE MACRO win_report_id(parts) AS
 
 -- The three texts of an event's data in record order (exhunt/winlog/event_table.py): named data
 -- `m` (a map) or positional data `list`. EventData is the XML Log Analytics stores,
--- ParameterXml one <Param> per value, the listing "Name: value" lines (bare values when positional).
+-- ParameterXml one <Param> per value, the listing "Name: value" lines (bare values when positional,
+-- and for a value named '', which is an unnamed <Data> as well).
 CREATE OR REPLACE MACRO win_values(m, list) AS
     list_transform(CASE WHEN list IS NOT NULL THEN list ELSE coalesce(map_values(m), []) END, lambda x: coalesce(x, ''));
 CREATE OR REPLACE MACRO win_event_data(m, list) AS
@@ -65,7 +66,8 @@ CREATE OR REPLACE MACRO win_event_data(m, list) AS
     || CASE WHEN list IS NOT NULL
             THEN array_to_string(list_transform(list, lambda x: '<Data>' || win_xml(coalesce(x, '')) || '</Data>'), '')
             ELSE coalesce(array_to_string(list_transform(map_entries(m),
-                     lambda p: '<Data Name="' || win_xml(p.key) || '">' || win_xml(coalesce(p.value, '')) || '</Data>'), ''), '')
+                     lambda p: CASE WHEN p.key = '' THEN '<Data>' ELSE '<Data Name="' || win_xml(p.key) || '">' END
+                               || win_xml(coalesce(p.value, '')) || '</Data>'), ''), '')
        END
     || '</EventData>';
 CREATE OR REPLACE MACRO win_param_xml(m, list) AS
@@ -74,7 +76,8 @@ CREATE OR REPLACE MACRO win_param_xml(m, list) AS
          ELSE '' END;
 CREATE OR REPLACE MACRO win_listing(m, list) AS
     CASE WHEN list IS NOT NULL THEN array_to_string(list_transform(list, lambda x: coalesce(x, '')), chr(10))
-         ELSE coalesce(array_to_string(list_transform(map_entries(m), lambda p: p.key || ': ' || coalesce(p.value, '')), chr(10)), '')
+         ELSE coalesce(array_to_string(list_transform(map_entries(m),
+                  lambda p: CASE WHEN p.key = '' THEN '' ELSE p.key || ': ' END || coalesce(p.value, '')), chr(10)), '')
     END;
 
 -- A System field typed VARCHAR that may hold an object's JSON text ({"#text": 4688, "#attributes": ..}
@@ -129,6 +132,11 @@ CREATE OR REPLACE MACRO win_jtext(j) AS
          WHEN j IN ('true', 'false') OR regexp_full_match(j, '-?[0-9]+') THEN j::VARCHAR END;
 -- The first of two values that is true for Python (`a or b`), as JSON text.
 CREATE OR REPLACE MACRO win_or(a, b) AS CASE WHEN win_truthy(a) THEN a ELSE b END;
+-- A comma before a closing bracket: DuckDB reads such JSON, Python's json refuses it ("invalid
+-- JSON"), so the line goes to the Python path, which says so as before. (DuckDB also reads nan
+-- and inf in any case, where Python reads NaN and Infinity only: not checked, a scan for them
+-- costs more than the whole record's parse.)
+CREATE OR REPLACE MACRO win_lenient(t) AS regexp_matches(t, ',[ \t\r\n]*[}\]]');
 
 -- Named data (a JSON object) as a map of texts. A key written twice keeps its first place and its
 -- last value, as Python's json reads it (a MAP cannot hold a key twice: the cast fails, and the
