@@ -195,11 +195,13 @@ BAD_LINES = {"unfinished": '{"winlog": {"channel": ', "trailing comma": '{"a": 1
 
 
 def _write(path: Path, lines: dict[str, str]) -> dict[str, str]:
-    """The records, a blank and a white line after the third, and the bad lines last; returns
-    each record's place ("line N") by name."""
+    """The records after a BOM, a blank and a white line after the third (ended by \\n and a lone
+    \\r), the first lines ended by \\r\\n, bytes that are not UTF-8 in one, the bad lines last;
+    returns each record's place ("line N") by name."""
     names = [*lines, *BAD_LINES]
     texts = [*lines.values(), *BAD_LINES.values()]
-    path.write_text("\n".join(texts[:3]) + "\n\n   \n" + "\n".join(texts[3:]) + "\n", encoding="utf-8")
+    text = "\ufeff" + "\r\n".join(texts[:3]) + "\r\n\n \u3000\x1c\r" + "\n".join(texts[3:]) + "\n"
+    path.write_bytes(text.encode("utf-8").replace(b"Application", b"Appl\xffication", 1))
     return {name: f"line {i + 1 + 2 * (i >= 3)}" for i, name in enumerate(names)}
 
 
@@ -323,6 +325,18 @@ def test_otrf_readings(tmp_path: Path) -> None:
         assert _one(session, security, where["nulls"]) == ("", "0")
         assert _one(session, 'SELECT FolderPath FROM "DeviceFileEvents" WHERE _record = ?', where["twice"]) == \
             g.SYSMON11.data["TargetFilename"]
+
+
+def test_blank_lines_are_those_python_strips() -> None:
+    """The RAW readers drop a line of nothing but what str.strip() removes, as the Python path did."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chars = [chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000]
+    blank = pc.match_substring_regex(pa.array(chars), winsql.BLANK_LINE).to_pylist()
+    assert [c for c, b in zip(chars, blank, strict=True) if b] == [c for c in chars if c.isspace()]
+    assert pc.match_substring_regex(pa.array(["", " \t\r\n", "\u3000", " x "]), winsql.BLANK_LINE).to_pylist() == \
+        [True, True, True, False]
 
 
 def test_forms_produce_the_columns_of_the_evtx_form() -> None:

@@ -165,29 +165,14 @@ class WinJsonReader:
         """JSON lines of a form DuckDB reads (`form`) go there as text, mapped like .evtx records
         (exhunt.winlog.sql); the document forms (an array, pretty-printed JSON) through Python."""
         if self.form is not None and is_json_lines(src.head()):
+            from exhunt.winlog.sql import raw_lines
+
             yield from raw_lines(src, report, self.what, self.form)
             return
         convert = type(self).convert
         yield from map_events(
             ((where, convert(rec)) for where, rec in iter_records(src, report)), src, report, table, self.what)
 
-
-def raw_lines(src: SourceFile, report: FileReport, what: str, form: str) -> Iterator[Batch]:
-    """Every non-blank line of a JSON-lines file, as text in RAW batches (see exhunt.winlog.sql)."""
-    from exhunt.winlog.sql import RawBatches
-
-    raw = RawBatches(src.name, what, form)
-    with src.open() as fh:
-        for lineno, line in enumerate(text_stream(fh), 1):
-            if not line.strip():
-                continue
-            report.read += 1
-            full = raw.add(f"line {lineno}", line)
-            if full is not None:
-                yield full
-    last = raw.done()
-    if last is not None:
-        yield last
 
 
 #: Rows per table held in Python before they become one Arrow batch.
