@@ -174,7 +174,6 @@ class WinJsonReader:
             ((where, convert(rec)) for where, rec in iter_records(src, report)), src, report, table, self.what)
 
 
-
 #: Rows per table held in Python before they become one Arrow batch.
 WIN_BATCH_ROWS = BATCH_ROWS
 #: Arrow types given to the columns of the mapped rows, from the schema's KQL types. Times

@@ -1,16 +1,20 @@
 """Windows events mapped inside DuckDB, from the SQL files in exhunt/schema/windows.
 
 Readers hand over records as the parser renders them: JSON text in Arrow batches of
-the pseudo-table `RAW`, no per-record Python work. For each batch one statement
-(`events-<form>.sql`, then `events.sql`) parses every record once for its System
-fields into the stored `_w_events` table, beside the record's text. Each mapping file
-then selects its table's rows from `events` (`events_view`: `_w_events` plus the
-record's data, read from its text for the rows the mapping selects). A mapping file's
-first lines say where its rows go: `-- table: X`; `-- dedupe: a, b` keeps the first
-row per input file of each distinct value of those columns; `-- view: yes` queries
-it in place instead of copying it (Event, SecurityEvent). Only PowerShell logging
-(script blocks reassembled across records) and the Exchange cmdlet log (parameter
-text parsed) go on through the Python mapping: few rows.
+the pseudo-table `RAW`, tagged with their form (`evtx`: .evtx files and evtx_dump JSON;
+`ecs`: Winlogbeat / Elastic Agent; `otrf`: OTRF / NXLog flat records), no per-record
+Python work. For each batch one statement per form (`events-<form>.sql`, then
+`events.sql`) parses every record once for its System fields into the stored
+`_w_events` table, beside its data (`Doc`). A form's SQL may hand a few records to
+Python (`is_event` NULL: shapes only Python's rules read right, see the SQL files); they
+are read by exhunt.winlog.forms and stored with the same columns (`python_events`).
+Each mapping file then selects its table's rows from `events` (`events_view`:
+`_w_events` plus the record's data, read from Doc for the rows the mapping selects). A
+mapping file's first lines say where its rows go: `-- table: X`; `-- dedupe: a, b`
+keeps the first row per input file of each distinct value of those columns;
+`-- view: yes` queries it in place instead of copying it (Event, SecurityEvent). Only
+PowerShell logging (script blocks reassembled across records) and the Exchange cmdlet
+log (parameter text parsed) go on through the Python mapping: few rows.
 """
 
 from __future__ import annotations
