@@ -40,6 +40,12 @@ def _twice(text: str, key: str, first: str) -> str:
     return text.replace(f'"{key}": ', f'"{key}": {json.dumps(first)}, "{key}": ', 1)
 
 
+def _first(text: str, inner: str, key: str, value: str) -> str:
+    """`text` with `"key": value` written first in the object opening with `inner` (so the key is
+    written twice, once before its own entry: it keeps that first place and its last value)."""
+    return text.replace(inner, f"{inner}{json.dumps(key)}: {json.dumps(value)}, ", 1)
+
+
 def _flatten(doc: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in doc.items():
@@ -120,8 +126,9 @@ def ecs_lines() -> dict[str, str]:
             "unnamed": unnamed}
     not_events = {"winlog text": _line({"winlog": "x", "event": {"code": "1"}}), "no winlog": _line({"message": "x"}),
                   "array": "[1, 2]", "number": "7", "dotted": _line({"agent.name": "x", "event.code": "1"})}
+    moved = _first(_line(g.ecs(g.SYSMON1)), '"event_data": {', "CommandLine", "cmd /c benign")
     return {**plain, **{k: _line(v) for k, v in docs.items()}, "twice": twice, "twice_param": twice_param,
-            **not_events}
+            "moved": moved, **not_events}
 
 
 def _otrf(e: g.Ev, **top: Any) -> dict[str, Any]:
@@ -179,7 +186,8 @@ def otrf_lines() -> dict[str, str]:
             "typed": typed, "unnamed": unnamed}
     not_events = {"no id": _line({"Channel": "Security", "Hostname": "h"}),
                   "no channel": _line({"EventID": 1, "Hostname": "h"}), "array": "[]"}
-    return {**plain, **{k: _line(v) for k, v in docs.items()}, "twice": twice, **not_events}
+    moved = _first(_line(g.otrf(g.SYSMON1)), "{", "CommandLine", "cmd /c benign")
+    return {**plain, **{k: _line(v) for k, v in docs.items()}, "twice": twice, "moved": moved, **not_events}
 
 
 #: The records of each form the SQL hands to Python: the shapes only Python's rules read right
@@ -261,6 +269,21 @@ def _one(session: Session, sql: str, where: str) -> Any:
     return rows[0][0] if len(rows[0]) == 1 else rows[0]
 
 
+def test_a_key_written_twice_in_evtx_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evtx form's data too keeps a repeated key's first place and last value, as Python
+    reads it (a MAP cannot hold it twice; the record's data was lost to every mapping)."""
+    from exhunt.sources.evtx_json import READER as EVTX_JSON
+
+    path = tmp_path / "evtx.json"
+    lines = {"moved": _first(_line(g.evtx_json(g.SYSMON1)), '"EventData": {', "CommandLine", "cmd /c benign"),
+             "twice": _twice(_line(g.evtx_json(g.SYSMON11)), "TargetFilename", r"C:\benign.txt")}
+    _write(path, lines)
+    via_sql = _snapshot(path, EVTX_JSON, monkeypatch, sql=True)
+    via_python = _snapshot(path, EVTX_JSON, monkeypatch, sql=False)
+    assert via_sql["tables"] == via_python["tables"]  # (the evtx SQL reads a trailing comma: not checked here)
+    assert any(g.SYSMON1.data["CommandLine"] in row for row in via_sql["tables"]["DeviceProcessEvents"])
+
+
 def test_ecs_readings(tmp_path: Path) -> None:
     """A few readings spelled out: a hit, flattened keys, the event.code fallback (also for an
     event_id of 0), level names, host.name, paramN order and values, user data, a key written
@@ -291,6 +314,10 @@ def test_ecs_readings(tmp_path: Path) -> None:
             "C:\\x\\évil.dll"
         assert _one(session, 'SELECT ReportId FROM "DeviceNetworkEvents" WHERE _record = ?', where["no_record"]) == \
             common.report_id("ecs.json", where["no_record"])
+        process = 'SELECT ProcessCommandLine, AdditionalFields FROM "DeviceProcessEvents" WHERE _record = ?'
+        command, extra = _one(session, process, where["moved"])
+        assert command == g.SYSMON1.data["CommandLine"] and "benign" not in extra
+        assert event("moved", "RenderedDescription").startswith(f"CommandLine: {command}\nRuleName: -\n")
         signed = 'SELECT SHA1, IsSigned, Signer, IsTrusted FROM "DeviceFileCertificateInfo" WHERE _record = ?'
         assert _one(session, signed, where["typed"]) == ("abcd", True, "Microsoft Windows", None)
 

@@ -125,14 +125,19 @@ def mappings() -> tuple[Mapping, ...]:
 
 def events_view(source: str) -> str:
     """`source` (a SELECT over `_w_events`) with each record's data read from its Doc: Data (named,
-    JSON), DataList (positional) and M (Data as a map of texts). DuckDB computes a column only
-    where a query reads it, after the query's filters, so data is parsed for selected rows only.
+    JSON), DataList (positional) and M (Data as a map of texts; a key written twice keeps its first
+    place and last value, see win_map_last). DuckDB computes a column only where a query reads it,
+    after the query's filters, so data is parsed for selected rows only.
 
     Doc is a record's whole text (the evtx forms: its EventData, else UserData, read here), or for
     the forms whose SQL already took the data out (events-ecs.sql, ...) that data in brackets:
     '[{named}]' or '[[positional texts]]'. No evtx record starts with '[' (it is an object).
     """
-    return ("SELECT *, win_map(Data) AS M FROM ("
+    return ("SELECT * EXCLUDE (_m, _s, _vs), coalesce(_m, win_map_last(_s, _vs)) AS M FROM ("
+            "SELECT *, CASE WHEN _m IS NULL AND Data IS NOT NULL THEN list_sort(list_transform(json_keys(Data), "
+            "lambda k, i: {k: k, i: i})) END AS _s, "
+            "CASE WHEN _m IS NULL AND Data IS NOT NULL THEN json_extract_string(Data, '$.*') END AS _vs FROM ("
+            "SELECT *, TRY_CAST(Data AS MAP(VARCHAR, VARCHAR)) AS _m FROM ("
             "SELECT * EXCLUDE (_ed, _own), "
             "CASE WHEN _own THEN CASE WHEN starts_with(Doc, '[{') THEN _ed END ELSE win_named(_ed) END AS Data, "
             "CASE WHEN _own THEN CASE WHEN starts_with(Doc, '[[') THEN list_transform("
@@ -140,7 +145,7 @@ def events_view(source: str) -> str:
             "FROM (SELECT *, coalesce(starts_with(Doc, '['), false) AS _own, "
             "CASE WHEN starts_with(Doc, '[') THEN substr(Doc, 2, length(Doc) - 2) "
             "ELSE win_ed(from_json(Doc, '{\"Event\": {\"EventData\": \"JSON\", \"UserData\": \"JSON\"}}').Event) "
-            f"END AS _ed FROM ({source}) AS _w))")
+            f"END AS _ed FROM ({source}) AS _w))))")
 
 
 def over(m: Mapping, source: str, typed_time: bool | None = None) -> str:
