@@ -434,3 +434,24 @@ def test_an_event_id_filter_reaches_the_stored_events(form: str, tmp_path: Path)
     box = plan[plan.index("_w_events"):]
     box = box[: box.index("╰")]  # the scan's own box in the plan drawing
     assert "Filters" in box and "EventID" in box, plan
+
+
+def test_ecs_accounting(tmp_path: Path) -> None:
+    """Read, used and skipped for a small file, counted by hand: three events through DuckDB,
+    one (flattened keys) through Python, a blank line (not counted), a bad line, a non-event."""
+    flat = _flatten(g.ecs(g.SYSMON11))
+    lines = [_line(g.ecs(g.SYSMON1)), _line(g.ecs(g.SEC4688)), "", _line(flat), "{not json",
+             _line(g.ecs(g.Ev(("Application", "App"), 1000, 5, "2026-03-01T10:00:00Z", {"A": "1"}))),
+             _line({"message": "no winlog"})]
+    path = tmp_path / "few.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with Session(in_memory=True) as session:
+        (report,) = session.load_files([sources.disk_file(path)], jobs=1)
+        files = session.run('SELECT FolderPath, _record FROM "DeviceFileEvents"')
+    assert (report.format, report.read, report.error) == ("winlogbeat-ecs", 6, None)
+    assert dict(report.used) == {"Event": 4, "SecurityEvent": 1, "DeviceProcessEvents": 2, "DeviceFileEvents": 1}
+    assert dict(report.skipped) == {"invalid JSON": 1, "not a Winlogbeat (winlog.*) record": 1}
+    assert [m.split(":", 1)[1] for m in report.messages] == [
+        "line 5: skipped: invalid JSON: Expecting property name enclosed in double quotes",
+        "line 7: skipped: not a Winlogbeat (winlog.*) record"]
+    assert files == [(g.SYSMON11.data["TargetFilename"], "line 4")]
