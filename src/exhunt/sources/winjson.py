@@ -3,7 +3,9 @@
 Record iteration for JSON inputs (JSON lines, a JSON array, `evtx_dump`'s
 "Record N" + pretty JSON, or concatenated documents), sniffing on the first
 record, and the loop that sends each event through the shared mapping
-(exhunt.winlog) and yields bounded Arrow batches.
+(exhunt.winlog) and yields bounded Arrow batches. JSON lines of the forms DuckDB
+maps (a reader's `form`: evtx, ecs, otrf) skip that loop: their text goes to DuckDB
+(exhunt.winlog.sql.raw_lines).
 """
 
 from __future__ import annotations
