@@ -455,3 +455,29 @@ def test_ecs_accounting(tmp_path: Path) -> None:
         "line 5: skipped: invalid JSON: Expecting property name enclosed in double quotes",
         "line 7: skipped: not a Winlogbeat (winlog.*) record"]
     assert files == [(g.SYSMON11.data["TargetFilename"], "line 4")]
+
+
+def test_json_nested_deeper_than_python_follows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line nested thousands deep is counted and named, never a traceback: DuckDB reads a valid
+    one (Python cannot: its PowerShell rows are left out, with a message), a broken one is invalid
+    JSON on every path, a JSON array holding one too."""
+    deep = "[" * 5000 + "]" * 5000
+    valid = _line(g.ecs(g.PS4104_PARTS[0])).replace('"MessageNumber": "1"', f'"MessageNumber": {deep}')
+    broken = '{"winlog": ' + "[" * 5000
+    path = tmp_path / "deep.ndjson"
+    path.write_text("\n".join([_line(g.ecs(g.SYSMON1)), valid, broken]) + "\n", encoding="utf-8")
+    with Session(in_memory=True) as session:
+        (report,) = session.load_files([sources.disk_file(path)], jobs=1)
+    assert (report.read, dict(report.used), dict(report.skipped)) == (
+        3, {"Event": 2, "DeviceProcessEvents": 1}, {"invalid JSON": 1})
+    assert report.messages[0].endswith("line 3: skipped: invalid JSON: nested too deep")
+    assert report.messages[1].endswith("line 2: event data not readable here (nested too deep): "
+                                       "left out of its PowerShell / cmdlet-log rows")
+    monkeypatch.setattr(ECS, "form", None)
+    array = tmp_path / "deep-array.json"
+    array.write_text(f"[{_line(g.ecs(g.SYSMON1))},\n{broken}\n]", encoding="utf-8")
+    for file, skipped in ((path, {"invalid JSON": 2}), (array, {"truncated or invalid JSON": 1})):
+        with Session(in_memory=True) as session:
+            (report,) = session.load_files([sources.disk_file(file)], input_format=ECS.name, jobs=1)
+        assert (dict(report.skipped), report.error) == (skipped, None)
+        assert report.used["DeviceProcessEvents"] == 1

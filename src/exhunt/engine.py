@@ -475,7 +475,13 @@ class Session:
         rows = self.run(f"SELECT {', '.join(winsql.PYTHON_COLUMNS)} FROM ({fresh}) AS _w ORDER BY _exhunt_seq")
         out: dict[int, list[tuple[str, dict[str, Any]]]] = {}
         for row in rows:
-            i, ev, rid = winsql.win_event(row)
+            try:
+                i, ev, rid = winsql.win_event(row)
+            except ValueError as exc:  # data only DuckDB could read (nested too deep for Python)
+                part = self._win_files[row[0]]
+                part.report.message(f"{part.display}:{row[1]}: event data not readable here ({exc}): "
+                                    "left out of its PowerShell / cmdlet-log rows")
+                continue
             if i not in self._mappers:
                 self._mappers[i] = (self._win_files[i].report, self._win_files[i].display, Mapper(""))
             out.setdefault(i, []).extend(self._mappers[i][2].map_stateful(ev, rid))

@@ -81,6 +81,10 @@ def iter_records(src: SourceFile, report: FileReport) -> Iterator[tuple[str, Any
                 except ValueError:
                     try:  # what orjson refuses but Python reads (NaN, huge integers), or a clear message
                         rec = json.loads(line)
+                    except RecursionError:
+                        report.read += 1
+                        report.skip(f"line {lineno}", "invalid JSON", "nested too deep")
+                        continue
                     except ValueError as exc:
                         report.read += 1
                         report.skip(f"line {lineno}", "invalid JSON", str(exc).split(":")[0])
@@ -110,7 +114,7 @@ def _documents(text: str, report: FileReport) -> Iterator[tuple[str, Any]]:
             return
         try:
             obj, pos = dec.raw_decode(text, pos)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             line = text.count("\n", 0, pos) + 1
             report.read += 1
             report.damaged_chunks += 1

@@ -195,11 +195,15 @@ def not_an_event(what: str, text: str | None) -> tuple[str, str]:
 
 
 def _loads(text: str) -> Any:
-    """JSON text as Python reads it (orjson, else the json module: NaN, huge integers)."""
+    """JSON text as Python reads it (orjson, else the json module: NaN, huge integers); ValueError
+    when it is not JSON, also when it nests deeper than Python can follow."""
     try:
         return orjson.loads(text)
     except ValueError:
-        return json.loads(text)
+        try:
+            return json.loads(text)
+        except RecursionError:
+            raise ValueError("nested too deep") from None
 
 
 #: Columns of the rows the Python path makes for the records a form's SQL hands it, in order.
