@@ -6,6 +6,7 @@ sample every 50 ms and keep the largest sum.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -35,3 +36,23 @@ def tree_memory(root: int) -> tuple[int, dict[int, int]]:
         if pid != root:
             peaks[pid] = int(fields.get("VmHWM", 0))
     return total, peaks
+
+
+def tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds (user + system) used so far by `root` and each of its descendants, by pid, from
+    /proc: on a shared machine, what a run costs whatever else is running (wall time is not)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, f in stats.items() if int(f[1]) in tree} - tree
+        tree |= more
+        grew = bool(more)
+    # Fields after the name: state, ppid, ... utime is the 14th field of stat, stime the 15th.
+    return {pid: (int(stats[pid][11]) + int(stats[pid][12])) / ticks for pid in tree if pid in stats}

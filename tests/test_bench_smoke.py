@@ -55,3 +55,21 @@ def test_tiny_alerts_bench_set_gives_every_alert_with_its_record(tmp_path: Path,
     assert code == 0, err
     (tmp_path / "alerts.jsonl").write_text(out)
     assert module.check(tmp_path / "alerts.jsonl", fmt) == (300, 300, [])
+
+def test_winjson_bench_forms_give_the_same_alerts(tmp_path: Path) -> None:
+    """bench/bench_winjson.py writes the same events as Winlogbeat ECS and as OTRF lines: each is
+    read whole, as its own format, and both raise the same alerts (the planted event's)."""
+    spec = importlib.util.spec_from_file_location("bench_winjson", REPO / "bench" / "bench_winjson.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    alerts = {}
+    for form, fmt in (("ecs", "winlogbeat-ecs"), ("otrf", "otrf-json")):
+        path = tmp_path / f"{form}.json"
+        module.write(path, form, 1200)
+        code, out, err = run_cli(["detect", str(path), "-f", "jsonl"])
+        assert code == 0
+        assert fmt in err and "Total: 1200 records read" in err and ", 0 skipped." in err, err
+        alerts[form] = sorted((a["rule_name"], a["DeviceName"], a["Timestamp"])
+                              for a in map(json.loads, out.splitlines()))
+    assert alerts["ecs"] == alerts["otrf"] and alerts["ecs"]

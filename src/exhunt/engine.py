@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exhunt import enrich, lifecycle, readpool, sqlopt
 from exhunt import schema as sch
@@ -55,6 +56,8 @@ Progress = Callable[[int], None]
 #: so every query parses the file again (slower as soon as two queries read it, see
 #: docs/benchmarks.md, round 5).
 COPY_CSV = True
+#: A Windows event's time, parsed once when it is stored (NULL when it does not parse).
+_EVENT_TIME = "CAST(TRY_CAST(NULLIF(trim(Time), '') AS TIMESTAMPTZ) AS TIMESTAMP) AS _time"
 
 
 @dataclass
@@ -501,13 +504,47 @@ class Session:
         data = data.append_column("_exhunt_seq", pa.array(range(first, first + n), pa.int64()))
         self._seq += n
         files = [self._win_file(p) for p in parts]
+        params = [files, [p.display for p in parts]]
+        skipped: list[tuple[int, int, str, str, str]] = []  # (seq, part, where, reason, detail)
+        forms = data.column("_form").unique().to_pylist() if "_form" in data.column_names else ["evtx"]
+        for form in forms:
+            rows = data if len(forms) == 1 else data.filter(pc.equal(data.column("_form"), form))
+            self._insert_events(rows, winsql.events_sql(form), params)
+            if form != "evtx":
+                skipped += self._python_events(form, first)
+        # Records that are not events were stored (filtering them out while parsing parses twice).
+        gone = self.run("SELECT _exhunt_seq, _exhunt_part, _record, _what, CASE WHEN NOT json_valid(Doc) THEN Doc END "
+                        "FROM _w_events WHERE _exhunt_seq >= ? AND NOT is_event", [first])
+        found = [(seq, i, where, *winsql.not_an_event(what, text)) for seq, i, where, what, text in gone]
+        for _seq, i, where, reason, detail in sorted(found + skipped):
+            self._win_files[i].report.skip(where, reason, detail)
+        if gone:
+            self.run("DELETE FROM _w_events WHERE _exhunt_seq >= ? AND NOT is_event", [first])
+        fresh = winsql.events_view(f"SELECT * FROM _w_events WHERE _exhunt_seq >= {first} "
+                                    f"AND Kind IN {tuple(winsql.PYTHON_KINDS)}")
+        rows = self.run(f"SELECT {', '.join(winsql.PYTHON_COLUMNS)} FROM ({fresh}) AS _w ORDER BY _exhunt_seq")
+        out: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+        for row in rows:
+            try:
+                i, ev, rid = winsql.win_event(row)
+            except ValueError as exc:  # data only DuckDB could read (nested too deep for Python)
+                part = self._win_files[row[0]]
+                part.report.message(f"{part.display}:{row[1]}: event data not readable here ({exc}): "
+                                    "left out of its PowerShell / cmdlet-log rows")
+                continue
+            if i not in self._mappers:
+                self._mappers[i] = (self._win_files[i].report, self._win_files[i].display, Mapper(""))
+            out.setdefault(i, []).extend(self._mappers[i][2].map_stateful(ev, rid))
+        for i, mapped_rows in out.items():
+            self._add_rows(mapped_rows, self._win_files[i].report, self._win_files[i].display)
+
+    def _insert_events(self, raw: pa.Table, events: str, params: list[Any]) -> None:
+        """`events` (a form's SELECT over `_exhunt_rawbatch`, see winsql.events_sql) over `raw` into `_w_events`."""
         select = (f"SELECT * REPLACE (list_extract(?::INTEGER[], {_q(PART)} + 1) AS {_q(PART)}), "
-                  f"list_extract(?::VARCHAR[], {_q(PART)} + 1) AS {_q(SOURCE_FILE)}, "
-                  f"CAST(TRY_CAST(NULLIF(trim(Time), '') AS TIMESTAMPTZ) AS TIMESTAMP) AS _time "
-                  f"FROM ({winsql.events_sql()}) AS _exhunt_e")
-        self.con.register("_exhunt_rawbatch", data)
+                  f"list_extract(?::VARCHAR[], {_q(PART)} + 1) AS {_q(SOURCE_FILE)}, {_EVENT_TIME} "
+                  f"FROM ({events}) AS _exhunt_e")
+        self.con.register("_exhunt_rawbatch", raw)
         try:
-            params = [files, [p.display for p in parts]]
             # A table of the session's database, not TEMP: rules run on cursors of their own,
             # which see the database's tables but not another connection's temporary ones.
             if self._win_ready:
@@ -517,24 +554,24 @@ class Session:
                 self._win_ready = True
         finally:
             self.con.unregister("_exhunt_rawbatch")
-        # Records that are not events were stored (filtering them out while parsing parses twice).
-        gone = self.run("SELECT _record, _exhunt_part, _what, CASE WHEN NOT json_valid(Doc) THEN Doc END "
-                        "FROM _w_events WHERE _exhunt_seq >= ? AND NOT is_event ORDER BY _exhunt_seq", [first])
-        for where, i, what, text in gone:
-            self._win_files[i].report.skip(where, *winsql.not_an_event(what, text))
-        if gone:
-            self.run("DELETE FROM _w_events WHERE _exhunt_seq >= ? AND NOT is_event", [first])
-        fresh = winsql.events_view(f"SELECT * FROM _w_events WHERE _exhunt_seq >= {first} "
-                                    f"AND Kind IN {tuple(winsql.PYTHON_KINDS)}")
-        rows = self.run(f"SELECT {', '.join(winsql.PYTHON_COLUMNS)} FROM ({fresh}) AS _w ORDER BY _exhunt_seq")
-        out: dict[int, list[tuple[str, dict[str, Any]]]] = {}
-        for row in rows:
-            i, ev, rid = winsql.win_event(row)
-            if i not in self._mappers:
-                self._mappers[i] = (self._win_files[i].report, self._win_files[i].display, Mapper(""))
-            out.setdefault(i, []).extend(self._mappers[i][2].map_stateful(ev, rid))
-        for i, mapped_rows in out.items():
-            self._add_rows(mapped_rows, self._win_files[i].report, self._win_files[i].display)
+
+    def _python_events(self, form: str, first: int) -> list[tuple[int, int, str, str, str]]:
+        """The records of `form` its SQL left to Python (is_event NULL: few), read there and stored
+        again as events; returns those that are none, as (seq, part, where, reason, detail)."""
+        rows = self.run(f"SELECT {', '.join(winsql.PY_FETCH)} FROM _w_events "
+                        "WHERE _exhunt_seq >= ? AND is_event IS NULL ORDER BY _exhunt_seq", [first])
+        if not rows:
+            return []
+        self.run("DELETE FROM _w_events WHERE _exhunt_seq >= ? AND is_event IS NULL", [first])
+        table, skipped = winsql.python_events(form, rows)
+        if table.num_rows:
+            self.con.register("_exhunt_pyrows", table)
+            try:
+                self.run(f"INSERT INTO _w_events BY NAME SELECT *, {_EVENT_TIME} "
+                         f"FROM ({winsql.events_over('SELECT * FROM _exhunt_pyrows')}) AS _exhunt_e")
+            finally:
+                self.con.unregister("_exhunt_pyrows")
+        return [(seq, part, where, reason, detail) for part, seq, where, reason, detail in skipped]
 
     def _win_file(self, part: _Part) -> int:
         """The session-wide index of an input file of Windows events (the `_exhunt_part` of its events)."""

@@ -14,6 +14,7 @@ class OtrfJson(WinJsonReader):
     description = "OTRF Security-Datasets / NXLog flat Windows events (Channel, EventID, Hostname, ...)"
     what = "flat Windows event (Channel, EventID)"
     score = 88
+    form = "otrf"
     convert = staticmethod(from_otrf)
 
     def matches(self, rec: dict[str, Any]) -> bool:

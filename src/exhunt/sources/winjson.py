@@ -3,7 +3,9 @@
 Record iteration for JSON inputs (JSON lines, a JSON array, `evtx_dump`'s
 "Record N" + pretty JSON, or concatenated documents), sniffing on the first
 record, and the loop that sends each event through the shared mapping
-(exhunt.winlog) and yields bounded Arrow batches.
+(exhunt.winlog) and yields bounded Arrow batches. JSON lines of the forms DuckDB
+maps (a reader's `form`: evtx, ecs, otrf) skip that loop: their text goes to DuckDB
+(exhunt.winlog.sql.raw_lines).
 """
 
 from __future__ import annotations
@@ -174,6 +176,8 @@ class WinJsonReader:
     what = "Windows event"
     score = 90
     convert: Callable[[Any], WinEvent | None]
+    #: The form DuckDB reads JSON lines of (exhunt/schema/windows/events-<form>.sql); None: Python reads them.
+    form: str | None = None
 
     def matches(self, rec: dict[str, Any]) -> bool:
         raise NotImplementedError
@@ -190,6 +194,13 @@ class WinJsonReader:
         return self.score - 10 if text[:1] in ("{", "[", "R") and self.sniff_text(text) else 0
 
     def read(self, src: SourceFile, report: FileReport, table: str | None) -> Iterator[Batch]:
+        """JSON lines of a form DuckDB reads (`form`) go there as text, mapped like .evtx records
+        (exhunt.winlog.sql); the document forms (an array, pretty-printed JSON) through Python."""
+        if self.form is not None and is_json_lines(src.head()):
+            from exhunt.winlog.sql import raw_lines
+
+            yield from raw_lines(src, report, self.what, self.form)
+            return
         yield from map_events(self._events(src, report), src, report, table, self.what)
 
     def _events(self, src: SourceFile, report: FileReport) -> Iterator[tuple[str, WinEvent | TooDeep | None]]:

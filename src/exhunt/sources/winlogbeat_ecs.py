@@ -14,6 +14,7 @@ class WinlogbeatEcs(WinJsonReader):
     description = "Winlogbeat / Elastic Agent Windows events (ECS, winlog.event_data.*)"
     what = "Winlogbeat (winlog.*)"
     score = 91
+    form = "ecs"
     convert = staticmethod(from_ecs)
 
     def matches(self, rec: dict[str, Any]) -> bool:

@@ -131,6 +131,12 @@ def _undot(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _field(doc: dict[str, Any], obj: str, name: str) -> Any:
+    """doc[obj][name], None when doc[obj] is not an object (a hostile or odd export)."""
+    node = doc.get(obj)
+    return node.get(name) if isinstance(node, dict) else None
+
+
 def from_ecs(doc: Any) -> WinEvent | None:
     """A Winlogbeat / Elastic Agent document (`winlog.*`); Elasticsearch hits are unwrapped."""
     if not isinstance(doc, dict):
@@ -144,13 +150,13 @@ def from_ecs(doc: Any) -> WinEvent | None:
     ev = WinEvent()
     ev.channel = text(win.get("channel"))
     ev.provider = text(win.get("provider_name"))
-    ev.event_id = to_int(win.get("event_id") or (doc.get("event") or {}).get("code"))
+    ev.event_id = to_int(win.get("event_id") or _field(doc, "event", "code"))
     ev.record_id = to_int(win.get("record_id"))
     ev.task = to_int(win.get("task")) if str(win.get("task", "")).isdigit() else None
     ev.opcode = None
     ev.version = to_int(win.get("version"))
     ev.keywords = ""
-    ev.level = _LEVEL_NAMES.get(text(win.get("level") or (doc.get("log") or {}).get("level")).lower())
+    ev.level = _LEVEL_NAMES.get(text(win.get("level") or _field(doc, "log", "level")).lower())
     host = doc.get("host") if isinstance(doc.get("host"), dict) else {}
     ev.computer = text(win.get("computer_name") or host.get("name"))
     ev.time = text(win.get("time_created") or doc.get("@timestamp"))

@@ -57,7 +57,8 @@ CREATE OR REPLACE MACRO win_report_id(parts) AS
 
 -- The three texts of an event's data in record order (exhunt/winlog/event_table.py): named data
 -- `m` (a map) or positional data `list`. EventData is the XML Log Analytics stores,
--- ParameterXml one <Param> per value, the listing "Name: value" lines (bare values when positional).
+-- ParameterXml one <Param> per value, the listing "Name: value" lines (bare values when positional,
+-- and for a value named '', which is an unnamed <Data> as well).
 CREATE OR REPLACE MACRO win_values(m, list) AS
     list_transform(CASE WHEN list IS NOT NULL THEN list ELSE coalesce(map_values(m), []) END, lambda x: coalesce(x, ''));
 CREATE OR REPLACE MACRO win_event_data(m, list) AS
@@ -65,7 +66,8 @@ CREATE OR REPLACE MACRO win_event_data(m, list) AS
     || CASE WHEN list IS NOT NULL
             THEN array_to_string(list_transform(list, lambda x: '<Data>' || win_xml(coalesce(x, '')) || '</Data>'), '')
             ELSE coalesce(array_to_string(list_transform(map_entries(m),
-                     lambda p: '<Data Name="' || win_xml(p.key) || '">' || win_xml(coalesce(p.value, '')) || '</Data>'), ''), '')
+                     lambda p: CASE WHEN p.key = '' THEN '<Data>' ELSE '<Data Name="' || win_xml(p.key) || '">' END
+                               || win_xml(coalesce(p.value, '')) || '</Data>'), ''), '')
        END
     || '</EventData>';
 CREATE OR REPLACE MACRO win_param_xml(m, list) AS
@@ -74,7 +76,8 @@ CREATE OR REPLACE MACRO win_param_xml(m, list) AS
          ELSE '' END;
 CREATE OR REPLACE MACRO win_listing(m, list) AS
     CASE WHEN list IS NOT NULL THEN array_to_string(list_transform(list, lambda x: coalesce(x, '')), chr(10))
-         ELSE coalesce(array_to_string(list_transform(map_entries(m), lambda p: p.key || ': ' || coalesce(p.value, '')), chr(10)), '')
+         ELSE coalesce(array_to_string(list_transform(map_entries(m),
+                  lambda p: CASE WHEN p.key = '' THEN '' ELSE p.key || ': ' END || coalesce(p.value, '')), chr(10)), '')
     END;
 
 -- A System field typed VARCHAR that may hold an object's JSON text ({"#text": 4688, "#attributes": ..}
@@ -113,3 +116,35 @@ CREATE OR REPLACE MACRO win_list(ed) AS
                                                  ELSE ed -> '$.Data' END), lambda v: coalesce(v, ''))
          WHEN left(ed, 1) = '"' AND ed ->> '$' <> '' THEN [ed ->> '$']
     END;
+
+-- The JSON forms beside evtx (events-ecs.sql, events-otrf.sql) read System fields as JSON text `j`
+-- and reproduce exhunt/winlog/forms.py, which reads them with Python's rules:
+-- Python's truth of a value (an `a or b` fallback takes b when a is null, false, 0, "", [] or {}).
+CREATE OR REPLACE MACRO win_truthy(j) AS
+    CASE WHEN j IS NULL OR j IN ('null', 'false', '0', '""', '[]', '{}') THEN false
+         WHEN regexp_full_match(j, '[-+0-9.eE]+') THEN coalesce(TRY_CAST(j AS DOUBLE) <> 0, true)
+         ELSE true END;
+-- Python's text() of a value: a string unquoted, null and absent '', true, false and integers as
+-- written; NULL for what Python writes its own way (objects, arrays, fractions), which the
+-- form's SQL hands to the Python path (its `py` column).
+CREATE OR REPLACE MACRO win_jtext(j) AS
+    CASE WHEN j IS NULL OR j = 'null' THEN '' WHEN left(j, 1) = '"' THEN j ->> '$'
+         WHEN j IN ('true', 'false') OR regexp_full_match(j, '-?[0-9]+') THEN j::VARCHAR END;
+-- The first of two values that is true for Python (`a or b`), as JSON text.
+CREATE OR REPLACE MACRO win_or(a, b) AS CASE WHEN win_truthy(a) THEN a ELSE b END;
+-- A comma before a closing bracket: DuckDB reads such JSON, Python's json refuses it ("invalid
+-- JSON"), so the line goes to the Python path, which says so as before. (DuckDB also reads nan
+-- and inf in any case, where Python reads NaN and Infinity only: not checked, a scan for them
+-- costs more than the whole record's parse.)
+CREATE OR REPLACE MACRO win_lenient(t) AS regexp_matches(t, ',[ \t\r\n]*[}\]]');
+
+-- Named data (JSON) whose keys repeat, as a map of texts the way Python's json reads it: a key
+-- keeps its first place and its last value. (A MAP cannot hold a key twice, so the plain cast
+-- fails: the record's data would be lost to every mapping.) `s` is the data's keys with their
+-- places, sorted (see events_view), `vs` its values in order; n log n, no quadratic blow-up.
+CREATE OR REPLACE MACRO win_map_last(s, vs) AS map_from_entries(list_transform(
+    list_sort(list_transform(list_zip(
+        list_filter(s, lambda e, j: j = 1 OR s[j - 1].k <> e.k),
+        list_filter(s, lambda e, j: j = len(s) OR s[j + 1].k <> e.k)),
+        lambda p: {first: p[1].i, k: p[1].k, last: p[2].i})),
+    lambda g: {key: g.k, value: vs[g.last]}));
