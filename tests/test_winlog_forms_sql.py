@@ -21,6 +21,7 @@ import pytest
 
 import winlog_gen as g
 from exhunt import sources
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 from exhunt.sources.otrf_json import READER as OTRF
 from exhunt.sources.winjson import WinJsonReader
@@ -429,7 +430,8 @@ def test_files_of_several_forms_in_one_load(tmp_path: Path, monkeypatch: pytest.
 def test_an_event_id_filter_reaches_the_stored_events(form: str, tmp_path: Path) -> None:
     session, _ = _events(tmp_path, form)
     with session:
-        sql = session.translate("Event | where EventID == 4688 | project TimeGenerated, RenderedDescription").sql
+        kql = "Event | where EventID == 4688 | project TimeGenerated, RenderedDescription"
+        sql = DuckDBBackend(session).translate(kql).sql
         plan = "\n".join(str(row[1]) for row in session.con.execute("EXPLAIN " + sql).fetchall())
     box = plan[plan.index("_w_events"):]
     box = box[: box.index("╰")]  # the scan's own box in the plan drawing
