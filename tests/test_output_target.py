@@ -70,3 +70,12 @@ def test_standard_output_on_a_full_disk_is_one_line(data: Path) -> None:
                                "-f", "jsonl"], stdout=full, stderr=subprocess.PIPE, env=env, timeout=120)
     assert done.returncode == 2
     assert _one(done.stderr.decode()) == _squeeze("error: cannot write standard output: No space left on device")
+
+
+def test_reader_leaving_the_pipe_ends_quietly_with_141() -> None:
+    """`exhunt detect demo/ | head -1`: the reader leaving is not an error to report. Here the
+    reader (`true`) is gone long before the hunt writes, so every write meets a closed pipe."""
+    proc = subprocess.run(f"{sys.executable} -m exhunt detect demo/ -q -f csv | true; exit ${{PIPESTATUS[0]}}",
+                          shell=True, executable="/bin/bash", capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert (proc.returncode, proc.stderr) == (141, "")

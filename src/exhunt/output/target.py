@@ -44,6 +44,10 @@ def _quiet_stdout() -> None:
         os.close(null)
 
 
+#: Exit status when stdout's reader went away: 128 + SIGPIPE, what a shell reports for a tool killed by it.
+EXIT_PIPE = 141
+
+
 @contextlib.contextmanager
 def opened(path: Path | None, option: str = "--output") -> Iterator[TextIO]:
     """The file (created or truncated) or stdout; any write error, at any point up to and
@@ -56,6 +60,11 @@ def opened(path: Path | None, option: str = "--output") -> Iterator[TextIO]:
             return
         with path.open("w", encoding="utf-8", newline="") as fh:
             yield fh
+    except BrokenPipeError:
+        if path is None:  # the reader left (`| head`): what it read is what it wanted, as for any Unix tool
+            _quiet_stdout()
+            raise SystemExit(EXIT_PIPE) from None
+        raise UsageError(f"{option}: cannot write {name}: broken pipe") from None
     except OSError as exc:
         if path is None:
             _quiet_stdout()
