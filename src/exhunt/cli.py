@@ -297,12 +297,26 @@ def query(
     _write(rows, fmt, output_path, zone=zone.label)
 
 
+ClusterOpt = Annotated[str | None, typer.Option(
+    "--cluster", help="Kusto endpoint URL (Azure Data Explorer over https, or a loopback http endpoint).")]
+DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database on --cluster.")]
+AuthOpt = Annotated[str, typer.Option(
+    "--auth", help="How to sign in to an https cluster: default (Azure CLI, environment, managed identity...), "
+                   "device (a code to enter in a browser), app (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET).")]
+
+
 @app.command()
 @_guard
 def ingest(
     paths: PathsArg,
-    out: Annotated[Path, typer.Option("--out", help="Folder to write: one Parquet folder per table.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Folder to write: one Parquet folder per table.")] = None,
     append: Annotated[bool, typer.Option("--append", help="Add to tables already in --out.")] = False,
+    cluster: ClusterOpt = None,
+    database: DatabaseOpt = None,
+    auth: AuthOpt = "default",
+    queued: Annotated[bool, typer.Option(
+        "--queued", help="With --out and --cluster: queue the Parquet written to --out for ingestion "
+                         "by the cluster (large loads) instead of sending rows in commands.")] = False,
     input_format: InputFormatOpt = None,
     table: TableOpt = None,
     strict: StrictOpt = False,
@@ -312,28 +326,68 @@ def ingest(
     mem: MemoryOpt = None,
     password: PasswordOpt = None,
 ) -> None:
-    """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet) for fast repeated hunts."""
+    """Parse inputs once into Parquet (OUT/<Table>/part-*.parquet), or onto a Kusto cluster, for repeated hunts."""
+    from contextlib import nullcontext
+
     from exhunt.ingest import Target
 
+    if out is None and cluster is None:
+        raise UsageError("ingest needs --out FOLDER, --cluster URL --database DB, or both")
+    if (cluster is None) != (database is None):
+        raise UsageError("--cluster and --database go together")
+    if queued and (out is None or cluster is None):
+        raise UsageError("--queued needs --out (the Parquet to queue) and --cluster")
+    backend = None
+    if cluster is not None and not queued:
+        from exhunt.backends.kusto import KustoBackend
+
+        backend = KustoBackend(cluster, str(database), auth)  # checked before anything is read
+    written: dict[str, int] = {}
+    sent: dict[str, int] = {}
+    queued_files: dict[str, int] = {}
     options = _options(quiet, verbose, strict, input_format=input_format, table=table, jobs=jobs, memory=mem,
                        passwords=password)
-    with Target(out, append) as target, hunting.new_session(options) as session:
+    with (Target(out, append) if out is not None else nullcontext(None)) as target, \
+            hunting.new_session(options) as session:
         # Large CSV parsed by DuckDB and Parquet read in place: the tables are only copied out.
         session.in_place = True
         found = list(sources.walk(paths))
-        files = target.split(found)
-        for note in target.notes if not quiet else []:
+        files = target.split(found) if target is not None else found
+        for note in target.notes if target is not None and not quiet else []:
             err.print(f"note: {safetext.markup(note)}")
         if found and not files:
             if not quiet:
                 err.print(f"Nothing new: every input is already in {safetext.markup(out)}.")
             return
         hunting.load(session, paths, options, files)
-        written = target.publish(session, files)
+        if target is not None:
+            written = target.publish(session, files)
+        if backend is not None:
+            from exhunt.backends.kusto_ingest import upload
+            from exhunt.ingest import cluster_uploads
+
+            sent = upload(backend, cluster_uploads(session)).stored
+        elif queued:
+            from exhunt.backends.kusto_ingest import queue_parquet
+            from exhunt.ingest import cluster_uploads
+
+            kinds = {u.table: u.columns for u in cluster_uploads(session)}
+            queued_files = queue_parquet(str(cluster), str(database), out, kinds, auth)  # type: ignore[arg-type]
     if not quiet:
         for name, n in sorted(written.items()):
-            err.print(f"{name}: {n} row(s) -> {safetext.markup(out / name)}")
-        err.print(f"{sum(written.values())} row(s) in {len(written)} table(s) written to {safetext.markup(out)}.")
+            err.print(f"{name}: {n} row(s) -> {safetext.markup(out / name)}")  # type: ignore[operator]
+        if out is not None:
+            err.print(f"{sum(written.values())} row(s) in {len(written)} table(s) written to {safetext.markup(out)}.")
+        if backend is not None:
+            for name, n in sorted(sent.items()):
+                if n:
+                    err.print(f"{name}: {n} row(s) -> {safetext.markup(backend.name)}")
+            filled = sum(1 for n in sent.values() if n)
+            err.print(f"{sum(sent.values())} row(s) in {filled} table(s) stored on {safetext.markup(backend.name)}.")
+        elif queued:
+            err.print(f"{sum(queued_files.values())} Parquet file(s) of {len(queued_files)} table(s) queued "
+                      f"for ingestion into {safetext.markup(database)} on {safetext.markup(cluster)} (the cluster loads them "
+                      "in the background; `.show ingestion failures` lists any it refuses).")
 
 
 @app.command()

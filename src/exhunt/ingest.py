@@ -19,9 +19,12 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 import pyarrow.parquet as pq
 
@@ -30,8 +33,13 @@ from exhunt.engine import Session
 from exhunt.errors import UsageError
 from exhunt.sources.base import SourceFile
 
+if TYPE_CHECKING:
+    from exhunt.backends.kusto_ingest import Upload
+
 #: Rows per Parquet file part; DuckDB starts a new part beyond this size.
 PART_BYTES = "256MB"
+#: Rows read from DuckDB at a time when sending tables to a cluster.
+INGEST_BATCH = 10_000
 
 
 def input_key(path: Path) -> dict[str, Any]:
@@ -163,3 +171,24 @@ class Target:
             merged.tables.setdefault(name, []).extend(entries)
         merged.inputs.extend(new.inputs)
         manifest.write(merged)
+
+
+def cluster_uploads(session: Session) -> list[Upload]:
+    """Every table with its columns (the schema's KQL types, the provenance columns, then the
+    input's extra columns), its rows read in Arrow batches only as they are sent. Empty tables
+    are made too: a rule reading a table the case lacks then finds it empty, as it does locally."""
+    from exhunt.backends.kusto_ingest import Upload, kql_type
+
+    uploads = []
+    for name, t in session.tables.items():
+        sql = f"SELECT * FROM {ident('_t_' + name)}"
+        schema = session.con.sql(sql + " LIMIT 0").to_arrow_reader().schema
+        typed = {c.name: c.kql_type for c in t.columns}
+        columns = [(f.name, typed.get(f.name) or kql_type(f.type)) for f in schema]
+        uploads.append(Upload(name, columns, _batches(session, sql)))
+    return uploads
+
+
+def _batches(session: Session, sql: str) -> Iterator[pa.RecordBatch]:
+    """The rows of `sql`, a batch at a time, read when iterated (one table at a time)."""
+    yield from session.con.sql(sql).to_arrow_reader(INGEST_BATCH)
