@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, TypeVar
 
+from exhunt.errors import RuleError
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -50,15 +52,18 @@ def backoff(attempt: int, hint: float | None = None) -> float:
 
 
 def with_retries(call: Callable[[], R], attempts: int = ATTEMPTS,
-                 sleep: Callable[[float], None] = time.sleep) -> R:
-    """`call()`, tried again after a growing wait each time it raises Throttled."""
+                 sleep: Callable[[float], None] | None = None) -> R:
+    """`call()`, tried again after a growing wait each time it raises Throttled; a RuleError
+    saying so when it is still throttled after `attempts` tries."""
     for attempt in range(attempts):
         try:
             return call()
         except Throttled as exc:
             if attempt == attempts - 1:
-                raise
-            sleep(backoff(attempt, exc.retry_after))
+                raise RuleError(f"{exc}; still refused after {attempts} attempts over "
+                                f"{sum(backoff(i) for i in range(attempts - 1)):.0f}+ s: try again later "
+                                "or with fewer --jobs") from None
+            (sleep or time.sleep)(backoff(attempt, exc.retry_after))
     raise AssertionError("unreachable")
 
 
