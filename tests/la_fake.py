@@ -71,8 +71,8 @@ class FakeWorkspace(ThreadingHTTPServer):
                 names, kinds, rows = list(rel.columns), [kusto_type(t) for t in rel.types], rel.fetchall()
             except Exception as exc:  # the service answers 400 to a query it cannot run
                 return 400, error_body("BadArgumentError", "The request had some invalid properties", str(exc))
-        table = {"name": "PrimaryResult", "columns": [{"name": n, "type": k} for n, k in zip(names, kinds, strict=True)],
-                 "rows": [[_wire(v) for v in row] for row in rows]}
+        columns = [{"name": n, "type": k} for n, k in zip(names, kinds, strict=True)]
+        table = {"name": "PrimaryResult", "columns": columns, "rows": [[_wire(v) for v in row] for row in rows]}
         return 200, {"tables": [table]}
 
 

@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 
 from conftest import REPO, run_cli
+from exhunt import alerts as alerting
 from exhunt.backends.kusto import KustoBackend
 from exhunt.cli import load_inputs
 from exhunt.engine import Session
+from exhunt.errors import RuleError
+from exhunt.replay import rowwise, run_rule
 from exhunt.rule import load_rules
 from kusto_server import kusto_server
 
@@ -92,3 +95,41 @@ def test_each_rule_gives_the_local_rows_in_every_window(cluster: KustoBackend, l
         got = _strings(cluster.query(rule.query, end, (end - rule.period, end)))
         assert _sorted(got) == _sorted(expected), (rule.slug, end)
 
+
+
+@pytest.mark.parametrize("rule", [r for r in load_rules(None) if rowwise(r)], ids=lambda r: r.slug)
+def test_a_row_by_row_replay_is_one_query_giving_the_local_rows(cluster: KustoBackend, local: Session,
+                                                                rule: Any) -> None:
+    expected = local.query_sliced(rule.query, rule.frequency)
+    got = cluster.query_sliced(rule.query, rule.frequency)
+    assert expected is not None and got is not None
+    assert _sorted(_strings(got)) == _sorted(_strings(expected))
+
+
+def test_a_clock_the_rows_cannot_carry_falls_back_to_windows(cluster: KustoBackend) -> None:
+    kql = "DeviceProcessEvents | project Timestamp | where Timestamp > ago(1h)"
+    assert cluster.query_sliced(kql, timedelta(hours=1)) is None
+    assert cluster.query_windows(kql, [(datetime(2026, 1, 1), datetime(2026, 1, 2))]) is None
+
+
+@pytest.mark.parametrize("rule", load_rules(None), ids=lambda r: r.slug)
+def test_alerts_name_the_same_file_and_record_as_locally(cluster: KustoBackend, local: Session, rule: Any) -> None:
+    run = run_rule(local, rule)
+    tables = local.tables_named_in(rule.query) or rule.required_tables
+    expected = [(a["source_file"], a["source_record"]) for a in alerting.build(local, rule, run.rows)]
+    found = cluster.sources(run.rows, tables)
+    got = sorted((s or ("", "")) for s in found)
+    assert got == sorted(expected)
+
+
+def test_errors_name_the_table_and_the_column(cluster: KustoBackend) -> None:
+    with pytest.raises(RuleError, match=r"table 'NoSuchTable' does not exist in database 'hunt'"):
+        cluster.query("NoSuchTable | take 1")
+    with pytest.raises(RuleError, match=r"column 'NoSuchColumn' does not exist in table DeviceProcessEvents"):
+        cluster.query("DeviceProcessEvents | where NoSuchColumn == 1")
+
+
+def test_an_unknown_database_is_named(cluster: KustoBackend) -> None:
+    other = KustoBackend(cluster.url, "nosuchdb")
+    with pytest.raises(RuleError, match=r"database 'nosuchdb' does not exist"):
+        other.query("print x = 1")

@@ -49,15 +49,16 @@ class Unquotable(ValueError):
     """The text holds a character no KQL string literal can carry (see LINE_SEPARATORS)."""
 
 
-def string(value: str) -> str:
+def string(value: str, separators: bool = False) -> str:
     """A double-quoted KQL string literal holding exactly `value`.
 
     A quote, a backslash, a newline, a carriage return and a tab are escaped; every other
     character stands for itself (what Microsoft's own Kusto.Language writes, and what every
     engine reads back unchanged), so nothing in `value` can end the literal or the statement.
-    A value holding U+2028 or U+2029 raises Unquotable: Kusto would end the line there.
+    A value holding U+2028 or U+2029 raises Unquotable: Kusto would end the line there (unless
+    `separators`, for duckdb-kql's endpoint, whose lexer keeps them inside a literal).
     """
-    if any(ch in value for ch in LINE_SEPARATORS):
+    if not separators and any(ch in value for ch in LINE_SEPARATORS):
         raise Unquotable("text holds a Unicode line or paragraph separator")
     out = ['"']
     for ch in value:
@@ -92,14 +93,14 @@ def timespan_literal(value: timedelta) -> str:
     return f"time({sign}{days}.{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d})"
 
 
-def value_literal(value: Any, kql_type: str) -> str:
+def value_literal(value: Any, kql_type: str, separators: bool = False) -> str:
     """A KQL literal of type `kql_type` holding `value` (None: a typed null), as `datatable` takes
     it. A dynamic value is given as its JSON text, a string (see exhunt.backends.kusto_ingest)."""
     kind = kql_type.lower()
     if value is None:
         return '""' if kind in ("string", "dynamic") else f"{kind}(null)"
     if kind in ("string", "dynamic"):
-        return string(str(value))
+        return string(str(value), separators)
     if kind == "bool":
         return "true" if value else "false"
     if kind in ("long", "int"):

@@ -11,9 +11,11 @@ Every value reaches the command as a KQL literal (exhunt.backends.kqltext): a st
 attacker's file is one quoted literal, whatever quotes, backslashes, newlines, pipes or control
 characters it holds. Two characters no KQL literal can hold (U+2028 and U+2029, line breaks to
 Kusto's lexer) make that column of that batch travel as base64 text, decoded on the cluster by
-`| extend C = base64_decode_tostring(C)`; a `dynamic` column travels as JSON text, turned back
-with `todynamic`. The provenance columns (`_source_file`, `_record`) go too, so alerts raised on
-the cluster still name the file and record they came from.
+`| extend C = base64_decode_tostring(C)` (the local endpoint, whose lexer keeps them in a literal
+but whose base64_decode_tostring does not decode UTF-8, gets them as they are); a `dynamic`
+column travels as JSON text, turned back with `todynamic`. The provenance columns
+(`_source_file`, `_record`) go too, so alerts raised on the cluster still name the file and
+record they came from.
 
 For large loads on a real cluster, queue the Parquet that `exhunt ingest --out DIR` writes
 instead (`queue_parquet`, azure-kusto-ingest): the cluster pulls the files in the background.
@@ -90,11 +92,11 @@ def create(backend: KustoBackend, table: str, columns: list[tuple[str, str]]) ->
         backend.management(_append(table, columns, []))
 
 
-def _cell(value: Any, kind: str, encoded: bool) -> str:
+def _cell(value: Any, kind: str, encoded: bool, separators: bool = False) -> str:
     if encoded:
         text = "" if value is None else str(value)
         return kqltext.string(base64.b64encode(text.encode("utf-8")).decode("ascii"))
-    return kqltext.value_literal(value, kind)
+    return kqltext.value_literal(value, kind, separators)
 
 
 def _append(table: str, columns: list[tuple[str, str]], rows: list[list[str]],
@@ -113,32 +115,36 @@ def _append(table: str, columns: list[tuple[str, str]], rows: list[list[str]],
     return command
 
 
-def _rows(batch: pa.RecordBatch, columns: list[tuple[str, str]]) -> Iterator[tuple[list[Any], set[str]]]:
+def _rows(batch: pa.RecordBatch, columns: list[tuple[str, str]],
+          separators: bool = False) -> Iterator[tuple[list[Any], set[str]]]:
     """Each row's values in column order, and which string columns of it no literal can hold."""
     names = [name for name, _ in columns]
     present = set(batch.schema.names)
     data = [batch.column(name).to_pylist() if name in present else [None] * batch.num_rows for name in names]
     for i in range(batch.num_rows):
         values = [column[i] for column in data]
-        bad = {name for name, value in zip(names, values, strict=True)
-               if isinstance(value, str) and any(ch in value for ch in kqltext.LINE_SEPARATORS)}
+        bad: set[str] = set()
+        if not separators:
+            bad = {name for name, value in zip(names, values, strict=True)
+                   if isinstance(value, str) and any(ch in value for ch in kqltext.LINE_SEPARATORS)}
         yield values, bad
 
 
-def _commands(upload: Upload) -> Iterator[tuple[str, int]]:
-    """(`.set-or-append` command, rows in it) for the upload's rows, in bounded batches."""
+def commands(upload: Upload, separators: bool = False) -> Iterator[tuple[str, int]]:
+    """(`.set-or-append` command, rows in it) for the upload's rows, in bounded batches
+    (`separators`: the endpoint takes U+2028 and U+2029 inside a literal)."""
     pending: list[list[Any]] = []
     encoded: set[str] = set()
     size = 0
 
     def flush() -> tuple[str, int]:
         frozen = frozenset(encoded)
-        rows = [[_cell(v, kind, name in frozen) for v, (name, kind) in zip(values, upload.columns, strict=True)]
-                for values in pending]
+        rows = [[_cell(v, kind, name in frozen, separators)
+                 for v, (name, kind) in zip(values, upload.columns, strict=True)] for values in pending]
         return _append(upload.table, upload.columns, rows, frozen), len(rows)
 
     for batch in upload.batches:
-        for values, bad in _rows(batch, upload.columns):
+        for values, bad in _rows(batch, upload.columns, separators):
             width = sum(2 * len(str(v)) + 12 for v in values)  # a literal's length, at most about
             if pending and (len(pending) >= BATCH_ROWS or size + width > BATCH_CHARS):
                 yield flush()
@@ -162,7 +168,7 @@ def upload(backend: KustoBackend, uploads: Iterable[Upload], report: Report | No
         create(backend, item.table, item.columns)
         report.sent.setdefault(item.table, 0)
         report.stored.setdefault(item.table, 0)
-        for command, n in _commands(item):
+        for command, n in commands(item, separators=not backend.create_merge):
             try:
                 result = backend.management(command)
             except RuleError as exc:

@@ -285,11 +285,11 @@ class RemoteBackend:
                     continue
                 where = self._conditions(table, row)
                 if where is not None:
-                    legs.append(f"({kqltext.ident(table)} | where {where} | take 1 "
-                                f"| project _i = {i}, {kqltext.ident(SOURCE_FILE)}, {kqltext.ident(SOURCE_RECORD)})")
+                    legs.append(f"{kqltext.ident(table)} | where {where} | take 1 "
+                                f"| project _i = {i}, {kqltext.ident(SOURCE_FILE)}, {kqltext.ident(SOURCE_RECORD)}")
             for start in range(0, len(legs), SOURCES_PER_QUERY):
                 part = legs[start:start + SOURCES_PER_QUERY]
-                text = part[0] if len(part) == 1 else "union " + ", ".join(part)
+                text = part[0] if len(part) == 1 else "union " + ", ".join(f"({leg})" for leg in part)
                 hits = with_retries(lambda text=text: self._send(text, None)).to_pylist()  # type: ignore[misc]
                 for hit in hits:
                     found[int(hit["_i"])] = (str(hit[SOURCE_FILE] or ""), str(hit[SOURCE_RECORD] or ""))
