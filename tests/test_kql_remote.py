@@ -185,3 +185,21 @@ def test_line_separators_travel_as_base64_to_a_real_cluster() -> None:
     con = duckdb_kql.connect()  # the decoding is Kusto's; here only the command's shape is checked
     assert duckdb_kql.kql(con, command.split("<|", 1)[1].split(" | extend")[0]).fetchall() == \
         [("cGxhaW4=", 1), ("YeKAqGI=", 2)]
+
+
+def test_tables_named_only_in_a_union_are_found() -> None:
+    assert kqltext.tables_named("union DeviceEvents, Event | take 1", ["DeviceEvents", "Event", "SecurityEvent"]) == \
+        ["DeviceEvents", "Event"]
+
+
+def test_a_rule_becomes_a_template_renaming_its_lets_and_tables_per_run() -> None:
+    kql = ('let Span = 1h; let F = (a:string) { T | where b == a };\n'
+           'let Y = T | where c > ago(Span) and s == "T Span Y";\nunion Y, F("q") | extend n = now()')
+    shape = kqltext.template(kql, ["T"], {"b", "c", "s"})
+    assert shape is not None
+    lets, body = shape.render("__w3", datetime(2026, 1, 2))
+    at = "datetime(2026-01-02T00:00:00.000000Z)"
+    assert lets == ["let Span__w3 = 1h", "let F__w3 = (a:string) { T__w3 | where b == a }",
+                    f'let Y__w3 = T__w3 | where c > ({at} - (Span__w3)) and s == "T Span Y"']
+    assert body == f'union Y__w3, F__w3("q") | extend n = {at}'
+    assert kqltext.template("let c = 1; T | where c > 0", ["T"], {"c"}) is None  # a let that is a column

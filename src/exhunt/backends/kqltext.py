@@ -149,6 +149,10 @@ def _walk(node: Any) -> Iterator[Any]:
         stack.extend(reversed(list(getattr(n, "children", None) or [])))
 
 
+#: Nodes naming a table, column or `let` (a name in `union A, B` is an EntityName).
+_NAMES = frozenset({"SimpleNameReference", "EntityName"})
+
+
 def referenced_names(kql: str) -> set[str]:
     """Every name the query refers to (tables, columns, `let` names; not function names)."""
     tree = _parse(kql)
@@ -157,7 +161,7 @@ def referenced_names(kql: str) -> set[str]:
     calls = {id(_call_name(n)) for n in _walk(tree) if _kind(n) == "NamedFunctionCallExpression"}
     names = set()
     for n in _walk(tree):
-        if _kind(n) == "SimpleNameReference" and id(n) not in calls:
+        if _kind(n) in _NAMES and id(n) not in calls:
             names.add(str(n.getText()))
     return names
 
@@ -221,3 +225,104 @@ def pin_clock(kql: str, moment: datetime | str) -> str:
         pos = stop + 1
     out.append(kql[pos:])
     return "".join(out)
+
+
+# -- one rule, many windows -----------------------------------------------------------------
+
+
+class Template:
+    """A rule's text split at the places that change from one replay run to another: the names
+    of its `let`s and the tables it reads (renamed per run, so that many runs can be statements
+    of one query), and its now() and ago() calls (pinned per run).
+
+    `statements` are the rule's `let` statements and `body` its final query, each a list of
+    text pieces and edits; `render` fills them in for one run.
+    """
+
+    def __init__(self, lets: list[list[Any]], body: list[Any], names: set[str]) -> None:
+        self.lets, self.body, self.names = lets, body, names
+
+    @staticmethod
+    def _fill(parts: list[Any], suffix: str, at: str) -> str:
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+            elif part[0] == "name":
+                out.append(part[1] + suffix)
+            elif part[0] == "now":
+                arg = None if part[1] is None else part[1].replace("{suffix}", suffix)
+                out.append(at if arg is None else f"({at} + ({arg}))")
+            else:  # ago
+                out.append(f"({at} - ({part[1].replace('{suffix}', suffix)}))")
+        return "".join(out)
+
+    def render(self, suffix: str, moment: datetime) -> tuple[list[str], str]:
+        """The run's `let` statements (without `;`) and its final query, names ending in `suffix`."""
+        at = datetime_literal(moment)
+        return [self._fill(s, suffix, at) for s in self.lets], self._fill(self.body, suffix, at)
+
+
+def template(kql: str, tables: list[str], columns: set[str]) -> Template | None:
+    """The rule as a Template, renaming its `let`s and the `tables` it reads; None when that
+    cannot be done exactly: a statement other than `let` before the query, a `let` name that is
+    also a column (of `columns`, or one the rule makes), escaped names, nested clock calls."""
+    tree = _parse(kql)
+    if tree is None:
+        return None
+    query = next((n for n in _walk(tree) if _kind(n) == "Query"), None)
+    if query is None:
+        return None
+    statements = [k for k in (query.children or []) if _kind(k) == "Statement"]
+    if not statements:
+        return None
+    lets: set[str] = set()
+    for st in statements[:-1]:
+        decl = st.children[0].children[0] if _kind(st.children[0]) == "LetStatement" else None
+        if decl is None or _kind(decl.children[1]) != "IdentifierOrKeywordOrEscapedName":
+            return None
+        name = decl.children[1]
+        if any(_kind(n) == "EscapedName" for n in _walk(name)):
+            return None
+        lets.add(str(name.getText()))
+    made = {str(n.children[0].getText()) for n in _walk(tree) if _kind(n) == "NamedExpressionNameClause"}
+    if lets & (columns | made):
+        return None
+    renamed = lets | set(tables)
+    names: list[tuple[int, int, Any]] = []
+    for n in _walk(tree):
+        kind = _kind(n)
+        if kind in _NAMES and str(n.getText()) in renamed:
+            names.append((n.start.start, n.stop.stop, ("name", str(n.getText()))))
+        elif kind.startswith("Let") and kind.endswith("Declaration"):
+            name = n.children[1]
+            names.append((name.start.start, name.stop.stop, ("name", str(name.getText()))))
+    names.sort(key=lambda e: e[0])
+
+    def pieces(start: int, stop: int, edits: list[tuple[int, int, Any]]) -> list[Any]:
+        out: list[Any] = []
+        pos = start
+        for a, b, edit in edits:
+            if a < start or b > stop:
+                continue
+            out.append(kql[pos:a])
+            out.append(edit)
+            pos = b + 1
+        out.append(kql[pos:stop + 1])
+        return out
+
+    calls = _clock_calls(tree)
+    for (_, _, stop, _), (_, start, _, _) in itertools.pairwise(calls):
+        if start <= stop:
+            return None  # a clock call inside another
+    edits: list[tuple[int, int, Any]] = []
+    for name, start, stop, args in calls:
+        if name == "ago" and not args:
+            return None
+        arg = "".join(Template._fill(pieces(args[0][0], args[0][1], names), "{suffix}", "")) if args else None
+        edits.append((start, stop, (name, arg)))
+    edits += [e for e in names if not any(c[1] <= e[0] and e[1] <= c[2] for c in calls)]
+    edits.sort(key=lambda e: e[0])
+    let_parts = [pieces(st.start.start, st.stop.stop, edits) for st in statements[:-1]]
+    body = statements[-1]
+    return Template(let_parts, pieces(body.start.start, body.stop.stop, edits), renamed)

@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 
 from exhunt.backends import kqltext
-from exhunt.backends.base import Window
-from exhunt.backends.parallel import MAX_CONCURRENCY, with_retries
+from exhunt.backends.base import SLICE_END, Window
+from exhunt.backends.parallel import MAX_CONCURRENCY, bounded_map, with_retries
 from exhunt.errors import RuleError
 from exhunt.schema import SOURCE_FILE, SOURCE_RECORD
 
@@ -29,6 +29,9 @@ LATEST = datetime(9999, 12, 31)
 EPOCH = datetime(1970, 1, 1)
 #: Provenance look-ups per query (each a `take 1` leg of one union).
 SOURCES_PER_QUERY = 64
+#: Replay runs per query, and characters of query text (see RemoteBackend.query_windows).
+WINDOWS_PER_QUERY = 32
+WINDOW_CHARS = 256 << 10
 
 #: KQL type -> Arrow type of a result column (dynamic values are given as JSON text, as the
 #: local engine stores them).
@@ -217,9 +220,58 @@ class RemoteBackend:
         return sorted({t for t in found.column("_e").to_pylist() if t is not None})
 
     def query_windows(self, kql: str, windows: list[Window], step: timedelta | None = None) -> pa.Table | None:
-        """None: KQL has no way to run a rule once per window inside one query (no lateral
-        join); the replay runs the windows a few at a time (exhunt.backends.parallel)."""
-        return None
+        """Every run of a replay as statements of few queries: run i's tables are `let`s of
+        their own (`T__w<i> = T | where <window i>`), its `let`s renamed the same way and its
+        clock pinned to its end, and the query is the `union` of every run's result with its
+        end in SLICE_END. Exact by construction (each run is the rule's own text over its own
+        rows); up to WINDOWS_PER_QUERY runs and WINDOW_CHARS characters a query, the queries
+        sent a few at a time. None when the rule cannot be split so (kqltext.template), or
+        the engine refuses the combined text: the caller then runs window by window."""
+        if not windows:
+            return None
+        tables = self.named_tables(kql)
+        columns = {c for t in tables for c in self.tables()[t]}
+        shape = kqltext.template(kql, tables, columns)
+        if shape is None:
+            return None
+        parts = [self._window_query(shape, tables, i, window) for i, window in enumerate(windows)]
+        batches: list[list[tuple[list[str], str]]] = [[]]
+        size = 0
+        for part in parts:
+            length = sum(map(len, part[0])) + len(part[1])
+            if batches[-1] and (len(batches[-1]) >= WINDOWS_PER_QUERY or size + length > WINDOW_CHARS):
+                batches.append([])
+                size = 0
+            batches[-1].append(part)
+            size += length
+
+        def send(batch: list[tuple[list[str], str]]) -> pa.Table:
+            lets = "".join(let + ";\n" for statements, _ in batch for let in statements)
+            legs = [body for _, body in batch]
+            text = lets + (legs[0] if len(legs) == 1 else "union " + ", ".join(f"({leg})" for leg in legs))
+            return with_retries(lambda: self._send(text, None))
+
+        try:
+            results = bounded_map(send, batches, self.max_concurrency)
+        except RuleError:
+            return None  # window by window, which reports a real error itself
+        results = [r for r in results if r.num_columns]
+        if not results:
+            return None
+        table = pa.concat_tables(results, promote_options="permissive")
+        return table.sort_by(SLICE_END)
+
+    def _window_query(self, shape: kqltext.Template, tables: list[str], i: int,
+                      window: Window) -> tuple[list[str], str]:
+        """Run i of a replay: its tables' `let`s and the rule's, and its result with SLICE_END."""
+        suffix = f"__w{i}"
+        clipped = self._clip(window)
+        lets = []
+        for table in tables:
+            body = self._restrict(table, clipped) or kqltext.ident(table)
+            lets.append(f"let {table}{suffix} = {body}")
+        own, body = shape.render(suffix, window[1])
+        return lets + own, f"{body} | extend {SLICE_END} = {kqltext.datetime_literal(window[1])}"
 
     def query_sliced(self, kql: str, step: timedelta) -> pa.Table | None:
         """A row-wise rule's replay in one query: without a clock, every row judged once over the
