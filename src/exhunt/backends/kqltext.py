@@ -134,6 +134,8 @@ def _parse(kql: str) -> Any:
         return duckdb_kql.parse(kql).tree
     except duckdb_kql.KqlError as exc:
         raise RuleError(f"the query is not valid KQL: {exc}") from None
+    except RecursionError:
+        raise RuleError("the query is nested too deeply to read") from None
 
 
 def _kind(node: Any) -> str:
@@ -153,22 +155,12 @@ def _walk(node: Any) -> Iterator[Any]:
 _NAMES = frozenset({"SimpleNameReference", "EntityName"})
 
 
-def referenced_names(kql: str) -> set[str]:
-    """Every name the query refers to (tables, columns, `let` names; not function names)."""
-    tree = _parse(kql)
-    if tree is None:
-        return set()
-    calls = {id(_call_name(n)) for n in _walk(tree) if _kind(n) == "NamedFunctionCallExpression"}
-    names = set()
-    for n in _walk(tree):
-        if _kind(n) in _NAMES and id(n) not in calls:
-            names.add(str(n.getText()))
-    return names
-
-
 def tables_named(kql: str, known: list[str]) -> list[str]:
-    """The tables of `known` the query refers to, in `known`'s order."""
-    names = referenced_names(kql)
+    """The tables of `known` the query reads (names nothing in it binds: exhunt.kql.tree), in
+    `known`'s order."""
+    from exhunt.kql import tree
+
+    names = set(tree.tables(kql))
     return [t for t in known if t in names]
 
 
