@@ -386,8 +386,8 @@ def ingest(
             err.print(f"{sum(sent.values())} row(s) in {filled} table(s) stored on {safetext.markup(backend.name)}.")
         elif queued:
             err.print(f"{sum(queued_files.values())} Parquet file(s) of {len(queued_files)} table(s) queued "
-                      f"for ingestion into {safetext.markup(database)} on {safetext.markup(cluster)} (the cluster loads them "
-                      "in the background; `.show ingestion failures` lists any it refuses).")
+                      f"for ingestion into {safetext.markup(database)} on {safetext.markup(cluster)} "
+                      "(the cluster loads them in the background; `.show ingestion failures` lists any it refuses).")
 
 
 @app.command()

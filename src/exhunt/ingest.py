@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-
 import pyarrow.parquet as pq
 
 from exhunt import lifecycle, manifest
