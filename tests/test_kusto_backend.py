@@ -4,6 +4,7 @@ local DuckDB engine over the same files."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,15 +14,15 @@ import pytest
 
 from conftest import REPO, run_cli
 from exhunt import alerts as alerting
+from exhunt import hunt as hunting
 from exhunt.backends.base import SLICE_END
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.backends.kusto import KustoBackend
 from exhunt.backends.parallel import run_windows
-from exhunt.cli import load_inputs
-from exhunt.engine import SLICE_END as LOCAL_SLICE_END
-from exhunt.engine import Session
 from exhunt.errors import RuleError
-from exhunt.replay import rowwise, run_rule, schedule
+from exhunt.replay import rowwise, run_rule, schedule, tables_of
 from exhunt.rule import load_rules
+from exhunt.schema import tables as schema_tables
 from kusto_server import kusto_server
 
 DEMO = REPO / "demo"
@@ -40,10 +41,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KustoBackend]:
 
 
 @pytest.fixture(scope="module")
-def local() -> Iterator[Session]:
-    with Session() as session:
-        load_inputs(session, [DEMO], None, None, True, False, False)
-        yield session
+def local() -> Iterator[DuckDBBackend]:
+    """demo/ in the embedded engine, every column of every table stored."""
+    backend, _ = hunting.open_local([DEMO], list(schema_tables()), hunting.HuntOptions(jobs=1))
+    with backend:
+        yield backend
 
 
 def _strings(table: Any) -> list[dict[str, Any]]:
@@ -57,17 +59,17 @@ def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: repr(sorted(r.items())))
 
 
-def test_the_cluster_has_the_tables_the_local_run_has(cluster: KustoBackend, local: Session) -> None:
+def test_the_cluster_has_the_tables_the_local_run_has(cluster: KustoBackend, local: DuckDBBackend) -> None:
     remote = cluster.tables()
-    assert set(remote) == set(local.tables)  # empty ones too: a rule naming one finds it empty
-    schema = local.kql_schema()
-    for name in local.tables:
+    assert set(remote) == set(local.session.tables)  # empty ones too: a rule naming one finds it empty
+    schema = local.tables()
+    for name in local.session.tables:
         # The same columns; in the order a query returns them (provenance before the input's
         # extra columns), which test_whole_rows_come_back_as_the_local_engine_gives_them checks.
         assert sorted(remote[name]) == sorted(schema[name]), name
 
 
-def test_whole_rows_come_back_as_the_local_engine_gives_them(cluster: KustoBackend, local: Session) -> None:
+def test_whole_rows_come_back_as_the_local_engine_gives_them(cluster: KustoBackend, local: DuckDBBackend) -> None:
     for name in cluster.tables():
         kql = f"{name} | sort by Timestamp asc, _record asc | take 1000"
         if "Timestamp" not in cluster.tables()[name]:
@@ -78,31 +80,27 @@ def test_whole_rows_come_back_as_the_local_engine_gives_them(cluster: KustoBacke
 
 
 @pytest.mark.parametrize("rule", load_rules(None), ids=lambda r: r.slug)
-def test_time_span_and_slices_are_the_local_ones(cluster: KustoBackend, local: Session, rule: Any) -> None:
-    tables = local.tables_named_in(rule.query) or rule.required_tables
+def test_time_span_and_slices_are_the_local_ones(cluster: KustoBackend, local: DuckDBBackend, rule: Any) -> None:
+    tables = tables_of(local, rule)
     assert cluster.time_span(tables) == local.time_span(tables)
     assert cluster.slice_ends(tables, rule.frequency) == local.slice_ends(tables, rule.frequency)
     assert cluster.slice_ends(tables, timedelta(minutes=7)) == local.slice_ends(tables, timedelta(minutes=7))
 
 
 @pytest.mark.parametrize("rule", load_rules(None), ids=lambda r: r.slug)
-def test_each_rule_gives_the_local_rows_in_every_window(cluster: KustoBackend, local: Session, rule: Any) -> None:
-    tables = local.tables_named_in(rule.query) or rule.required_tables
+def test_each_rule_gives_the_local_rows_in_every_window(cluster: KustoBackend, local: DuckDBBackend, rule: Any) -> None:
+    tables = tables_of(local, rule)
     ends = local.slice_ends(tables, rule.frequency)
     assert ends, "demo/ holds rows for every shipped rule"
     for end in ends[:: max(1, len(ends) // 4)]:
-        local.set_window(end - rule.period, end)
-        try:
-            expected = _strings(local.query(rule.query, end))
-        finally:
-            local.set_window(datetime(1601, 1, 1), datetime(9999, 12, 31))
+        expected = _strings(local.query(rule.query, end, (end - rule.period, end)))
         got = _strings(cluster.query(rule.query, end, (end - rule.period, end)))
         assert _sorted(got) == _sorted(expected), (rule.slug, end)
 
 
 
 @pytest.mark.parametrize("rule", [r for r in load_rules(None) if rowwise(r)], ids=lambda r: r.slug)
-def test_a_row_by_row_replay_is_one_query_giving_the_local_rows(cluster: KustoBackend, local: Session,
+def test_a_row_by_row_replay_is_one_query_giving_the_local_rows(cluster: KustoBackend, local: DuckDBBackend,
                                                                 rule: Any) -> None:
     expected = local.query_sliced(rule.query, rule.frequency)
     got = cluster.query_sliced(rule.query, rule.frequency)
@@ -120,9 +118,10 @@ def test_a_clock_the_rows_cannot_carry_falls_back_to_windows(cluster: KustoBacke
 
 
 @pytest.mark.parametrize("rule", load_rules(None), ids=lambda r: r.slug)
-def test_alerts_name_the_same_file_and_record_as_locally(cluster: KustoBackend, local: Session, rule: Any) -> None:
+def test_alerts_name_the_same_file_and_record_as_locally(cluster: KustoBackend, local: DuckDBBackend,
+                                                        rule: Any) -> None:
     run = run_rule(local, rule)
-    tables = local.tables_named_in(rule.query) or rule.required_tables
+    tables = tables_of(local, rule)
     expected = [(a["source_file"], a["source_record"]) for a in alerting.build(local, rule, run.rows)]
     found = cluster.sources(run.rows, tables)
     got = sorted((s or ("", "")) for s in found)
@@ -143,9 +142,9 @@ def test_an_unknown_database_is_named(cluster: KustoBackend) -> None:
 
 
 @pytest.mark.parametrize("rule", [r for r in load_rules(None) if not rowwise(r)], ids=lambda r: r.slug)
-def test_every_window_of_a_replay_in_few_queries_gives_the_local_runs(cluster: KustoBackend, local: Session,
+def test_every_window_of_a_replay_in_few_queries_gives_the_local_runs(cluster: KustoBackend, local: DuckDBBackend,
                                                                       rule: Any) -> None:
-    tables = local.tables_named_in(rule.query) or rule.required_tables
+    tables = tables_of(local, rule)
     plan = schedule(rule, local.slice_ends(tables, rule.frequency))
     expected = local.query_windows(rule.query, plan, rule.frequency)
     got = cluster.query_windows(rule.query, plan, rule.frequency)
@@ -160,5 +159,42 @@ def test_every_window_of_a_replay_in_few_queries_gives_the_local_runs(cluster: K
     assert got is not None
     assert got.column_names[-1] == SLICE_END
     key = [c for c in got.column_names if c != SLICE_END]
-    expected = expected.rename_columns([SLICE_END if c == LOCAL_SLICE_END else c for c in expected.column_names])
     assert _sorted(_strings(got.select([SLICE_END, *key]))) == _sorted(_strings(expected.select([SLICE_END, *key])))
+
+
+def _json(args: list[str]) -> list[dict[str, Any]]:
+    code, out, err = run_cli(args)
+    assert code in (0, 1), err
+    return json.loads(out)
+
+
+def test_detect_on_the_cluster_gives_exactly_the_local_alerts(cluster: KustoBackend) -> None:
+    local = _json(["detect", str(DEMO), "-f", "json", "-q"])
+    remote = _json(["detect", "--cluster", cluster.url, "--database", "hunt", "-f", "json", "-q"])
+    assert local  # demo/ raises alerts
+    assert remote == local  # provenance included: the cluster holds _source_file and _record
+
+
+def test_detect_with_now_and_a_time_range_on_the_cluster(cluster: KustoBackend) -> None:
+    args = ["--now", "2026-11-21T03:00:00Z", "--from", "2026-11-21", "-f", "json", "-q"]
+    assert _json(["detect", "--cluster", cluster.url, "--database", "hunt", *args]) == \
+        _json(["detect", str(DEMO), *args])
+
+
+def test_query_on_the_cluster_gives_the_local_rows(cluster: KustoBackend) -> None:
+    kql = ('DeviceFileEvents | where FolderPath has @"\\TransportRoles\\agents\\" '
+           "| project Timestamp, DeviceName, FolderPath, _source_file | sort by Timestamp asc")
+    local = _json(["query", kql, str(DEMO), "-f", "json", "-q"])
+    assert local
+    assert _json(["query", kql, "--cluster", cluster.url, "--database", "hunt", "-f", "json", "-q"]) == local
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--cluster", "http://127.0.0.1:9"], "--cluster and --database go together"),
+    (["--cluster", "http://127.0.0.1:9", "--database", "d", str(DEMO)], "give no input paths"),
+    (["--cluster", "http://127.0.0.1:9", "--database", "d", "--workspace", "w"], "choose one"),
+    ([], "give the files or folders to hunt"),
+])
+def test_engine_options_that_make_no_sense_are_refused(args: list[str], message: str) -> None:
+    code, _, err = run_cli(["detect", *args])
+    assert code == 2 and message in err

@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from conftest import REPO, run_cli
+from exhunt import hunt as hunting
+from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.backends.log_analytics import LogAnalyticsBackend
-from exhunt.cli import load_inputs
-from exhunt.engine import Session
 from exhunt.errors import RuleError, UsageError
+from exhunt.replay import tables_of
 from exhunt.rule import load_rules
+from exhunt.schema import tables as schema_tables
 from kusto_server import kusto_server
 from la_fake import FakeWorkspace, Fault, error_body, fake_workspace
 
@@ -47,10 +49,11 @@ def backend(workspace: FakeWorkspace) -> LogAnalyticsBackend:
 
 
 @pytest.fixture(scope="module")
-def local() -> Iterator[Session]:
-    with Session() as session:
-        load_inputs(session, [DEMO], None, None, True, False, False)
-        yield session
+def local() -> Iterator[DuckDBBackend]:
+    """demo/ in the embedded engine, every column of every table stored."""
+    backend, _ = hunting.open_local([DEMO], list(schema_tables()), hunting.HuntOptions(jobs=1))
+    with backend:
+        yield backend
 
 
 def _strings(table: Any) -> list[dict[str, Any]]:
@@ -59,25 +62,21 @@ def _strings(table: Any) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: repr(sorted(r.items())))
 
 
-def test_the_workspace_tables_are_read_from_getschema(backend: LogAnalyticsBackend, local: Session) -> None:
+def test_the_workspace_tables_are_read_from_getschema(backend: LogAnalyticsBackend, local: DuckDBBackend) -> None:
     tables = backend.tables()
-    assert set(tables) == set(local.tables)
-    assert sorted(tables["DeviceProcessEvents"]) == sorted(local.kql_schema()["DeviceProcessEvents"])
+    assert set(tables) == set(local.session.tables)
+    assert sorted(tables["DeviceProcessEvents"]) == sorted(local.tables()["DeviceProcessEvents"])
 
 
 @pytest.mark.parametrize("rule", load_rules(None), ids=lambda r: r.slug)
 def test_each_rule_gives_the_local_rows_with_now_pinned_in_the_text(
-        backend: LogAnalyticsBackend, workspace: FakeWorkspace, local: Session, rule: Any) -> None:
-    tables = local.tables_named_in(rule.query) or rule.required_tables
+        backend: LogAnalyticsBackend, workspace: FakeWorkspace, local: DuckDBBackend, rule: Any) -> None:
+    tables = tables_of(local, rule)
     ends = local.slice_ends(tables, rule.frequency)
     assert backend.slice_ends(tables, rule.frequency) == ends
     assert backend.time_span(tables) == local.time_span(tables)
     end = ends[len(ends) // 2]
-    local.set_window(end - rule.period, end)
-    try:
-        expected = _strings(local.query(rule.query, end))
-    finally:
-        local.set_window(datetime(1601, 1, 1), datetime(9999, 12, 31))
+    expected = _strings(local.query(rule.query, end, (end - rule.period, end)))
     assert _strings(backend.query(rule.query, end, (end - rule.period, end))) == expected
     sent = workspace.queries[-1]
     assert "now()" not in sent and "ago(" not in sent
@@ -148,3 +147,17 @@ def test_a_workspace_that_does_not_exist_is_named(workspace: FakeWorkspace) -> N
 def test_plain_http_to_another_host_is_refused() -> None:
     with pytest.raises(UsageError, match="refusing plain http"):
         LogAnalyticsBackend(WORKSPACE, endpoint="http://logs.example.com")
+
+
+def test_detect_on_a_workspace_gives_exactly_the_local_alerts(
+        workspace: FakeWorkspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("EXHUNT_LOG_ANALYTICS_ENDPOINT", workspace.url)
+    workspace.faults.clear()
+    code, out, err = run_cli(["detect", str(DEMO), "-f", "json", "-q"])
+    assert code == 0, err
+    local = json.loads(out)
+    code, out, err = run_cli(["detect", "--workspace", WORKSPACE, "-f", "json", "-q"])
+    assert code == 0, err
+    assert json.loads(out) == local

@@ -17,6 +17,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from exhunt import __version__, output, safetext, sources, summary, timerange, zones
 from exhunt import alerts as alerting
 from exhunt import hunt as hunting
+from exhunt.backends import choose
 from exhunt.errors import ExhuntError, UsageError
 from exhunt.replay import RuleRun
 from exhunt.rule import SEVERITIES, load_rules, severity_rank
@@ -33,6 +34,17 @@ EXIT_OK, EXIT_ALERTS, EXIT_ERROR = 0, 1, 2
 FORMAT_CHOICES = ("table", "jsonl", "json", "csv")
 
 PathsArg = Annotated[list[Path], typer.Argument(help="Files or folders (read recursively).", show_default=False)]
+OptPathsArg = Annotated[list[Path] | None, typer.Argument(
+    help="Files or folders (read recursively); none with --cluster or --workspace.", show_default=False)]
+ClusterOpt = Annotated[str | None, typer.Option(
+    "--cluster", help="Kusto endpoint URL (Azure Data Explorer over https, or a loopback http endpoint).")]
+DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database on --cluster.")]
+AuthOpt = Annotated[str, typer.Option(
+    "--auth", help="How to sign in to an https cluster: default (Azure CLI, environment, managed identity...), "
+                   "device (a code to enter in a browser), app (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET).")]
+WorkspaceOpt = Annotated[str | None, typer.Option(
+    "--workspace", help="Hunt a Log Analytics (Sentinel) workspace by its ID instead of input files.")]
+
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table | jsonl | json | csv")]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write results to this file.")]
 NowOpt = Annotated[str | None, typer.Option(
@@ -185,7 +197,7 @@ def _guard(fn: Any) -> Any:
 @app.command()
 @_guard
 def detect(
-    paths: PathsArg,
+    paths: OptPathsArg = None,
     rules: Annotated[list[str] | None, typer.Option(
         "--rules", "-r", help="Rule file, folder, or shipped rule name/id (repeatable). Default: all shipped.")] = None,
     now: NowOpt = None,
@@ -206,8 +218,12 @@ def detect(
     time_to: ToOpt = None,
     tz: TimezoneOpt = None,
     password: PasswordOpt = None,
+    cluster: ClusterOpt = None,
+    database: DatabaseOpt = None,
+    workspace: WorkspaceOpt = None,
+    auth: AuthOpt = "default",
 ) -> None:
-    """Run detection rules over telemetry and print alerts."""
+    """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}")
     if min_severity is not None and min_severity.lower() not in SEVERITIES:
@@ -218,9 +234,14 @@ def detect(
     _check_output(output_path)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
-    result = hunting.hunt(paths, chosen, _options(
-        quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs, memory=mem,
-        span=span, passwords=password))
+    remote = choose.remote(paths, cluster, database, workspace, auth, span)
+    try:
+        result = hunting.hunt(paths or [], chosen, _options(
+            quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs, memory=mem,
+            span=span, passwords=password), backend=remote)
+    finally:
+        if remote is not None:
+            remote.close()
     found, runs = result.alerts, result.runs
     floor = severity_rank(min_severity) if min_severity else 0
     keep = [i for i in range(len(found)) if severity_rank(found[i]["severity"]) >= floor]
@@ -262,7 +283,7 @@ def _report_runs(runs: list[RuleRun], n_alerts: int, quiet: bool, below: int = 0
 @_guard
 def query(
     kql: Annotated[str, typer.Argument(help="KQL query over the normalized tables.")],
-    paths: PathsArg,
+    paths: OptPathsArg = None,
     now: NowOpt = None,
     fmt: FormatOpt = "table",
     output_path: OutputOpt = None,
@@ -277,8 +298,12 @@ def query(
     time_to: ToOpt = None,
     tz: TimezoneOpt = None,
     password: PasswordOpt = None,
+    cluster: ClusterOpt = None,
+    database: DatabaseOpt = None,
+    workspace: WorkspaceOpt = None,
+    auth: AuthOpt = "default",
 ) -> None:
-    """Ad-hoc hunting: run one KQL query over the same tables."""
+    """Ad-hoc hunting: run one KQL query over the same tables (files, a Kusto cluster or a workspace)."""
     _check_format(fmt)
     _check_output(output_path)
     pinned = parse_time(now) if now else None
@@ -286,7 +311,8 @@ def query(
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     options = _options(quiet, verbose, strict, input_format=input_format, table=table, jobs=jobs, memory=mem,
                        span=span, passwords=password)
-    backend, _ = hunting.open_local(paths, [kql], options)
+    remote = choose.remote(paths, cluster, database, workspace, auth, span)
+    backend = remote if remote is not None else hunting.open_local(paths or [], [kql], options)[0]
     with backend:
         result = backend.query(kql, pinned).to_pylist()
         rows = [{k: alerting.jsonable(v) for k, v in r.items() if not k.startswith("_")} for r in result]
@@ -295,14 +321,6 @@ def query(
     if fmt in ("table", "csv"):
         rows = zones.localize(rows, zone, zones.time_columns(result))
     _write(rows, fmt, output_path, zone=zone.label)
-
-
-ClusterOpt = Annotated[str | None, typer.Option(
-    "--cluster", help="Kusto endpoint URL (Azure Data Explorer over https, or a loopback http endpoint).")]
-DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Database on --cluster.")]
-AuthOpt = Annotated[str, typer.Option(
-    "--auth", help="How to sign in to an https cluster: default (Azure CLI, environment, managed identity...), "
-                   "device (a code to enter in a browser), app (AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET).")]
 
 
 @app.command()

@@ -133,6 +133,15 @@ def run_rule(backend: Backend, rule: Rule, now: datetime | None = None) -> RuleR
         return out
     out.runs = 0
     seen: set[str] = set()
+    concurrency = int(getattr(backend, "max_concurrency", 1))
+    if concurrency > 1:
+        # A remote engine: each run is a round trip, so a few are in flight at once.
+        from exhunt.backends.parallel import run_windows
+
+        for result in run_windows(backend, rule.query, plan, concurrency):
+            out.runs += 1
+            out.rows.extend(_unique(result.to_pylist(), seen))
+        return out
     for start, end in plan:
         table: pa.Table = backend.query(rule.query, end, (start, end))
         out.runs += 1

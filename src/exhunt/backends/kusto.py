@@ -188,7 +188,7 @@ class KustoBackend(RemoteBackend):
         names = [str(n) for n in self.management(".show tables").column("TableName").to_pylist()]
         out: dict[str, Columns] = {}
         for name in names:
-            schema = with_retries(lambda name=name: self._send(f"{kqltext.ident(name)} | getschema", None))  # type: ignore[misc]
+            schema = self.run(f"{kqltext.ident(name)} | getschema")
             out[name] = [(str(c), str(t)) for c, t in zip(schema.column("ColumnName").to_pylist(),
                                                           schema.column("ColumnType").to_pylist(), strict=True)]
         return out

@@ -19,6 +19,7 @@ Within the service's documented limits:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -95,13 +96,14 @@ def check_endpoint(url: str) -> str:
 class LogAnalyticsBackend(RemoteBackend):
     """The tables of one Log Analytics workspace."""
 
-    def __init__(self, workspace: str, auth: str = "default", endpoint: str = DEFAULT_ENDPOINT,
+    def __init__(self, workspace: str, auth: str = "default", endpoint: str | None = None,
                  client: Any = None, max_concurrency: int = MAX_CONCURRENCY) -> None:
         super().__init__(max_concurrency)
         if not workspace or not workspace.strip():
             raise UsageError("--workspace: give the workspace ID (a GUID, from the workspace's overview page)")
         self.workspace = workspace.strip()
-        self.endpoint = check_endpoint(endpoint)
+        # Another cloud's API (api.loganalytics.azure.cn, ...) through EXHUNT_LOG_ANALYTICS_ENDPOINT.
+        self.endpoint = check_endpoint(endpoint or os.environ.get("EXHUNT_LOG_ANALYTICS_ENDPOINT") or DEFAULT_ENDPOINT)
         self._local = self.endpoint.startswith("http://")
         self.name = f"log-analytics {self.workspace}"
         if client is None:
@@ -143,6 +145,9 @@ class LogAnalyticsBackend(RemoteBackend):
         columns: Columns = list(zip(table.columns, table.columns_types, strict=True))
         return to_arrow(columns, (list(row) for row in table.rows))
 
+    def close(self) -> None:
+        self._client.close()
+
     def explain(self, kql: str, exc: Any) -> str:
         """The service's error in plain words: which table, column or permission."""
         status = getattr(exc, "status_code", None)
@@ -174,17 +179,12 @@ class LogAnalyticsBackend(RemoteBackend):
         """The schema's tables that exist in the workspace (one fuzzy union of getschema)."""
         known = list(schema_tables())
         legs = ", ".join(f"({kqltext.ident(t)} | getschema | extend _table = {kqltext.string(t)})" for t in known)
-        found = self._send_retried(f"union isfuzzy=true {legs} | project _table, ColumnName, ColumnType, ColumnOrdinal")
+        found = self.run(f"union isfuzzy=true {legs} | project _table, ColumnName, ColumnType, ColumnOrdinal")
         out: dict[str, Columns] = {}
         rows = sorted(found.to_pylist(), key=lambda r: (r["_table"], int(r["ColumnOrdinal"])))
         for row in rows:
             out.setdefault(str(row["_table"]), []).append((str(row["ColumnName"]), str(row["ColumnType"])))
         return {t: out[t] for t in known if t in out}
-
-    def _send_retried(self, kql: str) -> pa.Table:
-        from exhunt.backends.parallel import with_retries
-
-        return with_retries(lambda: self._send(kql, None))
 
 
 def _inner(error: Any) -> str:

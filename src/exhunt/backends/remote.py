@@ -12,6 +12,7 @@ local engine's views do, so Sentinel-style rules run on both.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -91,7 +92,10 @@ class RemoteBackend:
     name = "remote"
 
     def __init__(self, max_concurrency: int = MAX_CONCURRENCY) -> None:
+        #: Queries in flight at once over every thread using this backend (rules run in
+        #: parallel, and each rule's windows too): the engine's own limit is per user.
         self.max_concurrency = max_concurrency
+        self._slots = threading.BoundedSemaphore(max_concurrency)
         #: Only rows with start < time <= end are ever visible (--from/--to).
         self.bounds: Window = (EARLIEST, LATEST)
         self._schema: dict[str, Columns] | None = None
@@ -106,6 +110,15 @@ class RemoteBackend:
     def _list_tables(self) -> dict[str, Columns]:
         """Every table with its columns and their KQL types."""
         raise NotImplementedError
+
+    def run(self, kql: str, now: datetime | None = None) -> pa.Table:
+        """`_send`, holding one of the backend's slots, retried while the engine throttles."""
+
+        def attempt() -> pa.Table:
+            with self._slots:
+                return self._send(kql, now)
+
+        return with_retries(attempt)
 
     # -- tables -----------------------------------------------------------------------------
 
@@ -173,7 +186,7 @@ class RemoteBackend:
 
     def query(self, kql: str, now: datetime | None = None, window: Window | None = None) -> pa.Table:
         text = self.prefix(kql, window) + kql
-        return with_retries(lambda: self._send(text, now))
+        return self.run(text, now)
 
     def _scan(self, tables: Sequence[str], body: str) -> pa.Table | None:
         """`union` of `T | <body>` over the tables that exist here, `{time}` standing for each
@@ -192,7 +205,7 @@ class RemoteBackend:
         if not legs:
             return None
         text = legs[0] if len(legs) == 1 else "union " + ", ".join(f"({leg})" for leg in legs)
-        return with_retries(lambda: self._send(text, None))
+        return self.run(text)
 
     def time_span(self, tables: Sequence[str]) -> Window | None:
         found = self._scan(tables, "summarize _lo = min({time}), _hi = max({time})")
@@ -249,7 +262,7 @@ class RemoteBackend:
             lets = "".join(let + ";\n" for statements, _ in batch for let in statements)
             legs = [body for _, body in batch]
             text = lets + (legs[0] if len(legs) == 1 else "union " + ", ".join(f"({leg})" for leg in legs))
-            return with_retries(lambda: self._send(text, None))
+            return self.run(text)
 
         try:
             results = bounded_map(send, batches, self.max_concurrency)
@@ -284,7 +297,7 @@ class RemoteBackend:
         rewritten = kqltext.pin_clock(kql, column)
         text = self.prefix(kql, None, extra=end) + rewritten
         try:
-            table = with_retries(lambda: self._send(text, None))
+            table = self.run(text)
         except RuleError:
             return None  # the caller replays slice by slice, which reports a real error itself
         return table.drop_columns([column]) if column in table.column_names else table
@@ -294,6 +307,15 @@ class RemoteBackend:
 
     def seal(self) -> None:
         """Nothing to seal: a remote engine's queries cannot reach this machine's files."""
+
+    def close(self) -> None:
+        """Let go of the connection (a subclass holding one closes it)."""
+
+    def __enter__(self) -> RemoteBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- provenance ----------------------------------------------------------------------------
 
@@ -342,7 +364,7 @@ class RemoteBackend:
             for start in range(0, len(legs), SOURCES_PER_QUERY):
                 part = legs[start:start + SOURCES_PER_QUERY]
                 text = part[0] if len(part) == 1 else "union " + ", ".join(f"({leg})" for leg in part)
-                hits = with_retries(lambda text=text: self._send(text, None)).to_pylist()  # type: ignore[misc]
+                hits = self.run(text).to_pylist()
                 for hit in hits:
                     found[int(hit["_i"])] = (str(hit[SOURCE_FILE] or ""), str(hit[SOURCE_RECORD] or ""))
         return found
