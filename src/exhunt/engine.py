@@ -344,6 +344,17 @@ class Session:
             f"FILENAME_PATTERN {literal(prefix + '-{i}')}, OVERWRITE_OR_IGNORE true)"
         )
 
+    def table_batches(self, table: str, rows: int) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """A table's stored columns (provenance included) and its rows, `rows` at a time, read
+        only as they are iterated (one table at a time: see exhunt.ingest.cluster_uploads)."""
+        sql = f"SELECT * FROM {_q('_t_' + table)}"
+        schema = self.con.sql(sql + " LIMIT 0").to_arrow_reader().schema
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            yield from self.con.sql(sql).to_arrow_reader(rows)
+
+        return schema, batches()
+
     # -- loading --------------------------------------------------------------
 
     def load_files(

@@ -19,12 +19,10 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from exhunt import lifecycle, manifest
@@ -180,14 +178,8 @@ def cluster_uploads(session: Session) -> list[Upload]:
 
     uploads = []
     for name, t in session.tables.items():
-        sql = f"SELECT * FROM {ident('_t_' + name)}"
-        schema = session.con.sql(sql + " LIMIT 0").to_arrow_reader().schema
+        schema, batches = session.table_batches(name, INGEST_BATCH)
         typed = {c.name: c.kql_type for c in t.columns}
         columns = [(f.name, typed.get(f.name) or kql_type(f.type)) for f in schema]
-        uploads.append(Upload(name, columns, _batches(session, sql)))
+        uploads.append(Upload(name, columns, batches))
     return uploads
-
-
-def _batches(session: Session, sql: str) -> Iterator[pa.RecordBatch]:
-    """The rows of `sql`, a batch at a time, read when iterated (one table at a time)."""
-    yield from session.con.sql(sql).to_arrow_reader(INGEST_BATCH)
