@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -293,3 +294,23 @@ def seed_rule(folder: Path, stem: str, **changes: Any) -> Path:
     path = folder / f"{stem}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
+
+
+def file_rule(rule_id: str, name: str, description: str, query: str) -> str:
+    """The YAML of a Low rule over DeviceFileEvents running `query` (one line or several)."""
+    return f"""\
+id: {rule_id}
+name: {name}
+description: {description}
+severity: Low
+queryFrequency: 1h
+queryPeriod: 1h
+triggerOperator: gt
+triggerThreshold: 0
+tactics: [Persistence]
+relevantTechniques: [T1505.002]
+query: |
+{textwrap.indent(query, "  ")}
+exhunt:
+  requiredTables: [DeviceFileEvents]
+"""
