@@ -33,15 +33,13 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from proctree import tree_memory  # noqa: E402
+from proctree import detect_child, run_sampled, tree_memory  # noqa: E402
 
 DEFAULT_SOURCE = HERE.parent.parent / "shared" / "data"
 
@@ -138,45 +136,22 @@ def child_reader(folder: Path) -> int:
     return n
 
 
-def child_exhunt(folder: Path) -> int:
-    """`exhunt detect FOLDER -f jsonl -o FILE -q`, as a user runs it. Returns -1: the parent
-    counts the set's records once, outside any timed run."""
-    from exhunt import cli
-
-    with tempfile.TemporaryDirectory(prefix="exhunt-bench-out-") as tmp:
-        out = Path(tmp) / "alerts.jsonl"
-        try:
-            sys.argv = ["exhunt", "detect", str(folder), "-f", "jsonl", "-o", str(out), "-q"]
-            cli.main()
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                raise
-        alerts = sum(1 for _ in out.open(encoding="utf-8"))
-    print(json.dumps({"alerts": alerts}), file=sys.stderr)
-    return -1
-
-
 def run_child(mode: str, folder: Path) -> dict[str, float]:
     """Run one measurement; memory of reader worker processes (children of a forkserver, so
     invisible to getrusage) is sampled from /proc every 50 ms."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, str(folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tree_kb, worker_kb = 0, 0
-    while proc.poll() is None:
+
+    def sample(pid: int) -> None:
+        nonlocal tree_kb, worker_kb
         if mode == "exhunt" and sys.platform == "linux":
-            total, peaks = tree_memory(proc.pid)
+            total, peaks = tree_memory(pid)
             tree_kb = max(tree_kb, total)
             worker_kb = max([worker_kb, *peaks.values()])
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"{mode} failed:\n{stderr}")
-    out = json.loads(stdout.strip().splitlines()[-1])
+
+    out, extra, wall = run_sampled(__file__, mode, folder, sample)
     return {"records": out["records"], "wall": wall, "rss_mb": out["rss_kb"] / 1024,
             "workers_mb": worker_kb / 1024, "tree_mb": tree_kb / 1024, "rate": out["records"] / wall,
-            "extra": stderr.strip().splitlines()[-1] if stderr.strip() else ""}  # type: ignore[dict-item]
+            "extra": extra}  # type: ignore[dict-item]
 
 
 def main() -> None:
@@ -190,7 +165,7 @@ def main() -> None:
     if args.child:
         mode, folder = args.child[0], Path(args.child[1])
         if mode == "exhunt":
-            n = child_exhunt(folder)
+            n = detect_child(folder)
         elif mode == "reader":
             n = child_reader(folder)
         elif mode == "floor":

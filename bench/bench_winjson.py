@@ -24,17 +24,15 @@ import os
 import platform
 import random
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from proctree import tree_cpu, tree_memory  # noqa: E402
+from proctree import detect_child, run_sampled, tree_cpu, tree_memory  # noqa: E402
 
 import winlog_gen as g  # noqa: E402
 
@@ -106,39 +104,22 @@ def child(mode: str, path: Path) -> int:
                 orjson.loads(line)
                 n += 1
         return n
-    from exhunt import cli
-
-    with tempfile.TemporaryDirectory(prefix="exhunt-bench-out-") as tmp:
-        out = Path(tmp) / "alerts.jsonl"
-        sys.argv = ["exhunt", "detect", str(path), "-f", "jsonl", "-o", str(out), "-q"]
-        try:
-            cli.main()
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                raise
-        alerts = sum(1 for _ in out.open(encoding="utf-8"))
-    print(json.dumps({"alerts": alerts}), file=sys.stderr)
-    return -1
+    return detect_child(path)
 
 
 def run_child(mode: str, path: Path) -> dict[str, Any]:
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--child", mode, str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tree_kb = 0
     cpu: dict[int, float] = {}
-    while proc.poll() is None:
+
+    def sample(pid: int) -> None:
+        nonlocal tree_kb
         if sys.platform == "linux":
-            tree_kb = max(tree_kb, tree_memory(proc.pid)[0])
-            cpu.update(tree_cpu(proc.pid))
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate()
-    wall = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"{mode} failed:\n{stderr}")
-    out = json.loads(stdout.strip().splitlines()[-1])
+            tree_kb = max(tree_kb, tree_memory(pid)[0])
+            cpu.update(tree_cpu(pid))
+
+    out, extra, wall = run_sampled(__file__, mode, path, sample)
     return {"records": out["records"], "wall": wall, "tree_mb": tree_kb / 1024, "cpu": sum(cpu.values()),
-            "extra": stderr.strip().splitlines()[-1] if stderr.strip() else ""}
+            "extra": extra}
 
 
 def main() -> None:

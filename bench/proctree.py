@@ -6,8 +6,15 @@ sample every 50 ms and keep the largest sum.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def tree_memory(root: int) -> tuple[int, dict[int, int]]:
@@ -56,3 +63,40 @@ def tree_cpu(root: int) -> dict[int, float]:
         grew = bool(more)
     # Fields after the name: state, ppid, ... utime is the 14th field of stat, stime the 15th.
     return {pid: (int(stats[pid][11]) + int(stats[pid][12])) / ticks for pid in tree if pid in stats}
+
+
+def run_sampled(script: str, mode: str, path: Path, sample: Callable[[int], None]) -> tuple[dict[str, Any], str, float]:
+    """Run `script --child MODE PATH`, calling `sample(pid)` every 50 ms while it runs (worker
+    processes are invisible to getrusage). Returns its last stdout line as JSON, its last
+    stderr line and the wall time; a failed child ends the bench."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, script, "--child", mode, str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None:
+        sample(proc.pid)
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"{mode} failed:\n{stderr}")
+    extra = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    return json.loads(stdout.strip().splitlines()[-1]), extra, wall
+
+
+def detect_child(path: Path) -> int:
+    """`exhunt detect PATH -f jsonl -o FILE -q`, as a user runs it, in a bench's child process;
+    the alert count goes to stderr. Returns -1: the parent counts the records once, outside any
+    timed run."""
+    from exhunt import cli
+
+    with tempfile.TemporaryDirectory(prefix="exhunt-bench-out-") as tmp:
+        out = Path(tmp) / "alerts.jsonl"
+        sys.argv = ["exhunt", "detect", str(path), "-f", "jsonl", "-o", str(out), "-q"]
+        try:
+            cli.main()
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                raise
+        alerts = sum(1 for _ in out.open(encoding="utf-8"))
+    print(json.dumps({"alerts": alerts}), file=sys.stderr)
+    return -1

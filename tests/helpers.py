@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
+from exhunt.rule import shipped_dir
 from exhunt.schema import table
 
 TENANT = "3c1f4a7e-0b5d-4e8a-9c2f-6d1e0a7b8c9d"
@@ -276,3 +279,38 @@ FORMATS: dict[str, tuple[str, Callable[[Path], list[Path]]]] = {
     "sentinel-export": ("mde-jsonl", _whole(write_sentinel_jsonl, "PT05M.json")),
     "log-analytics-api": ("mde-json", _whole(write_la_api, "la-query-result.json")),
 }
+
+
+def seed_rule(folder: Path, stem: str, **changes: Any) -> Path:
+    """A copy of the shipped seed rule saved as `folder`/`stem`.yaml, with top-level fields or
+    (`exhunt__severity=...`) fields of its `exhunt` block changed."""
+    doc = yaml.safe_load((shipped_dir() / "exchange-transport-agent-seed.yaml").read_text(encoding="utf-8"))
+    for key, value in changes.items():
+        if key.startswith("exhunt__"):
+            doc["exhunt"][key.removeprefix("exhunt__")] = value
+        else:
+            doc[key] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{stem}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def file_rule(rule_id: str, name: str, description: str, query: str) -> str:
+    """The YAML of a Low rule over DeviceFileEvents running `query` (one line or several)."""
+    return f"""\
+id: {rule_id}
+name: {name}
+description: {description}
+severity: Low
+queryFrequency: 1h
+queryPeriod: 1h
+triggerOperator: gt
+triggerThreshold: 0
+tactics: [Persistence]
+relevantTechniques: [T1505.002]
+query: |
+{textwrap.indent(query, "  ")}
+exhunt:
+  requiredTables: [DeviceFileEvents]
+"""

@@ -6,14 +6,11 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 import helpers
 from conftest import run_cli
-from exhunt.rule import shipped_dir
 
 SEED = "exchange-transport-agent-seed"
 
@@ -23,20 +20,6 @@ def data(tmp_path: Path) -> Path:
     folder = tmp_path / "data"
     helpers.FORMATS["portal-csv"][1](folder)
     return folder
-
-
-def rule_copy(tmp_path: Path, **changes: Any) -> Path:
-    """The seed rule with top-level or `exhunt` fields changed (exhunt__severity=...)."""
-    doc = yaml.safe_load((shipped_dir() / f"{SEED}.yaml").read_text(encoding="utf-8"))
-    for key, value in changes.items():
-        if key.startswith("exhunt__"):
-            doc["exhunt"][key.removeprefix("exhunt__")] = value
-        else:
-            doc[key] = value
-    path = tmp_path / "rules" / "copy.yaml"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def test_exit_0_with_alerts_and_without_fail_on(data: Path) -> None:
@@ -53,7 +36,7 @@ def test_fail_on_at_or_below_the_alert_severity_exits_1(data: Path, fail_on: str
 
 
 def test_fail_on_above_the_alert_severity_exits_0(data: Path, tmp_path: Path) -> None:
-    rule = rule_copy(tmp_path, severity="Medium", exhunt__severity="medium")
+    rule = helpers.seed_rule(tmp_path / "rules", "copy", severity="Medium", exhunt__severity="medium")
     code, out, _ = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "--fail-on", "high"])
     assert code == 0
     alerts = [json.loads(x) for x in out.splitlines()]
@@ -83,7 +66,8 @@ def test_usage_errors_exit_2_with_one_line(data: Path, args: list[str]) -> None:
 
 
 def test_rule_naming_a_missing_column_exits_2(data: Path, tmp_path: Path) -> None:
-    rule = rule_copy(tmp_path, query="DeviceFileEvents | project Timestamp, DeviceName, AccountName")
+    rule = helpers.seed_rule(tmp_path / "rules", "copy",
+                             query="DeviceFileEvents | project Timestamp, DeviceName, AccountName")
     code, _, err = run_cli(["detect", str(data), "--rules", str(rule)])
     assert code == 2
     assert "'AccountName' does not exist in table DeviceFileEvents" in " ".join(err.split())

@@ -29,20 +29,6 @@ def data(tmp_path: Path) -> Path:
     return folder
 
 
-def _rule(folder: Path, stem: str, **changes: Any) -> Path:
-    """A copy of the seed rule saved as `stem`.yaml with top-level or `exhunt__` fields changed."""
-    doc = yaml.safe_load((shipped_dir() / f"{SEED}.yaml").read_text(encoding="utf-8"))
-    for key, value in changes.items():
-        if key.startswith("exhunt__"):
-            doc["exhunt"][key.removeprefix("exhunt__")] = value
-        else:
-            doc[key] = value
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{stem}.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def _jsonl(out: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines()]
 
@@ -61,8 +47,8 @@ def test_version() -> None:
 
 def test_min_severity_shows_alerts_at_or_above_and_counts_the_rest(data: Path, tmp_path: Path) -> None:
     rules = tmp_path / "rules"
-    _rule(rules, "crit")  # the seed rule: critical
-    _rule(rules, "med", name="Medium copy", severity="Medium", exhunt__severity="medium")
+    helpers.seed_rule(rules, "crit")  # the seed rule: critical
+    helpers.seed_rule(rules, "med", name="Medium copy", severity="Medium", exhunt__severity="medium")
     code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--min-severity", "high"])
     assert code == 0, err
     assert [(a["severity"], a["rule_name"]) for a in _jsonl(out)] == [("critical", _seed_name())] * 3
@@ -115,7 +101,7 @@ def test_from_to_filter_the_data_not_the_alerts(data: Path) -> None:
 
 def test_from_to_with_windowed_replay(data: Path, tmp_path: Path) -> None:
     """A rule replayed window by window (it aggregates) sees only the span's rows too."""
-    rule = _rule(tmp_path / "rules", "agg", query="DeviceProcessEvents | summarize n = count(), "
+    rule = helpers.seed_rule(tmp_path / "rules", "agg", query="DeviceProcessEvents | summarize n = count(), "
                  "Timestamp = max(Timestamp) by DeviceName | where n >= 2")
     code, out, err = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "-q"])
     assert code == 0, err
@@ -177,8 +163,8 @@ def test_bad_option_values_are_one_line_usage_errors(data: Path, args: list[str]
 
 def test_rules_list_has_a_header_and_aligned_columns(tmp_path: Path) -> None:
     folder = tmp_path / "rules"
-    _rule(folder, "a")
-    _rule(folder, "a-much-longer-rule-file-name-than-any-shipped-rule-has", relevantTechniques=[
+    helpers.seed_rule(folder, "a")
+    helpers.seed_rule(folder, "a-much-longer-rule-file-name-than-any-shipped-rule-has", relevantTechniques=[
         "T1505.002", "T1059.001", "T1543.003"], severity="Low", exhunt__severity="informational")
     code, out, _ = run_cli(["rules", "list", str(folder)])
     assert code == 0
@@ -208,7 +194,7 @@ def test_rules_show_into_a_file_keeps_the_query_verbatim(tmp_path: Path) -> None
     long_line = ('| where InitiatingProcessCommandLine has_any ("Install-TransportAgent", "Enable-TransportAgent", '
                  '"Set-TransportAgent", "New-TransportRule")  // a line far wider than 80 columns')
     query = "DeviceProcessEvents\n" + long_line + "\n| project Timestamp, DeviceName"
-    rule = _rule(tmp_path / "rules", "wide", query=query, description="A description" + " word" * 40)
+    rule = helpers.seed_rule(tmp_path / "rules", "wide", query=query, description="A description" + " word" * 40)
     out_file = tmp_path / "shown.txt"
     code, out, _ = run_cli(["rules", "show", str(rule)])
     assert code == 0

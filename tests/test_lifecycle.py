@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+import helpers
 from conftest import REPO, run_cli
 from exhunt import lifecycle
 
@@ -23,22 +24,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 #: A query that runs for hours on 3,000 rows of one device (27 billion joined rows to count).
 SLOW = ("DeviceFileEvents | join kind=inner (DeviceFileEvents) on DeviceName "
         "| join kind=inner (DeviceFileEvents) on DeviceName | count")
-SLOW_RULE = f"""\
-id: 00000000-0000-4000-8000-0000000051a0
-name: Slow
-description: A rule that takes hours.
-severity: Low
-queryFrequency: 1h
-queryPeriod: 1h
-triggerOperator: gt
-triggerThreshold: 0
-tactics: [Persistence]
-relevantTechniques: [T1505.002]
-query: |
-  {SLOW}
-exhunt:
-  requiredTables: [DeviceFileEvents]
-"""
+SLOW_RULE = helpers.file_rule("00000000-0000-4000-8000-0000000051a0", "Slow", "A rule that takes hours.", SLOW)
 
 
 def _data(folder: Path) -> Path:

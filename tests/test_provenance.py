@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import run_cli
-from helpers import write_csv, write_jsonl, write_parquet
+from helpers import file_rule, write_csv, write_jsonl, write_parquet
 
 EXCH = r"C:\Program Files\Microsoft\Exchange Server\V15\TransportRoles\agents"
 START = datetime(2026, 5, 1)
@@ -70,24 +70,11 @@ def test_provenance_is_exact_for_thousands_of_alerts(tmp_path: Path) -> None:
     assert got == want
 
 
-RULE = """\
-id: 00000000-0000-4000-8000-00000000a11e
-name: Renamed values
-description: A rule that makes a column of a table's name out of other values.
-severity: Low
-queryFrequency: 1h
-queryPeriod: 1h
-triggerOperator: gt
-triggerThreshold: 0
-tactics: [Persistence]
-relevantTechniques: [T1505.002]
-query: |
-  DeviceFileEvents
-  | extend ReportId = strcat("r-", tostring(ReportId)), FileSize = FileName
-  | project Timestamp, DeviceName, FileName, ReportId, FileSize
-exhunt:
-  requiredTables: [DeviceFileEvents]
-"""
+RULE = file_rule(
+    "00000000-0000-4000-8000-00000000a11e", "Renamed values",
+    "A rule that makes a column of a table's name out of other values.",
+    'DeviceFileEvents\n| extend ReportId = strcat("r-", tostring(ReportId)), FileSize = FileName\n'
+    "| project Timestamp, DeviceName, FileName, ReportId, FileSize")
 
 
 def test_values_a_rule_made_do_not_stop_the_run(tmp_path: Path) -> None:

@@ -34,21 +34,11 @@ def data(tmp_path: Path) -> Path:
     return folder
 
 
-def _rule(folder: Path, slug: str, **changes: Any) -> Path:
-    """The seed rule under another name, with fields changed; its tests copied beside it."""
-    doc = yaml.safe_load((shipped_dir() / f"{SEED}.yaml").read_text(encoding="utf-8"))
-    doc.update(changes)
-    path = folder / f"{slug}.yaml"
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
-
-
 def _rules(tmp_path: Path, slug: str, query: str) -> Path:
     """A folder with the seed rule and one other rule running `query`."""
     folder = tmp_path / "rules"
-    _rule(folder, "a-seed")
-    _rule(folder, slug, query=query, id="00000000-0000-4000-8000-000000000001", name=slug)
+    helpers.seed_rule(folder, "a-seed")
+    helpers.seed_rule(folder, slug, query=query, id="00000000-0000-4000-8000-000000000001", name=slug)
     return folder
 
 
@@ -129,7 +119,7 @@ def test_query_refuses_a_planted_query(data: Path, tmp_path: Path, monkeypatch: 
 
 def test_rules_test_refuses_a_planted_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "rules"
-    path = _rule(folder, "evil", query=EVIL_KQL)
+    path = helpers.seed_rule(folder, "evil", query=EVIL_KQL)
     (folder / "tests").mkdir()
     (folder / "tests" / "evil.yaml").write_text(yaml.safe_dump({"rule": "evil", "cases": [{
         "name": "one row", "kind": "true-positive",
@@ -274,7 +264,7 @@ def test_alias_bomb_in_a_rule_fails_fast_naming_the_file(data: Path, tmp_path: P
 
 
 def test_alias_bomb_in_a_rules_tests_fails_naming_the_file(tmp_path: Path) -> None:
-    path = _rule(tmp_path / "rules", "plain")
+    path = helpers.seed_rule(tmp_path / "rules", "plain")
     bomb = _bomb(tmp_path / "rules" / "tests", "plain.yaml")
     code, _, err = run_cli(["rules", "test", str(path)])
     assert code == 2

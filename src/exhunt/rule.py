@@ -119,15 +119,21 @@ def shipped_dir() -> Path:
     return Path(str(resources.files("exhunt") / "rules"))
 
 
-def load_rule(path: Path) -> Rule:
+def load_yaml(path: Path) -> Any:
+    """A rule's or its tests' YAML file; unreadable, invalid or alias-bomb YAML is a RuleError
+    naming the file, never a traceback."""
     try:
-        doc = yamltext.load(path.read_text(encoding="utf-8"))
+        return yamltext.load(path.read_text(encoding="utf-8"))
     except yamltext.AliasBombError as exc:
         raise RuleError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise RuleError(f"{path}: not valid YAML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RuleError(f"{path}: cannot read: {exc}") from None
+
+
+def load_rule(path: Path) -> Rule:
+    doc = load_yaml(path)
     if not isinstance(doc, dict) or "query" not in doc:
         raise RuleError(f"{path}: not a rule (a YAML mapping with a `query` is expected)")
     meta = doc.pop("exhunt", None) or {}

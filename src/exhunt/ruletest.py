@@ -28,16 +28,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exhunt import alerts as alerting
-from exhunt import yamltext
 from exhunt.backends.base import Backend
 from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
 from exhunt.errors import RuleError
 from exhunt.replay import run_rule
-from exhunt.rule import Rule
+from exhunt.rule import Rule, load_yaml
 from exhunt.sources.base import FileReport, RowBuffer
 
 KINDS = ("true-positive", "false-positive", "true-negative")
@@ -107,14 +104,7 @@ def load_cases(rule: Rule) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     path = cases_path(rule)
     if not path.exists():
         raise RuleError(f"{rule.slug}: no tests at {path}")
-    try:
-        doc = yamltext.load(path.read_text(encoding="utf-8")) or {}
-    except yamltext.AliasBombError as exc:
-        raise RuleError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise RuleError(f"{path}: not valid YAML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RuleError(f"{path}: cannot read: {exc}") from None
+    doc = load_yaml(path) or {}
     if not isinstance(doc, dict):
         raise RuleError(f"{path}: not a rule's tests (a YAML mapping with `cases` is expected)")
     cases = doc.get("cases") or []

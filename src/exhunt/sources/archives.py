@@ -20,9 +20,9 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
-from typing import IO, Any
+from typing import IO
 
-from exhunt.sources.base import Fault, FileReport, SourceFile, describe, printable
+from exhunt.sources.base import Fault, FileReport, RawReader, SourceFile, describe, printable
 
 #: Refuse an archive whose members would expand to more than this in total.
 MAX_TOTAL = 32 << 30
@@ -158,32 +158,16 @@ class Spool:
         return SourceFile(display, opener, self.size, name, faults=faults if faults is not None else [])
 
 
-class _View(io.RawIOBase):
+class _View(RawReader):
     def __init__(self, spool: Spool) -> None:
         super().__init__()
         self._spool = spool
-        self._pos = 0
 
-    def readinto(self, b: Any) -> int:
-        data = self._spool.read_at(self._pos, len(b))
-        n = len(data)
-        b[:n] = data
-        self._pos += n
-        return n
+    def _read(self, n: int) -> bytes:
+        return self._spool.read_at(self._pos, n)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._spool.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
+    def _seek(self, offset: int, whence: int) -> int:
+        return self._target(offset, whence, self._spool.size)
 
 
 def spool_stream(read: Callable[[int], bytes], limit: int, faults: list[Fault],
@@ -207,44 +191,23 @@ def spool_stream(read: Callable[[int], bytes], limit: int, faults: list[Fault],
     return spool
 
 
-class Slice(io.RawIOBase):
+class Slice(RawReader):
     """`size` bytes of a seekable stream from `start` (an uncompressed tar's member in place)."""
+
+    _raw: IO[bytes]
 
     def __init__(self, raw: IO[bytes], start: int, size: int) -> None:
         super().__init__()
         self._raw = raw
         self._start = start
         self._size = size
-        self._pos = 0
         raw.seek(start)
 
-    def readinto(self, b: Any) -> int:
-        want = min(len(b), self._size - self._pos)
-        if want <= 0:
-            return 0
-        data = self._raw.read(want)
-        n = len(data)
-        b[:n] = data
-        self._pos += n
-        return n
+    def _read(self, n: int) -> bytes:
+        want = min(n, self._size - self._pos)
+        return self._raw.read(want) if want > 0 else b""
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._pos, 2: self._size}[whence]
-        self._pos = max(0, min(self._size, base + offset))
-        self._raw.seek(self._start + self._pos)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
+    def _seek(self, offset: int, whence: int) -> int:
+        pos = min(self._size, self._target(offset, whence, self._size))
+        self._raw.seek(self._start + pos)
+        return pos

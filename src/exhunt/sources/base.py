@@ -370,7 +370,53 @@ def text_stream(fh: IO[bytes]) -> IO[str]:
 Stream = IO[bytes] | io.RawIOBase | io.BufferedIOBase
 
 
-class Guarded(io.RawIOBase):
+class RawReader(io.RawIOBase):
+    """A readable raw stream: each subclass gives `_read(n)` (at most n bytes, b"" at the end)
+    and `_seek(offset, whence)` (the new position); the position, buffer filling and closing
+    of the underlying stream `_raw` (if any) are kept here once."""
+
+    _raw: Stream | None = None
+    _pos = 0
+
+    def _read(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    def _seek(self, offset: int, whence: int) -> int:
+        raise io.UnsupportedOperation("seek")
+
+    def _target(self, offset: int, whence: int, end: int) -> int:
+        """Where `offset` from `whence` (start, position or `end`) lands, never before 0."""
+        return max(0, {0: 0, 1: self._pos, 2: end}[whence] + offset)
+
+    def readinto(self, b: Any) -> int:
+        data = self._read(len(b))
+        n = len(data)
+        b[:n] = data
+        self._pos += n
+        return n
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = self._seek(offset, whence)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        try:
+            if self._raw is not None:
+                self._raw.close()
+        finally:
+            super().close()
+
+
+class Guarded(RawReader):
     """A stream that ends where its data cannot be read, instead of raising.
 
     A damaged or truncated archive member, or a decompression stream past its bomb limit,
@@ -379,6 +425,8 @@ class Guarded(io.RawIOBase):
     (a record cut in two is skipped as truncated) and the fault, with its byte offset, is
     put in the file's report (see readpool.iter_source).
     """
+
+    _raw: Stream
 
     def __init__(self, raw: Stream, faults: list[Fault], errors: tuple[type[BaseException], ...],
                  limit: int | None = None, limit_reason: str = "") -> None:
@@ -396,10 +444,9 @@ class Guarded(io.RawIOBase):
         if not any(f.offset == self._pos and f.message == message for f in self._faults):
             self._faults.append(Fault(self._pos, message, reason))
 
-    def readinto(self, b: Any) -> int:
-        if self._done or not len(b):
-            return 0
-        want = len(b)
+    def _read(self, n: int) -> bytes:
+        if self._done or not n:
+            return b""
         if self._limit is not None:
             if self._pos >= self._limit:
                 # One byte more tells a stream that ends exactly at the limit from one that goes on.
@@ -407,45 +454,29 @@ class Guarded(io.RawIOBase):
                     more = self._raw.read(1)
                 except self._errors as exc:
                     self._fault(describe(exc))
-                    return 0
+                    return b""
                 if more:
                     self._fault(self._limit_reason, "rest of the file refused (decompression bomb limit)")
                 else:
                     self._done = True
-                return 0
-            want = min(want, self._limit - self._pos)
+                return b""
+            n = min(n, self._limit - self._pos)
         try:
-            data = self._raw.read(want)
+            return self._raw.read(n)
         except self._errors as exc:
             self._fault(describe(exc))
-            return 0
-        n = len(data)
-        b[:n] = data
-        self._pos += n
-        return n
-
-    def readable(self) -> bool:
-        return True
+            return b""
 
     def seekable(self) -> bool:
         return bool(self._raw.seekable())
 
-    def seek(self, offset: int, whence: int = 0) -> int:
+    def _seek(self, offset: int, whence: int) -> int:
         try:
-            self._pos = self._raw.seek(offset, whence)
+            pos = self._raw.seek(offset, whence)
         except self._errors as exc:
             raise OSError(describe(exc)) from None
         self._done = False
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
+        return pos
 
 
 def describe(exc: BaseException) -> str:
@@ -472,9 +503,11 @@ def utf16_codec(head: bytes) -> str | None:
     return UTF16_BOMS.get(head[:2])
 
 
-class _Transcoded(io.RawIOBase):
+class _Transcoded(RawReader):
     """UTF-16 text as UTF-8 bytes, decoded as it is read (BOM dropped; a broken code unit
     becomes U+FFFD, as the readers' own UTF-8 decoding does). Seeking re-reads from the start."""
+
+    _raw: IO[bytes]
 
     def __init__(self, src: SourceFile, codec: str) -> None:
         super().__init__()
@@ -490,24 +523,15 @@ class _Transcoded(io.RawIOBase):
         self._eof = False
         self._pos = 0
 
-    def readinto(self, b: Any) -> int:
+    def _read(self, n: int) -> bytes:
         while not self._pending and not self._eof:
             chunk = self._raw.read(1 << 16)
             self._eof = not chunk
             self._pending = self._decoder.decode(chunk, final=self._eof).encode("utf-8", "replace")
-        n = min(len(b), len(self._pending))
-        b[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        self._pos += n
-        return n
+        data, self._pending = self._pending[:n], self._pending[n:]
+        return data
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, offset: int, whence: int = 0) -> int:
+    def _seek(self, offset: int, whence: int) -> int:
         if whence != 0:
             raise OSError("a transcoded stream seeks from its start only")
         self._raw.close()
@@ -516,15 +540,6 @@ class _Transcoded(io.RawIOBase):
             if not self.read(min(1 << 16, offset - self._pos)):
                 break
         return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def close(self) -> None:
-        try:
-            self._raw.close()
-        finally:
-            super().close()
 
 
 def transcoded(src: SourceFile, codec: str) -> SourceFile:

@@ -155,18 +155,7 @@ class MdeJson:
             if isinstance(rec, _Unreadable):
                 report.skip(f"{where} ({rec.where})", rec.reason)
                 continue
-            if not isinstance(rec, dict):
-                report.skip(where, "record is not a JSON object")
-                continue
-            try:
-                target, row = router.route(rec)
-                if target is None:
-                    report.skip(where, "no table matches the record's columns")
-                    continue
-                out = buf.add(target.name, row, where)
-            except TooDeep:
-                report.skip(where, NESTED_TOO_DEEP)
-                continue
+            out = router.add(rec, where, buf, report)
             if out is not None:
                 yield out
         yield from buf.drain()

@@ -21,7 +21,6 @@ from exhunt.sources.base import (
     SourceFile,
     TooDeep,
     loads,
-    printable,
     shorten,
     text_stream,
 )
@@ -86,19 +85,7 @@ class MdeJsonl:
         report.read += len(items) - 1
         for j, item in enumerate(items, 1):
             here = where if len(items) == 1 else f"{where} record {j}"
-            if not isinstance(item, dict):
-                report.skip(here, "record is not a JSON object")
-                continue
-            try:
-                target, row = router.route(item)
-                if target is None:
-                    report.skip(here, "no table matches the record's columns",
-                                ", ".join(printable(str(k)) for k in list(row)[:5]))
-                    continue
-                out = buf.add(target.name, row, here)
-            except TooDeep:
-                report.skip(here, NESTED_TOO_DEEP)
-                continue
+            out = router.add(item, here, buf, report, name_columns=True)
             if out is not None:
                 yield out
 

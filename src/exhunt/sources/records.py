@@ -6,7 +6,7 @@ from functools import cache
 from typing import Any
 
 from exhunt.schema import TableSchema, tables
-from exhunt.sources.base import resolve_table
+from exhunt.sources.base import NESTED_TOO_DEEP, Batch, FileReport, RowBuffer, TooDeep, printable, resolve_table
 
 
 def row_of_record(rec: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
@@ -63,3 +63,22 @@ class Router:
                 self._default = resolve_table(None, None, self.file_name, list(row))
             target = self._default
         return target, (drop_union_leftovers(target.name, row) if target else row)
+
+    def add(self, rec: Any, where: str, buf: RowBuffer, report: FileReport,
+            name_columns: bool = False) -> Batch | None:
+        """Route one record into `buf` (a full batch is returned); a record that is not an
+        object, matches no table (`name_columns`: its first keys are named) or nests too
+        deep is skipped, named by `where`, so each JSON reader reports it the same way."""
+        if not isinstance(rec, dict):
+            report.skip(where, "record is not a JSON object")
+            return None
+        try:
+            target, row = self.route(rec)
+            if target is None:
+                detail = ", ".join(printable(str(k)) for k in list(row)[:5]) if name_columns else ""
+                report.skip(where, "no table matches the record's columns", detail)
+                return None
+            return buf.add(target.name, row, where)
+        except TooDeep:
+            report.skip(where, NESTED_TOO_DEEP)
+            return None
