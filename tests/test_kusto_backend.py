@@ -14,7 +14,6 @@ import pytest
 
 from conftest import REPO, run_cli
 from exhunt import alerts as alerting
-from exhunt import hunt as hunting
 from exhunt.backends.base import SLICE_END
 from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.backends.kusto import KustoBackend
@@ -22,8 +21,7 @@ from exhunt.backends.parallel import run_windows
 from exhunt.errors import RuleError
 from exhunt.replay import rowwise, run_rule, schedule, tables_of
 from exhunt.rule import load_rules
-from exhunt.schema import tables as schema_tables
-from kusto_server import kusto_server
+from kusto_server import kusto_server, local_demo, remote_rows, sorted_rows
 
 DEMO = REPO / "demo"
 
@@ -42,21 +40,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KustoBackend]:
 
 @pytest.fixture(scope="module")
 def local() -> Iterator[DuckDBBackend]:
-    """demo/ in the embedded engine, every column of every table stored."""
-    backend, _ = hunting.open_local([DEMO], list(schema_tables()), hunting.HuntOptions(jobs=1))
-    with backend:
+    with local_demo() as backend:
         yield backend
-
-
-def _strings(table: Any) -> list[dict[str, Any]]:
-    """Rows with a null string as "": Kusto has no null string (the local engine leaves an input's
-    extra column null where a file lacks it; on a cluster it is empty)."""
-    kinds = {f.name: f.type for f in table.schema}
-    return [{k: "" if v is None and kinds[k] == "string" else v for k, v in row.items()} for row in table.to_pylist()]
-
-
-def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(rows, key=lambda r: repr(sorted(r.items())))
 
 
 def test_the_cluster_has_the_tables_the_local_run_has(cluster: KustoBackend, local: DuckDBBackend) -> None:
@@ -76,7 +61,7 @@ def test_whole_rows_come_back_as_the_local_engine_gives_them(cluster: KustoBacke
             kql = kql.replace("Timestamp", "TimeGenerated")
         got, expected = cluster.query(kql), local.query(kql)
         assert got.column_names == expected.column_names, name
-        assert _strings(got) == _strings(expected), name
+        assert remote_rows(got) == remote_rows(expected), name
 
 
 @pytest.mark.parametrize("rule", load_rules(None), ids=lambda r: r.slug)
@@ -93,9 +78,9 @@ def test_each_rule_gives_the_local_rows_in_every_window(cluster: KustoBackend, l
     ends = local.slice_ends(tables, rule.frequency)
     assert ends, "demo/ holds rows for every shipped rule"
     for end in ends[:: max(1, len(ends) // 4)]:
-        expected = _strings(local.query(rule.query, end, (end - rule.period, end)))
-        got = _strings(cluster.query(rule.query, end, (end - rule.period, end)))
-        assert _sorted(got) == _sorted(expected), (rule.slug, end)
+        expected = remote_rows(local.query(rule.query, end, (end - rule.period, end)))
+        got = remote_rows(cluster.query(rule.query, end, (end - rule.period, end)))
+        assert sorted_rows(got) == sorted_rows(expected), (rule.slug, end)
 
 
 
@@ -105,7 +90,7 @@ def test_a_row_by_row_replay_is_one_query_giving_the_local_rows(cluster: KustoBa
     expected = local.query_sliced(rule.query, rule.frequency)
     got = cluster.query_sliced(rule.query, rule.frequency)
     assert expected is not None and got is not None
-    assert _sorted(_strings(got)) == _sorted(_strings(expected))
+    assert sorted_rows(remote_rows(got)) == sorted_rows(remote_rows(expected))
 
 
 def test_a_clock_the_rows_cannot_carry_falls_back_to_windows(cluster: KustoBackend) -> None:
@@ -159,7 +144,8 @@ def test_every_window_of_a_replay_in_few_queries_gives_the_local_runs(cluster: K
     assert got is not None
     assert got.column_names[-1] == SLICE_END
     key = [c for c in got.column_names if c != SLICE_END]
-    assert _sorted(_strings(got.select([SLICE_END, *key]))) == _sorted(_strings(expected.select([SLICE_END, *key])))
+    columns = [SLICE_END, *key]
+    assert sorted_rows(remote_rows(got.select(columns))) == sorted_rows(remote_rows(expected.select(columns)))
 
 
 def _json(args: list[str]) -> list[dict[str, Any]]:

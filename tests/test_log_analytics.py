@@ -11,14 +11,12 @@ from typing import Any
 import pytest
 
 from conftest import REPO, run_cli
-from exhunt import hunt as hunting
 from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.backends.log_analytics import LogAnalyticsBackend
 from exhunt.errors import RuleError, UsageError
 from exhunt.replay import tables_of
 from exhunt.rule import load_rules
-from exhunt.schema import tables as schema_tables
-from kusto_server import kusto_server
+from kusto_server import kusto_server, local_demo, remote_rows, sorted_rows
 from la_fake import FakeWorkspace, Fault, error_body, fake_workspace
 
 DEMO = REPO / "demo"
@@ -48,18 +46,14 @@ def backend(workspace: FakeWorkspace) -> LogAnalyticsBackend:
     return LogAnalyticsBackend(WORKSPACE, endpoint=workspace.url)
 
 
+def _rows(table: Any) -> list[dict[str, Any]]:
+    return sorted_rows(remote_rows(table))
+
+
 @pytest.fixture(scope="module")
 def local() -> Iterator[DuckDBBackend]:
-    """demo/ in the embedded engine, every column of every table stored."""
-    backend, _ = hunting.open_local([DEMO], list(schema_tables()), hunting.HuntOptions(jobs=1))
-    with backend:
+    with local_demo() as backend:
         yield backend
-
-
-def _strings(table: Any) -> list[dict[str, Any]]:
-    kinds = {f.name: f.type for f in table.schema}
-    rows = [{k: "" if v is None and kinds[k] == "string" else v for k, v in row.items()} for row in table.to_pylist()]
-    return sorted(rows, key=lambda r: repr(sorted(r.items())))
 
 
 def test_the_workspace_tables_are_read_from_getschema(backend: LogAnalyticsBackend, local: DuckDBBackend) -> None:
@@ -76,8 +70,8 @@ def test_each_rule_gives_the_local_rows_with_now_pinned_in_the_text(
     assert backend.slice_ends(tables, rule.frequency) == ends
     assert backend.time_span(tables) == local.time_span(tables)
     end = ends[len(ends) // 2]
-    expected = _strings(local.query(rule.query, end, (end - rule.period, end)))
-    assert _strings(backend.query(rule.query, end, (end - rule.period, end))) == expected
+    expected = _rows(local.query(rule.query, end, (end - rule.period, end)))
+    assert _rows(backend.query(rule.query, end, (end - rule.period, end))) == expected
     sent = workspace.queries[-1]
     assert "now()" not in sent and "ago(" not in sent
 
