@@ -86,8 +86,8 @@ def test_alert_fields_and_provenance(data: Path) -> None:
     assert code == 0
     alerts = [json.loads(x) for x in out.splitlines()]
     first = alerts[0]
-    assert list(first)[:8] == ["rule_id", "rule_name", "severity", "confidence", "tactics", "techniques",
-                               "Timestamp", "DeviceName"]
+    assert list(first)[:9] == ["alert_id", "rule_id", "rule_name", "severity", "confidence", "tactics",
+                               "techniques", "Timestamp", "DeviceName"]
     assert list(first)[-2:] == ["source_file", "source_record"]
     assert first["rule_id"] == "5f0c2a8e-7d1b-4c3e-9a51-2b6e0d4f1a01"
     assert first["severity"] == "critical" and first["confidence"] == "high"
@@ -101,6 +101,28 @@ def test_alert_fields_and_provenance(data: Path) -> None:
         ("cmd.exe", str(procs), "line 2"),
         ("pwsh.exe", str(procs), "line 3"),
     ]
+
+
+def test_alert_ids_are_stable_and_ignore_where_rows_were_read(data: Path, tmp_path: Path) -> None:
+    """The same events give the same ids in another run and from a renamed copy of the files;
+    a changed event gets another id."""
+    def ids(folder: Path) -> list[str]:
+        code, out, _ = run_cli(["detect", str(folder), "--rules", SEED, "-f", "jsonl", "-q"])
+        assert code == 0
+        return [json.loads(x)["alert_id"] for x in out.splitlines()]
+
+    first = ids(data)
+    assert len(first) == len(set(first)) == 3 and all(len(i) == 16 for i in first)
+    assert ids(data) == first
+    copy = tmp_path / "renamed"
+    copy.mkdir()
+    for f in data.iterdir():
+        (copy / f.name.replace("2026-03-04", "2026-03-04-reexport")).write_bytes(f.read_bytes())
+    assert ids(copy) == first
+    procs = copy / "DeviceProcessEvents_2026-03-04-reexport.csv"
+    procs.write_text(procs.read_text(encoding="utf-8").replace("-Name 'X'", "-Name 'Y'"), encoding="utf-8")
+    changed = ids(copy)
+    assert changed[:2] == first[:2] and changed[2] != first[2]
 
 
 def test_provenance_of_other_formats(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ rule that projects drops them, so the alert's row is found again by the values i
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +17,8 @@ from exhunt.replay import tables_of
 from exhunt.rule import Rule
 
 #: The fields every alert has, in output order, before the rule's own columns (provenance comes last).
-HEAD = ("rule_id", "rule_name", "severity", "confidence", "tactics", "techniques", "Timestamp", "DeviceName")
+HEAD = ("alert_id", "rule_id", "rule_name", "severity", "confidence", "tactics", "techniques",
+        "Timestamp", "DeviceName")
 
 
 def iso(value: datetime) -> str:
@@ -32,6 +35,27 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
+
+
+#: Columns that say where a row was read, not what happened: never part of an alert's identity.
+PROVENANCE = ("source_file", "source_record")
+
+
+def alert_id(rule: Rule, alert: dict[str, Any]) -> str:
+    """A stable id: the rule's id and the fields that make its alert unique, hashed.
+
+    The fields are the rule's `exhunt.alertIdentity` list when it has one (a correlation whose
+    detail grows as data arrives names what stays fixed, e.g. the server and the first step's
+    time), else every column the rule returned. Where a row was read (file, line) is never
+    part of it, so the same event in a renamed or re-exported file keeps its id.
+    """
+    named = rule.meta.get("alertIdentity")
+    keys = [str(k) for k in named] if isinstance(named, list) and named else sorted(
+        k for k in alert if k not in PROVENANCE and k not in HEAD)
+    fields = {"Timestamp": alert.get("Timestamp"), "DeviceName": alert.get("DeviceName")} if not named else {}
+    fields.update({k: alert.get(k) for k in keys})
+    text = json.dumps([rule.id or rule.slug, fields], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _time_of(row: dict[str, Any]) -> datetime | None:
@@ -71,6 +95,7 @@ def build(backend: Backend, rule: Rule, rows: list[dict[str, Any]],
         when = _time_of(row)
         source = found[i]
         alert: dict[str, Any] = {
+            "alert_id": "",
             **meta,
             "Timestamp": iso(when) if when else None,
             "DeviceName": row.get("DeviceName") or row.get("Computer") or "",
@@ -83,6 +108,7 @@ def build(backend: Backend, rule: Rule, rows: list[dict[str, Any]],
             later.append((alert, source))
             source = source.source  # what is known so far
         alert["source_file"], alert["source_record"] = source or ("", "")
+        alert["alert_id"] = alert_id(rule, alert)
         alerts.append(alert)
     if unresolved is None:
         resolve_lines(later)
