@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from exhunt import __version__, output, safetext, sources, summary, timerange, zones
+from exhunt import __version__, output, safetext, sources, summary, timerange, tuning, zones
 from exhunt import alerts as alerting
 from exhunt import hunt as hunting
 from exhunt.backends import choose
@@ -70,6 +70,13 @@ ToOpt = Annotated[str | None, typer.Option(
     "--to", help="Hunt only data at or before this time (as --from; a date alone: its end).")]
 TimezoneOpt = Annotated[str | None, typer.Option(
     "--timezone", help="Show times in this zone in table and CSV output (Europe/Berlin, +02:00); JSON stays UTC.")]
+TuningOpt = Annotated[list[Path] | None, typer.Option(
+    "--tuning", help="Suppress known-good alerts with this YAML tuning file (repeatable; see the user guide).")]
+KnownVendorsOpt = Annotated[bool, typer.Option(
+    "--known-vendors", help="Also suppress the known third-party agents (name, factory and path) exhunt ships.")]
+ShowSuppressedOpt = Annotated[bool, typer.Option(
+    "--show-suppressed", help="Also list suppressed alerts: a table section, or a suppressed_by field "
+                              "(null when kept) in json/jsonl/csv.")]
 
 
 def _version(value: bool) -> None:
@@ -140,7 +147,9 @@ def _check_output(path: Path | None) -> None:
 
 
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
-           title: str | None = None, zone: str = "UTC") -> None:
+           title: str | None = None, zone: str = "UTC", suppressed: list[tuning.Shown] | None = None) -> None:
+    """Rows in the format; with `suppressed` (--show-suppressed), a second table section, or every
+    row with a `suppressed_by` field (None when kept) and the suppressed rows after the others."""
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
     with _output(path) as out:
@@ -148,7 +157,13 @@ def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: lis
             if details is None:
                 details = [" | ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "")) for r in rows]
             output.write_table(rows, out, details, title, zone=zone)
+            if suppressed is not None:
+                out.write("\n")
+                output.write_table([s.alert for s in suppressed], out, [s.detail for s in suppressed],
+                                   f"Suppressed by tuning: {len(suppressed)} alert(s)", zone=zone)
         else:
+            if suppressed is not None:
+                rows = [tuning.tagged(r, None) for r in rows] + [tuning.tagged(s.alert, s.entry) for s in suppressed]
             output.FORMATS[fmt](rows, out)
 
 
@@ -222,6 +237,9 @@ def detect(
     database: DatabaseOpt = None,
     workspace: WorkspaceOpt = None,
     auth: AuthOpt = "default",
+    tuning_files: TuningOpt = None,
+    known_vendors: KnownVendorsOpt = False,
+    show_suppressed: ShowSuppressedOpt = False,
 ) -> None:
     """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
@@ -234,6 +252,7 @@ def detect(
     _check_output(output_path)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
+    tuned = tuning.load(tuning_files or [], known_vendors)  # a bad tuning file fails before the inputs are read
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
     try:
         result = hunting.hunt(paths or [], chosen, _options(
@@ -243,19 +262,31 @@ def detect(
         if remote is not None:
             remote.close()
     found, runs = result.alerts, result.runs
+    tuned_out = tuning.apply(found, tuned, result.rules)  # before --min-severity and --fail-on
     floor = severity_rank(min_severity) if min_severity else 0
-    keep = [i for i in range(len(found)) if severity_rank(found[i]["severity"]) >= floor]
+    keep = [i for i in tuned_out.kept_index if severity_rank(found[i]["severity"]) >= floor]
     if fmt in ("table", "csv"):
         found = zones.localize(found, zone, result.time_columns)
     details = [alerting.summary_line(result.rules[i], found[i]) for i in keep]
-    below = len(found) - len(keep)
+    below = len(tuned_out.kept_index) - len(keep)
+    hidden = tuning.shown(tuned_out, found, result.rules) if show_suppressed else None
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
-    _write(found, fmt, output_path, details, zone=zone.label)
+    _report_tuning(tuned_out, quiet)
+    _write(found, fmt, output_path, details, zone=zone.label, suppressed=hidden)
     if any(run.error for run in runs):
         raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
         raise typer.Exit(EXIT_ALERTS)
+
+
+def _report_tuning(outcome: tuning.Outcome, quiet: bool) -> None:
+    """What the tuning files did: alerts suppressed per entry, expired and stale entries."""
+    if quiet:
+        return
+    for level, text in tuning.report(outcome):
+        prefix = "[yellow]warning:[/yellow] " if level == "warning" else ""
+        err.print(prefix + safetext.markup(text), soft_wrap=True)
 
 
 def _report_runs(runs: list[RuleRun], n_alerts: int, quiet: bool, below: int = 0, floor: str | None = None) -> None:

@@ -64,17 +64,37 @@ def expanded_size(root: yaml.Node, limit: int = MAX_NODES) -> int:
     return sizes[id(root)]
 
 
+def _single_node(loader: Any) -> yaml.Node | None:
+    try:
+        node: yaml.Node | None = loader.get_single_node()
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply; refused") from None
+    if node is not None:
+        expanded_size(node)
+    return node
+
+
 def load(text: str) -> Any:
     """Parse one YAML document with safe types only and bounded aliases (yaml.YAMLError if not)."""
     loader = _Loader(text)  # a safe loader
     try:
-        try:
-            node = loader.get_single_node()
-        except RecursionError:
-            raise yaml.YAMLError("nested too deeply; refused") from None
-        if node is None:
-            return None
-        expanded_size(node)
-        return loader.construct_document(node)
+        node = _single_node(loader)
+        return None if node is None else loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+def compose(text: str) -> yaml.Node | None:
+    """One YAML document as its node graph, with the same guards as `load`: for files whose every
+    entry must be named by line (`node.start_mark.line` is 0-based). Scalars are left as text:
+    `scalar(node)` gives a scalar's safe Python value."""
+    loader = _Loader(text)
+    try:
+        return _single_node(loader)
+    finally:
+        loader.dispose()
+
+
+def scalar(node: yaml.ScalarNode) -> Any:
+    """A scalar node's value under the safe schema (str, int, float, bool, None, date...)."""
+    return yaml.constructor.SafeConstructor().construct_object(node)
