@@ -313,6 +313,9 @@ ENTRY = "- rule: '*'\n  match: {AgentName: {equals: x}}\n  reason: r\n  owner: o
     ("- &e\n  rule: x\n- <<: *e\n  match: {}\n", r"t\.yaml:3: merge keys \(<<\) are not allowed"),
     (ENTRY + "- rule: [\n", r"t\.yaml:\d+: not valid YAML"),
     (BOMB, r"t\.yaml: its aliases expand to more than"),
+    (ENTRY.replace("{equals: x}", "{not: " * 9 + "{equals: x}" + "}" * 9), r"t\.yaml:2: not on AgentName is nested "
+                                                                             r"more than 8 deep"),
+    (ENTRY.replace("{equals: x}", "{not: " * 5000 + "{equals: x}" + "}" * 5000), r"t\.yaml:2: not valid YAML"),
 ])
 def test_a_malformed_file_names_its_line_and_the_problem(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):

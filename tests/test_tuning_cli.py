@@ -130,6 +130,18 @@ def test_show_suppressed_lists_them_with_the_entry_in_every_format(agents: Path)
     assert "Enable-TransportAgent" in section and "Temp" not in section
 
 
+def test_show_suppressed_follows_min_severity_and_adds_no_empty_section(agents: Path) -> None:
+    tuned = ["-r", CMDLET, "--tuning", str(FABRIKAM_TUNING), "--show-suppressed"]
+    code, rows, _ = detect(str(agents), *tuned, "--min-severity", "critical")  # the rule's alerts are high
+    assert code == 0 and rows == []
+    code, rows, _ = detect(str(agents), *tuned, "--min-severity", "high")
+    assert [r["suppressed_by"] is None for r in rows] == [True, True, False, False]
+    code, out, _ = run_cli(["detect", str(agents), "-r", CMDLET, "--show-suppressed"])
+    assert code == 0 and "Suppressed by tuning" not in out and out.count("No alerts.") == 0
+    code, rows, _ = detect(str(agents), "-r", CMDLET, "--show-suppressed")
+    assert len(rows) == 4 and [r["suppressed_by"] for r in rows] == [None] * 4
+
+
 def test_a_suppressed_alert_does_not_fail_the_run(agents: Path, tmp_path: Path) -> None:
     code, _, _ = detect(str(agents), "-r", CMDLET, "--fail-on", "high")
     assert code == 1

@@ -71,7 +71,8 @@ ToOpt = Annotated[str | None, typer.Option(
 TimezoneOpt = Annotated[str | None, typer.Option(
     "--timezone", help="Show times in this zone in table and CSV output (Europe/Berlin, +02:00); JSON stays UTC.")]
 TuningOpt = Annotated[list[Path] | None, typer.Option(
-    "--tuning", help="Suppress known-good alerts with this YAML tuning file (repeatable; see the user guide).")]
+    "--tuning", metavar="FILE",
+    help="Suppress known-good alerts with this YAML tuning file (repeatable; see the user guide).")]
 KnownVendorsOpt = Annotated[bool, typer.Option(
     "--known-vendors", help="Also suppress the known third-party agents (name, factory and path) exhunt ships.")]
 ShowSuppressedOpt = Annotated[bool, typer.Option(
@@ -157,7 +158,7 @@ def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: lis
             if details is None:
                 details = [" | ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "")) for r in rows]
             output.write_table(rows, out, details, title, zone=zone)
-            if suppressed is not None:
+            if suppressed:
                 out.write("\n")
                 output.write_table([s.alert for s in suppressed], out, [s.detail for s in suppressed],
                                    f"Suppressed by tuning: {len(suppressed)} alert(s)", zone=zone)
@@ -269,7 +270,8 @@ def detect(
         found = zones.localize(found, zone, result.time_columns)
     details = [alerting.summary_line(result.rules[i], found[i]) for i in keep]
     below = len(tuned_out.kept_index) - len(keep)
-    hidden = tuning.shown(tuned_out, found, result.rules) if show_suppressed else None
+    hidden = [s for s in tuning.shown(tuned_out, found, result.rules)
+              if severity_rank(s.alert["severity"]) >= floor] if show_suppressed else None
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
     _report_tuning(tuned_out, quiet)

@@ -50,6 +50,8 @@ REQUIRED = ("rule", "match", "reason", "owner")
 OPERATORS = ("equals", "in", "startswith", "endswith", "contains", "has", "regex", "empty", "not")
 #: The known-vendors file shipped in the package (`--known-vendors`).
 KNOWN_VENDORS = "known-vendors.yaml"
+#: How deep `not` maps may nest (not: {not: ...} is legal, a thousand of them is an attack).
+MAX_NOT_DEPTH = 8
 #: RE2's memory budget for one compiled pattern (its default); larger patterns are refused.
 REGEX_MAX_MEM = 8 << 20
 
@@ -103,11 +105,11 @@ def texts(value: Any) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Test:
+class OperatorMap:
     """One operator map: every operator must hold on some value, and no `not` map may."""
 
     ops: tuple[tuple[str, Predicate], ...] = ()
-    nots: tuple[Test, ...] = ()
+    nots: tuple[OperatorMap, ...] = ()
     #: `empty: true/false`: the whole test (it stands alone in its map).
     empty: bool | None = None
 
@@ -128,7 +130,7 @@ class Condition:
     """`Field|Other: {operator: value, ...}` at a line of a tuning file."""
 
     fields: tuple[str, ...]
-    test: Test
+    test: OperatorMap
     line: int
 
     def values(self, alert: dict[str, Any]) -> list[str]:
@@ -303,8 +305,11 @@ _STRING_OPS: dict[str, Callable[[str], Predicate]] = {
 }
 
 
-def _test(node: yaml.Node, problems: _Problems, where: str) -> Test | None:
+def _operator_map(node: yaml.Node, problems: _Problems, where: str, depth: int = 0) -> OperatorMap | None:
     """An operator map (`{equals: x, not: {...}}`) checked whole: every problem is reported."""
+    if depth > MAX_NOT_DEPTH:
+        problems.add(node, f"not on {where} is nested more than {MAX_NOT_DEPTH} deep")
+        return None
     pairs = _mapping(node, problems, f"the condition on {where}")
     if pairs is None:
         return None
@@ -312,7 +317,7 @@ def _test(node: yaml.Node, problems: _Problems, where: str) -> Test | None:
         problems.add(node, f"the condition on {where} has no operator (use one of {', '.join(OPERATORS)})")
         return None
     ops: list[tuple[str, Predicate]] = []
-    nots: list[Test] = []
+    nots: list[OperatorMap] = []
     empty: bool | None = None
     ok = True
     for op, key_node, value in pairs:
@@ -320,7 +325,7 @@ def _test(node: yaml.Node, problems: _Problems, where: str) -> Test | None:
             problems.add(key_node, f"unknown operator {op!r} on {where} (use one of {', '.join(OPERATORS)})")
             ok = False
         elif op == "not":
-            inner = _test(value, problems, where)
+            inner = _operator_map(value, problems, where, depth + 1)
             ok = ok and inner is not None
             if inner is not None:
                 nots.append(inner)
@@ -357,7 +362,7 @@ def _test(node: yaml.Node, problems: _Problems, where: str) -> Test | None:
                     ops.append((op, pred))
             else:
                 ops.append((op, _STRING_OPS[op](fold(text))))
-    return Test(tuple(ops), tuple(nots), empty) if ok else None
+    return OperatorMap(tuple(ops), tuple(nots), empty) if ok else None
 
 
 def _operand(node: yaml.Node, problems: _Problems, what: str) -> str | None:
@@ -388,7 +393,7 @@ def _conditions(node: yaml.Node, problems: _Problems) -> tuple[Condition, ...] |
             problems.add(key_node, f"field {key!r} has an empty name between its '|'")
             ok = False
             continue
-        test = _test(value, problems, key)
+        test = _operator_map(value, problems, key)
         if test is None:
             ok = False
             continue
