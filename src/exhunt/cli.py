@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from exhunt import __version__, output, safetext, sources, summary, timerange, zones
+from exhunt import __version__, output, safetext, sources, state, summary, timerange, zones
 from exhunt import alerts as alerting
 from exhunt import hunt as hunting
 from exhunt.backends import choose
@@ -70,6 +70,12 @@ ToOpt = Annotated[str | None, typer.Option(
     "--to", help="Hunt only data at or before this time (as --from; a date alone: its end).")]
 TimezoneOpt = Annotated[str | None, typer.Option(
     "--timezone", help="Show times in this zone in table and CSV output (Europe/Berlin, +02:00); JSON stays UTC.")]
+StateOpt = Annotated[Path | None, typer.Option(
+    "--state", envvar="EXHUNT_STATE", show_envvar=False,
+    help="Remember this run's alerts in this file (created if missing; default: $EXHUNT_STATE); "
+         "see `exhunt alerts`.")]
+NewOnlyOpt = Annotated[bool, typer.Option(
+    "--new-only", help="With --state: output only alerts no earlier run reported.")]
 
 
 def _version(value: bool) -> None:
@@ -222,6 +228,8 @@ def detect(
     database: DatabaseOpt = None,
     workspace: WorkspaceOpt = None,
     auth: AuthOpt = "default",
+    state_path: StateOpt = None,
+    new_only: NewOnlyOpt = False,
 ) -> None:
     """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
@@ -233,6 +241,9 @@ def detect(
     _check_format(fmt)
     _check_output(output_path)
     pinned = parse_time(now) if now else None
+    if new_only and state_path is None:
+        raise UsageError("--new-only needs --state FILE (or $EXHUNT_STATE): the alerts of earlier runs")
+    tracker = state.Tracker(state_path, new_only) if state_path is not None else None
     chosen = load_rules(rules)
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
     try:
@@ -245,13 +256,19 @@ def detect(
     found, runs = result.alerts, result.runs
     floor = severity_rank(min_severity) if min_severity else 0
     keep = [i for i in range(len(found)) if severity_rank(found[i]["severity"]) >= floor]
+    below = len(found) - len(keep)
+    if tracker is not None:
+        keep = tracker.select(found, keep)  # --new-only: only what no earlier run reported
     if fmt in ("table", "csv"):
         found = zones.localize(found, zone, result.time_columns)
     details = [alerting.summary_line(result.rules[i], found[i]) for i in keep]
-    below = len(found) - len(keep)
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
     _write(found, fmt, output_path, details, zone=zone.label)
+    if tracker is not None:  # recorded once written: a run that dies before forgets, never loses
+        seen = tracker.commit()
+        if not quiet:
+            err.print(f"State {safetext.markup(state_path)}: {seen.line()}.")
     if any(run.error for run in runs):
         raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
@@ -502,6 +519,14 @@ def rules_export(
     if to == "defender":
         for warning in defender_warnings(found[0]):
             err.print(f"[yellow]warning:[/yellow] {safetext.markup(warning)}")
+
+
+def _add_groups() -> None:
+    """Command groups kept in their own modules: each adds itself to `app` when imported."""
+    import exhunt.cli_alerts  # noqa: F401
+
+
+_add_groups()
 
 
 def main() -> None:
