@@ -268,7 +268,7 @@ def detect(
     if tracker is not None:  # recorded once written: a run that dies before forgets, never loses
         seen = tracker.commit()
         if not quiet:
-            err.print(f"State {safetext.markup(state_path)}: {seen.line()}.")
+            err.print(f"State {safetext.markup(state_path)}: {seen.line()}.", soft_wrap=True)
     if any(run.error for run in runs):
         raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
