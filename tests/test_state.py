@@ -79,8 +79,10 @@ def test_record_new_then_seen_again_is_open_and_counts_runs(db: Path) -> None:
     assert two.alert == _alert(2, FileName="f2-later.dll")
     assert (two.rule_id, two.rule_name, two.severity, two.device, two.timestamp) == (
         "rule-1", "Rule one", "high", "exch01.contoso.local", "2026-03-01T10:00:02.000000Z")
-    assert [(c.action, c.from_status, c.to_status, c.run_id) for c in history] == [
-        ("first seen", None, NEW, 1), ("seen again", NEW, OPEN, 2)]
+    # Seen again, with a field changed (where it was read does not count).
+    assert [(c.action, c.from_status, c.to_status, c.run_id, c.note) for c in history] == [
+        ("first seen", None, NEW, 1, None), ("seen again", NEW, OPEN, 2, None),
+        ("changed", OPEN, OPEN, 2, "fields changed: FileName")]
 
 
 def test_an_id_twice_in_one_run_is_one_sighting(db: Path) -> None:
@@ -96,14 +98,17 @@ def test_acknowledged_and_closed_alerts_stay_so_when_seen_again(db: Path) -> Non
         state.record(store, [_alert(1), _alert(2), _alert(3)], T1)
         state.acknowledge(store, [a], by="alice", comment="looking", when=T2)
         state.close(store, [b], reason="approved change CHG-1042", by="bob", when=T2)
-        seen = state.record(store, [_alert(1), _alert(2), _alert(3)], T3)
+        seen = state.record(store, [_alert(1), _alert(2, Stage="later", source_record=99), _alert(3)], T3)
         got = {t.alert_id: t for t in store.everything()}
+        history = store.history(b)
     assert seen.line() == "0 new, 3 already known (1 acknowledged, 1 closed)"
     assert (got[a].status, got[a].acked_by, got[a].acked_at, got[a].comment) == (
         ACKNOWLEDGED, "alice", state.stamp(T2), "looking")
     assert (got[b].status, got[b].closed_by, got[b].close_reason, got[b].times_seen, got[b].last_seen) == (
         CLOSED, "bob", "approved change CHG-1042", 2, state.stamp(T3))
     assert got[c].status == OPEN
+    assert [(h.action, h.from_status, h.to_status, h.note) for h in history[-1:]] == [
+        ("changed", CLOSED, CLOSED, "fields changed: Stage")]
 
 
 def test_ack_close_reopen_transitions_and_history(db: Path) -> None:
@@ -529,3 +534,22 @@ def test_detect_killed_while_it_records_leaves_the_state_before_or_after(tmp_pat
     code, out, err = run_cli(args)
     assert code == 0 and len(out.splitlines()) == N_ROWS, err
     assert _shape(db) == after
+
+
+def test_the_lifecycle_holds_no_sql_and_the_store_binds_every_value() -> None:
+    """SQL lives in statestore alone; there, no statement is built from a value (f-strings only
+    join `?` marks)."""
+    import ast
+
+    src = REPO / "src" / "exhunt"
+    for module in ("state", "cli_alerts"):
+        tree = ast.parse((src / f"{module}.py").read_text(encoding="utf-8"))
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "sqlite3" not in imported, module
+        strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+        assert not [s for s in strings if re.search(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE)\b", s)], module
+    tree = ast.parse((src / "statestore.py").read_text(encoding="utf-8"))
+    formatted = [ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr)
+                 and re.search(r"\b(SELECT|INSERT|UPDATE|WHERE)\b", ast.unparse(n))]
+    assert formatted == ["f'{_SELECT} WHERE alert_id IN ({marks})'"]

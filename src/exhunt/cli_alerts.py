@@ -28,7 +28,7 @@ StateOpt = Annotated[Path | None, typer.Option(
     "--state", envvar="EXHUNT_STATE", show_envvar=False,
     help="The state file (as given to `detect --state`; default: $EXHUNT_STATE).")]
 IdsArg = Annotated[list[str], typer.Argument(help="Alert ids, or unique prefixes of at least 4 hex digits.",
-                                             show_default=False)]
+                                             metavar="ID", show_default=False)]
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who does it (default: your user name).")]
 CommentOpt = Annotated[str | None, typer.Option("--comment", help="A note kept in the alert's history.")]
 
@@ -131,7 +131,7 @@ def _show_text(t: state.Tracked, history: list[state.Change]) -> str:
 @alerts_app.command("show")
 @_guard
 def alerts_show(
-    alert: Annotated[str, typer.Argument(help="Alert id or a unique prefix (at least 4 hex digits).")],
+    alert: Annotated[str, typer.Argument(help="Alert id or a unique prefix (at least 4 hex digits).", metavar="ID")],
     state_path: StateOpt = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table (text) | json")] = "table",
 ) -> None:

@@ -13,7 +13,9 @@ A run that finds an acknowledged or closed alert again leaves its status alone (
 alert does not come back: closing is the analyst's verdict on that evidence, and the same
 evidence read again is no reason to reopen it) but counts the sighting: `last_seen` and
 `times_seen` move on and the stored alert is the latest one. Every status change is kept in
-the alert's history with who, when and why.
+the alert's history with who, when and why, and so is a sighting whose fields changed (an
+alert whose rule names its identity, like the chain rule, can grow as evidence arrives: the
+history of a closed one says so, though it stays closed).
 
 This module is the logic only; `exhunt.statestore` keeps it in a SQLite file (the only place
 with SQL). Times here are UTC ISO-8601 text (`...Z`), which sorts as time.
@@ -31,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from exhunt.alerts import PROVENANCE
 from exhunt.errors import UsageError
 
 if TYPE_CHECKING:
@@ -40,7 +43,8 @@ NEW, OPEN, ACKNOWLEDGED, CLOSED = "new", "open", "acknowledged", "closed"
 STATUSES = (NEW, OPEN, ACKNOWLEDGED, CLOSED)
 
 #: History actions.
-FIRST_SEEN, SEEN_AGAIN, ACKED, CLOSED_BY, REOPENED = "first seen", "seen again", "acknowledged", "closed", "reopened"
+FIRST_SEEN, SEEN_AGAIN, CHANGED = "first seen", "seen again", "changed"
+ACKED, CLOSED_BY, REOPENED = "acknowledged", "closed", "reopened"
 
 #: An alert id, or the prefix of one a person types (at least 4 hex digits, as git asks).
 _ID_REF = re.compile(r"^[0-9a-f]{4,16}$")
@@ -180,6 +184,8 @@ def record(store: Store, alerts: list[dict[str, Any]], when: datetime | None = N
                 changes.append(Change(aid, at, FIRST_SEEN, NEW, run_id=run_id))
                 continue
             result.known[aid] = old.status
+            differ = sorted(k for k in old.alert.keys() | alert.keys()
+                            if k not in PROVENANCE and old.alert.get(k) != alert.get(k))
             for key, value in _fields_of(alert).items():
                 setattr(old, key, value)
             old.alert, old.last_seen, old.last_run = alert, at, run_id
@@ -187,6 +193,9 @@ def record(store: Store, alerts: list[dict[str, Any]], when: datetime | None = N
             if old.status == NEW:
                 old.status = OPEN
                 changes.append(Change(aid, at, SEEN_AGAIN, OPEN, NEW, run_id=run_id))
+            if differ:
+                changes.append(Change(aid, at, CHANGED, old.status, old.status, run_id=run_id,
+                                      note="fields changed: " + ", ".join(differ)))
             saved.append(old)
         store.save(saved)
         store.add_changes(changes)
