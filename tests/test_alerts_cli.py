@@ -332,3 +332,17 @@ def test_values_from_the_data_and_from_people_are_inert(tmp_path: Path) -> None:
     assert row["rule_name"] == "'" + FORMULA + "\x1b[31m"  # neutralised for spreadsheets
     code, out, _ = run_cli(["alerts", "list", "--state", str(db), "-f", "jsonl"])
     assert _jsonl(out)[0]["DeviceName"] == EVIL and _jsonl(out)[0]["acknowledged_by"] == "ev\x1b[8mil"
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (a device that is always full)")
+def test_a_run_whose_output_fails_records_nothing(tmp_path: Path) -> None:
+    """Alerts are recorded once written: a run that could not report them must not hide them
+    from the next one."""
+    export = helpers.write_csv(tmp_path / "DeviceProcessEvents.csv", "DeviceProcessEvents", helpers.PROCESS_ROWS)
+    db = tmp_path / "state.db"
+    code, _, err = run_cli(["detect", str(export), "--rules", SEED, "--state", str(db), "--new-only",
+                            "-o", "/dev/full"])
+    assert code == 2 and "cannot write /dev/full" in err and "State " not in err
+    assert _list(db) == []
+    code, out, _ = run_cli(["detect", str(export), "--rules", SEED, "--state", str(db), "--new-only", "-f", "jsonl"])
+    assert len(_jsonl(out)) == 2
