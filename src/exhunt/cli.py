@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from exhunt import __version__, output, safetext, sources, summary, timerange, tuning, zones
+from exhunt import __version__, output, safetext, sources, state, summary, timerange, tuning, zones
 from exhunt import alerts as alerting
 from exhunt import hunt as hunting
 from exhunt.backends import choose
@@ -78,6 +78,12 @@ KnownVendorsOpt = Annotated[bool, typer.Option(
 ShowSuppressedOpt = Annotated[bool, typer.Option(
     "--show-suppressed", help="Also list suppressed alerts: a table section, or a suppressed_by field "
                               "(null when kept) in json/jsonl/csv.")]
+StateOpt = Annotated[Path | None, typer.Option(
+    "--state", envvar="EXHUNT_STATE", show_envvar=False,
+    help="Remember this run's alerts in this file (created if missing; default: $EXHUNT_STATE); "
+         "see `exhunt alerts`.")]
+NewOnlyOpt = Annotated[bool, typer.Option(
+    "--new-only", help="With --state: output only alerts no earlier run reported.")]
 
 
 def _version(value: bool) -> None:
@@ -241,6 +247,8 @@ def detect(
     tuning_files: TuningOpt = None,
     known_vendors: KnownVendorsOpt = False,
     show_suppressed: ShowSuppressedOpt = False,
+    state_path: StateOpt = None,
+    new_only: NewOnlyOpt = False,
 ) -> None:
     """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
@@ -252,6 +260,9 @@ def detect(
     _check_format(fmt)
     _check_output(output_path)
     pinned = parse_time(now) if now else None
+    if new_only and state_path is None:
+        raise UsageError("--new-only needs --state FILE (or $EXHUNT_STATE): the alerts of earlier runs")
+    tracker = state.Tracker(state_path, new_only) if state_path is not None else None
     chosen = load_rules(rules)
     tuned = tuning.load(tuning_files or [], known_vendors)  # a bad tuning file fails before the inputs are read
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
@@ -266,16 +277,22 @@ def detect(
     tuned_out = tuning.apply(found, tuned, result.rules)  # before --min-severity and --fail-on
     floor = severity_rank(min_severity) if min_severity else 0
     keep = [i for i in tuned_out.kept_index if severity_rank(found[i]["severity"]) >= floor]
+    below = len(tuned_out.kept_index) - len(keep)
+    if tracker is not None:
+        keep = tracker.select(found, keep)  # --new-only: only what no earlier run reported
     if fmt in ("table", "csv"):
         found = zones.localize(found, zone, result.time_columns)
     details = [alerting.summary_line(result.rules[i], found[i]) for i in keep]
-    below = len(tuned_out.kept_index) - len(keep)
     hidden = [s for s in tuning.shown(tuned_out, found, result.rules)
               if severity_rank(s.alert["severity"]) >= floor] if show_suppressed else None
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
     _report_tuning(tuned_out, quiet)
     _write(found, fmt, output_path, details, zone=zone.label, suppressed=hidden)
+    if tracker is not None:  # recorded once written: a run that dies before forgets, never loses
+        seen = tracker.commit()
+        if not quiet:
+            err.print(f"State {safetext.markup(state_path)}: {seen.line()}.", soft_wrap=True)
     if any(run.error for run in runs):
         raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
@@ -535,6 +552,14 @@ def rules_export(
     if to == "defender":
         for warning in defender_warnings(found[0]):
             err.print(f"[yellow]warning:[/yellow] {safetext.markup(warning)}")
+
+
+def _add_groups() -> None:
+    """Command groups kept in their own modules: each adds itself to `app` when imported."""
+    import exhunt.cli_alerts  # noqa: F401
+
+
+_add_groups()
 
 
 def main() -> None:
