@@ -6,7 +6,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -132,6 +132,19 @@ def _check_format(fmt: str) -> None:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
 
 
+def _span_option(option: str, text: str) -> timedelta:
+    """A positive time span (`30m`, `1h`, `PT1H`) given to `option`, else one UsageError."""
+    from exhunt import timespan
+
+    try:
+        span = timespan.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if span <= timedelta(0):
+        raise UsageError(f"{option}: {text!r} must be longer than zero")
+    return span
+
+
 def _check_output(path: Path | None) -> None:
     """Refuse an --output that cannot be written before the inputs are read, not after."""
     from exhunt.output.target import check_writable
@@ -140,11 +153,15 @@ def _check_output(path: Path | None) -> None:
 
 
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
-           title: str | None = None, zone: str = "UTC") -> None:
+           title: str | None = None, zone: str = "UTC", incidents: timedelta | None = None) -> None:
+    """Rows (alerts, or a query's rows) in `fmt`; alerts grouped into incidents within the
+    `incidents` window when one is given."""
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
     with _output(path) as out:
-        if fmt == "table":
+        if incidents is not None:
+            output.write_incidents(rows, fmt, out, details, incidents, title, zone=zone)
+        elif fmt == "table":
             if details is None:
                 details = [" | ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "")) for r in rows]
             output.write_table(rows, out, details, title, zone=zone)
@@ -222,8 +239,14 @@ def detect(
     database: DatabaseOpt = None,
     workspace: WorkspaceOpt = None,
     auth: AuthOpt = "default",
+    flat: Annotated[bool, typer.Option(
+        "--flat", help="One record per alert in time order, not grouped into incidents.")] = False,
+    incident_window: Annotated[str, typer.Option(
+        "--incident-window", help="Alerts on one server each within this span of the previous one "
+                                  "form an incident (5m, 1h, 1d).")] = "1h",
 ) -> None:
-    """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
+    """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts,
+    grouped into incidents (one per server and stretch of time) unless --flat."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}")
     if min_severity is not None and min_severity.lower() not in SEVERITIES:
@@ -232,6 +255,7 @@ def detect(
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     _check_format(fmt)
     _check_output(output_path)
+    window = None if flat else _span_option("--incident-window", incident_window)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
@@ -251,7 +275,7 @@ def detect(
     below = len(found) - len(keep)
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
-    _write(found, fmt, output_path, details, zone=zone.label)
+    _write(found, fmt, output_path, details, zone=zone.label, incidents=window)
     if any(run.error for run in runs):
         raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
