@@ -49,11 +49,13 @@ def test_min_severity_shows_alerts_at_or_above_and_counts_the_rest(data: Path, t
     rules = tmp_path / "rules"
     helpers.seed_rule(rules, "crit")  # the seed rule: critical
     helpers.seed_rule(rules, "med", name="Medium copy", severity="Medium", exhunt__severity="medium")
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat", "--min-severity", "high"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat",
+                              "--min-severity", "high"])
     assert code == 0, err
     assert [(a["severity"], a["rule_name"]) for a in _jsonl(out)] == [("critical", _seed_name())] * 3
     assert "3 alert(s) from 2 rule(s). 3 alert(s) below --min-severity high not shown." in err
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat", "--min-severity", "MEDIUM"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat",
+                              "--min-severity", "MEDIUM"])
     assert len(_jsonl(out)) == 6 and "0 alert(s) below --min-severity MEDIUM" in err
 
 
