@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from exhunt import __version__, output, safetext, sources, summary, timerange, zones
+from exhunt import __version__, output, safetext, sources, summary, timerange, timespan, zones
 from exhunt import alerts as alerting
 from exhunt import hunt as hunting
 from exhunt.backends import choose
@@ -134,8 +134,6 @@ def _check_format(fmt: str) -> None:
 
 def _span_option(option: str, text: str) -> timedelta:
     """A positive time span (`30m`, `1h`, `PT1H`) given to `option`, else one UsageError."""
-    from exhunt import timespan
-
     try:
         span = timespan.parse(text)
     except ValueError as exc:
