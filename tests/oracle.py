@@ -36,6 +36,9 @@ sys.path.insert(0, str(HERE))
 
 Snapshot = dict[str, Any]
 
+#: Alert fields added after the oracle was frozen, derived from the frozen ones.
+LATER_FIELDS = ("alert_id",)
+
 
 def _canon(value: Any) -> Any:
     from exhunt.alerts import jsonable
@@ -75,10 +78,12 @@ def snapshot(paths: list[Path], tables: bool = True, alerts: bool = True) -> Sna
                 if rows:
                     out["tables"][name] = sorted(_line(r) for r in rows)
     if alerts:
-        code, stdout, _ = run_cli(["detect", *map(str, paths), "-f", "jsonl", "-q", "-j", "1"])
+        code, stdout, _ = run_cli(["detect", *map(str, paths), "-f", "jsonl", "--flat", "-q", "-j", "1"])
         if code != 0:
             raise RuntimeError(f"detect exited {code} on {paths}")
-        out["alerts"] = sorted(_line(json.loads(line)) for line in stdout.splitlines() if line.strip())
+        # alert_id (issue 11) is a hash of the fields frozen here: left out so the oracle stays as frozen.
+        out["alerts"] = sorted(_line({k: v for k, v in json.loads(line).items() if k not in LATER_FIELDS})
+                               for line in stdout.splitlines() if line.strip())
     return out
 
 

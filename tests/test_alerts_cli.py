@@ -47,7 +47,7 @@ def test_a_scheduled_run_over_an_append_only_export_reports_each_alert_once(tmp_
     db = tmp_path / "state.db"
     # EdgeTransport.exe starting cmd.exe: one alert of the seed rule.
     helpers.write_csv(export, "DeviceProcessEvents", helpers.PROCESS_ROWS[:1])
-    run = ["detect", str(export), "--rules", SEED, "--state", str(db), "--new-only", "-f", "jsonl",
+    run = ["detect", "--flat", str(export), "--rules", SEED, "--state", str(db), "--new-only", "-f", "jsonl",
            "--fail-on", "high"]
     code, out, err = run_cli(run)
     first = _jsonl(out)
@@ -71,7 +71,7 @@ def test_a_scheduled_run_over_an_append_only_export_reports_each_alert_once(tmp_
     assert "No alerts." in out
 
     # The ids did not change between runs: a full run gives the same two, each seen by 4 runs.
-    code, out, _ = run_cli(["detect", str(export), "--rules", SEED, "-f", "jsonl"])
+    code, out, _ = run_cli(["detect", "--flat", str(export), "--rules", SEED, "-f", "jsonl"])
     assert [a["alert_id"] for a in _jsonl(out)] == [first[0]["alert_id"], second[0]["alert_id"]]
     code, out, _ = run_cli(["alerts", "list", "--state", str(db), "-f", "jsonl"])
     assert [(a["alert_id"], a["status"], a["times_seen"]) for a in _jsonl(out)] == [
@@ -80,7 +80,7 @@ def test_a_scheduled_run_over_an_append_only_export_reports_each_alert_once(tmp_
 
 def test_demo_statuses_survive_runs_and_closed_alerts_do_not_come_back(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
-    code, out, err = run_cli(["detect", str(DEMO), "--state", str(db), "-f", "jsonl"])
+    code, out, err = run_cli(["detect", "--flat", str(DEMO), "--state", str(db), "-f", "jsonl"])
     first = _jsonl(out)
     assert code == 0 and len(first) == 36, err
     assert f"State {db}: 36 new, 0 already known (0 acknowledged, 0 closed)." in err
@@ -93,7 +93,7 @@ def test_demo_statuses_survive_runs_and_closed_alerts_do_not_come_back(tmp_path:
     other = next(a["alert_id"] for a in first if a["alert_id"] not in vendor)
     assert run_cli(["alerts", "ack", other, "--state", str(db), "--by", "alice"])[0] == 0
 
-    code, out, err = run_cli(["detect", str(DEMO), "--state", str(db), "--new-only", "-f", "jsonl"])
+    code, out, err = run_cli(["detect", "--flat", str(DEMO), "--state", str(db), "--new-only", "-f", "jsonl"])
     assert (code, out) == (0, ""), err
     assert f"State {db}: 0 new, 36 already known (1 acknowledged, 2 closed)." in err
     assert "0 alert(s) from 10 rule(s)." in err
@@ -110,13 +110,13 @@ def test_demo_statuses_survive_runs_and_closed_alerts_do_not_come_back(tmp_path:
 
 def test_new_only_needs_a_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     export = helpers.write_csv(tmp_path / "DeviceProcessEvents.csv", "DeviceProcessEvents", helpers.PROCESS_ROWS)
-    code, out, err = run_cli(["detect", str(export), "--rules", SEED, "--new-only"])
+    code, out, err = run_cli(["detect", "--flat", str(export), "--rules", SEED, "--new-only"])
     assert (code, out) == (2, "")
     assert err.strip() == "error: --new-only needs --state FILE (or $EXHUNT_STATE): the alerts of earlier runs"
     # $EXHUNT_STATE names the file for detect and for alerts.
     db = tmp_path / "env.db"
     monkeypatch.setenv("EXHUNT_STATE", str(db))
-    code, out, err = run_cli(["detect", str(export), "--rules", SEED, "--new-only", "-f", "jsonl"])
+    code, out, err = run_cli(["detect", "--flat", str(export), "--rules", SEED, "--new-only", "-f", "jsonl"])
     assert code == 0 and len(_jsonl(out)) == 2 and f"State {db}: 2 new" in err
     code, out, _ = run_cli(["alerts", "list", "-f", "jsonl"])
     assert len(_jsonl(out)) == 2
@@ -129,7 +129,7 @@ def test_alerts_below_min_severity_are_not_recorded(tmp_path: Path) -> None:
     helpers.seed_rule(rules, "med", id="00000000-0000-4000-8000-00000000a0ed", name="Medium copy",
                       severity="Medium", exhunt__severity="medium")
     db = tmp_path / "state.db"
-    args = ["detect", str(export), "--rules", str(rules), "--state", str(db), "-f", "jsonl"]
+    args = ["detect", "--flat", str(export), "--rules", str(rules), "--state", str(db), "-f", "jsonl"]
     _, out, err = run_cli([*args, "--min-severity", "high", "--new-only"])
     assert [a["severity"] for a in _jsonl(out)] == ["critical", "critical"]
     assert "2 alert(s) below --min-severity high not shown." in err and "2 new, 0 already known" in err
@@ -139,7 +139,7 @@ def test_alerts_below_min_severity_are_not_recorded(tmp_path: Path) -> None:
     assert "2 new, 2 already known (0 acknowledged, 0 closed)" in err
 
 
-@pytest.mark.parametrize("command", [["detect", "nowhere.csv"], ["alerts", "list"], ["alerts", "ack", "abcd"]])
+@pytest.mark.parametrize("command", [["detect", "--flat", "nowhere.csv"], ["alerts", "list"], ["alerts", "ack", "abcd"]])
 @pytest.mark.parametrize(("make", "said"), [
     (lambda p: p.write_bytes(b"Timestamp,DeviceName\r\n"), "{p} is not an exhunt state file (not a SQLite database)"),
     (lambda p: p.mkdir(), "state file {p} is a folder; give a file name"),
@@ -157,7 +157,7 @@ def test_a_newer_state_is_refused_by_detect(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
     with open_store(db, create=True) as store:
         store._conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
-    code, _, err = run_cli(["detect", "nowhere.csv", "--state", str(db)])
+    code, _, err = run_cli(["detect", "--flat", "nowhere.csv", "--state", str(db)])
     assert code == 2 and err.strip() == (f"error: state file {db} was written by a newer exhunt (state schema 2; "
                                          "this exhunt reads up to 1): upgrade exhunt")
 
@@ -340,9 +340,9 @@ def test_a_run_whose_output_fails_records_nothing(tmp_path: Path) -> None:
     from the next one."""
     export = helpers.write_csv(tmp_path / "DeviceProcessEvents.csv", "DeviceProcessEvents", helpers.PROCESS_ROWS)
     db = tmp_path / "state.db"
-    code, _, err = run_cli(["detect", str(export), "--rules", SEED, "--state", str(db), "--new-only",
+    code, _, err = run_cli(["detect", "--flat", str(export), "--rules", SEED, "--state", str(db), "--new-only",
                             "-o", "/dev/full"])
     assert code == 2 and "cannot write /dev/full" in err and "State " not in err
     assert _list(db) == []
-    code, out, _ = run_cli(["detect", str(export), "--rules", SEED, "--state", str(db), "--new-only", "-f", "jsonl"])
+    code, out, _ = run_cli(["detect", "--flat", str(export), "--rules", SEED, "--state", str(db), "--new-only", "-f", "jsonl"])
     assert len(_jsonl(out)) == 2

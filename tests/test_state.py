@@ -316,7 +316,7 @@ def test_a_read_only_state_is_read_but_never_written() -> None:
         with _as_nobody():
             listed = run_cli(["alerts", "list", "--state", str(db), "-f", "jsonl"])
             acked = run_cli(["alerts", "ack", f"{1:016x}", "--state", str(db)])
-            detect = run_cli(["detect", str(folder / "none.csv"), "--state", str(db)])
+            detect = run_cli(["detect", "--flat", str(folder / "none.csv"), "--state", str(db)])
         assert listed[0] == 0 and f'"alert_id": "{1:016x}"' in listed[1]
         assert acked[0] == 2 and f"state file {db} is read-only" in acked[2]
         # detect refuses before it reads anything (none.csv does not even exist).
@@ -473,7 +473,7 @@ def test_detect_killed_while_it_records_leaves_the_state_before_or_after(tmp_pat
     data.mkdir()
     export = data / "DeviceProcessEvents.csv"
     db, journal = tmp_path / "state.db", tmp_path / "state.db-journal"
-    args = ["detect", str(data), "--rules", "exchange-transport-agent-seed", "-f", "jsonl", "-q", "--state", str(db)]
+    args = ["detect", "--flat", str(data), "--rules", "exchange-transport-agent-seed", "-f", "jsonl", "-q", "--state", str(db)]
     # Before: the first half of the export recorded, one alert acknowledged and one closed.
     _big_export(export, N_ROWS // 2)
     code, out, err = run_cli(args)

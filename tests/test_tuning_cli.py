@@ -66,7 +66,7 @@ def agents(tmp_path: Path) -> Path:
 
 
 def detect(*args: str) -> tuple[int, list[dict[str, Any]], str]:
-    code, out, err = run_cli(["detect", *args, "-f", "json"])
+    code, out, err = run_cli(["detect", "--flat", *args, "-f", "json"])
     return code, json.loads(out) if out.strip() else [], err
 
 
@@ -107,7 +107,7 @@ def test_a_same_named_agent_from_a_foreign_path_or_factory_still_alerts(agents: 
 
 
 def test_show_suppressed_lists_them_with_the_entry_in_every_format(agents: Path) -> None:
-    base = ["detect", str(agents), "-r", CMDLET, "--tuning", str(FABRIKAM_TUNING), "--show-suppressed"]
+    base = ["detect", "--flat", str(agents), "-r", CMDLET, "--tuning", str(FABRIKAM_TUNING), "--show-suppressed"]
     code, out, _ = run_cli([*base, "-f", "json"])
     rows = json.loads(out)
     assert code == 0 and [r["source_record"] for r in rows] == ["line 3", "line 4", "line 2", "line 5"]
@@ -136,7 +136,7 @@ def test_show_suppressed_follows_min_severity_and_adds_no_empty_section(agents: 
     assert code == 0 and rows == []
     code, rows, _ = detect(str(agents), *tuned, "--min-severity", "high")
     assert [r["suppressed_by"] is None for r in rows] == [True, True, False, False]
-    code, out, _ = run_cli(["detect", str(agents), "-r", CMDLET, "--show-suppressed"])
+    code, out, _ = run_cli(["detect", "--flat", str(agents), "-r", CMDLET, "--show-suppressed"])
     assert code == 0 and "Suppressed by tuning" not in out and out.count("No alerts.") == 0
     code, rows, _ = detect(str(agents), "-r", CMDLET, "--show-suppressed")
     assert len(rows) == 4 and [r["suppressed_by"] for r in rows] == [None] * 4
@@ -171,7 +171,7 @@ def test_expired_and_stale_entries_are_reported_and_expired_ones_not_applied(
     assert f"tuning entry {extra}:1 matched no alert (stale?): old change (owner ops)" in text
     assert f"warning: {extra}:1: the entry has no expires date; it suppresses until someone removes it" in text
     assert "tuning: 0 alert(s) suppressed by 0 of 2 entries (1 expired)." in text
-    code, _, err = run_cli(["detect", str(agents), "-r", CMDLET, "--tuning", str(extra), "--quiet"])
+    code, _, err = run_cli(["detect", "--flat", str(agents), "-r", CMDLET, "--tuning", str(extra), "--quiet"])
     assert code == 0 and err == ""
 
 
@@ -193,13 +193,13 @@ def test_known_vendors_flag_suppresses_a_vendor_install(tmp_path: Path) -> None:
 def test_a_malformed_tuning_file_fails_before_any_input_is_read(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("- rule: '*'\n  match: {AgentName: {equal: x}}\n  reason: r\n  owner: o\n  expires: soon\n")
-    code, out, err = run_cli(["detect", str(tmp_path / "no-such-input"), "--tuning", str(bad)])
+    code, out, err = run_cli(["detect", "--flat", str(tmp_path / "no-such-input"), "--tuning", str(bad)])
     assert code == 2 and out == ""
     assert " ".join(err.split()) == (f"error: tuning file {bad}: 2 problems: {bad}:2: unknown operator 'equal' on "
                                      "AgentName (use one of equals, in, startswith, endswith, contains, has, regex, "
                                      f"empty, not); {bad}:5: expires must be a date (YYYY-MM-DD), not the value "
                                      "'soon'")
-    code, _, err = run_cli(["detect", str(tmp_path), "--tuning", str(tmp_path / "missing.yaml")])
+    code, _, err = run_cli(["detect", "--flat", str(tmp_path), "--tuning", str(tmp_path / "missing.yaml")])
     assert code == 2 and f"--tuning: cannot read {tmp_path / 'missing.yaml'}" in err and "Traceback" not in err
 
 
@@ -306,3 +306,20 @@ def test_file_names_are_data_not_query_text(tmp_path: Path, name: str, queries: 
     assert {a["source_file"] for a in odd} == {str(odd_dir / f"{name}.csv")}
     assert f"suppressed by fabrikam-disclaimer-agent ({odd_tuning}:6)" in " ".join(err.split())
     assert not any(f"{name}.yaml" in q for q in queries)
+
+
+def test_show_suppressed_with_incidents_keeps_them_apart() -> None:
+    """Grouped output: the kept alerts' incidents first (alerts tagged suppressed_by null), then
+    the suppressed alerts in incidents of their own marked `suppressed`."""
+    code, out, _ = run_cli(["detect", str(DEMO), "-q", "-f", "json", "--tuning", str(FABRIKAM_TUNING),
+                            "--show-suppressed"])
+    assert code == 0
+    records = json.loads(out)
+    kept = [r for r in records if not r.get("suppressed")]
+    hidden = [r for r in records if r.get("suppressed")]
+    assert records == kept + hidden and len(hidden) == 1
+    assert sum(r["alert_count"] for r in kept) == 34
+    assert all(a["suppressed_by"] is None for r in kept for a in r["alerts"])
+    assert [(a["AgentName"], a["Cmdlet"]) for a in hidden[0]["alerts"]] == [
+        ("Fabrikam Disclaimer Agent", "Install-TransportAgent"), ("Fabrikam Disclaimer Agent", "Enable-TransportAgent")]
+    assert all(a["suppressed_by"]["reason"] for a in hidden[0]["alerts"])

@@ -6,7 +6,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from exhunt import __version__, output, safetext, sources, state, summary, timerange, tuning, zones
+from exhunt import __version__, output, safetext, sources, state, summary, timerange, timespan, tuning, zones
 from exhunt import alerts as alerting
 from exhunt import hunt as hunting
 from exhunt.backends import choose
@@ -146,6 +146,17 @@ def _check_format(fmt: str) -> None:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
 
 
+def _span_option(option: str, text: str) -> timedelta:
+    """A positive time span (`30m`, `1h`, `PT1H`) given to `option`, else one UsageError."""
+    try:
+        span = timespan.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if span <= timedelta(0):
+        raise UsageError(f"{option}: {text!r} must be longer than zero")
+    return span
+
+
 def _check_output(path: Path | None) -> None:
     """Refuse an --output that cannot be written before the inputs are read, not after."""
     from exhunt.output.target import check_writable
@@ -154,13 +165,25 @@ def _check_output(path: Path | None) -> None:
 
 
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
-           title: str | None = None, zone: str = "UTC", suppressed: list[tuning.Shown] | None = None) -> None:
-    """Rows in the format; with `suppressed` (--show-suppressed), a second table section, or every
-    row with a `suppressed_by` field (None when kept) and the suppressed rows after the others."""
+           title: str | None = None, zone: str = "UTC", suppressed: list[tuning.Shown] | None = None,
+           incidents: timedelta | None = None) -> None:
+    """Rows (alerts, or a query's rows) in `fmt`; alerts grouped into incidents within the
+    `incidents` window when one is given. With `suppressed` (--show-suppressed): a second table
+    section, or every alert with a `suppressed_by` field (None when kept), the suppressed ones
+    after the others (as incidents of their own, marked `suppressed`, when grouping)."""
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
     with _output(path) as out:
-        if fmt == "table":
+        if incidents is not None:
+            tag = suppressed is not None and fmt != "table"
+            hidden = [tuning.tagged(s.alert, s.entry) for s in suppressed or []] if tag else None
+            output.write_incidents([tuning.tagged(r, None) for r in rows] if tag else rows, fmt, out, details,
+                                   incidents, title, zone=zone, suppressed=hidden)
+            if suppressed and fmt == "table":
+                out.write("\n")
+                output.write_table([s.alert for s in suppressed], out, [s.detail for s in suppressed],
+                                   f"Suppressed by tuning: {len(suppressed)} alert(s)", zone=zone)
+        elif fmt == "table":
             if details is None:
                 details = [" | ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "")) for r in rows]
             output.write_table(rows, out, details, title, zone=zone)
@@ -249,8 +272,14 @@ def detect(
     show_suppressed: ShowSuppressedOpt = False,
     state_path: StateOpt = None,
     new_only: NewOnlyOpt = False,
+    flat: Annotated[bool, typer.Option(
+        "--flat", help="One record per alert in time order, not grouped into incidents.")] = False,
+    incident_window: Annotated[str, typer.Option(
+        "--incident-window", help="Alerts on one server each within this span of the previous one "
+                                  "form an incident (5m, 1h, 1d).")] = "1h",
 ) -> None:
-    """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
+    """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts,
+    grouped into incidents (one per server and stretch of time) unless --flat."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}")
     if min_severity is not None and min_severity.lower() not in SEVERITIES:
@@ -259,6 +288,7 @@ def detect(
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     _check_format(fmt)
     _check_output(output_path)
+    window = None if flat else _span_option("--incident-window", incident_window)
     pinned = parse_time(now) if now else None
     if new_only and state_path is None:
         raise UsageError("--new-only needs --state FILE (or $EXHUNT_STATE): the alerts of earlier runs")
@@ -288,7 +318,7 @@ def detect(
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
     _report_tuning(tuned_out, quiet)
-    _write(found, fmt, output_path, details, zone=zone.label, suppressed=hidden)
+    _write(found, fmt, output_path, details, zone=zone.label, suppressed=hidden, incidents=window)
     if tracker is not None:  # recorded once written: a run that dies before forgets, never loses
         seen = tracker.commit()
         if not quiet:
