@@ -6,7 +6,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -70,6 +70,10 @@ ToOpt = Annotated[str | None, typer.Option(
     "--to", help="Hunt only data at or before this time (as --from; a date alone: its end).")]
 TimezoneOpt = Annotated[str | None, typer.Option(
     "--timezone", help="Show times in this zone in table and CSV output (Europe/Berlin, +02:00); JSON stays UTC.")]
+HtmlOpt = Annotated[Path | None, typer.Option(
+    "--html", help="Also write a self-contained HTML report to this file (incidents, evidence, guides, timelines).")]
+ContextOpt = Annotated[str, typer.Option(
+    "--context", help="With --html: the events this long before and after each alert in its server's timeline.")]
 
 
 def _version(value: bool) -> None:
@@ -137,6 +141,20 @@ def _check_output(path: Path | None) -> None:
     from exhunt.output.target import check_writable
 
     check_writable(path)
+
+
+def _check_html(path: Path | None, context: str) -> timedelta | None:
+    """Refuse an unwritable --html or a bad --context before the inputs are read; the
+    timeline's window (None without --html)."""
+    from exhunt import timespan
+    from exhunt.output.target import check_writable
+
+    check_writable(path, "--html")
+    try:
+        around = timespan.parse(context)
+    except ValueError as exc:
+        raise UsageError(f"--context: {exc}") from None
+    return around if path is not None else None
 
 
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
@@ -222,6 +240,8 @@ def detect(
     database: DatabaseOpt = None,
     workspace: WorkspaceOpt = None,
     auth: AuthOpt = "default",
+    html: HtmlOpt = None,
+    context: ContextOpt = "15m",
 ) -> None:
     """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
@@ -232,13 +252,14 @@ def detect(
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     _check_format(fmt)
     _check_output(output_path)
+    around = _check_html(html, context)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
     try:
         result = hunting.hunt(paths or [], chosen, _options(
             quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs, memory=mem,
-            span=span, passwords=password), backend=remote)
+            span=span, passwords=password, context=around), backend=remote)
     finally:
         if remote is not None:
             remote.close()
@@ -252,6 +273,11 @@ def detect(
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
     _write(found, fmt, output_path, details, zone=zone.label)
+    if html is not None:
+        from exhunt.output import html as report
+
+        report.write(html, [result.alerts[i] for i in keep], [result.rules[i] for i in keep], result.timeline,
+                     notes=[f"{run.rule.slug} failed: {run.error}" for run in runs if run.error])
     if any(run.error for run in runs):
         raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):

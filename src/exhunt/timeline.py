@@ -24,6 +24,7 @@ from exhunt.alerts import iso, jsonable
 from exhunt.backends import kqltext
 from exhunt.backends.base import Backend
 from exhunt.errors import RuleError
+from exhunt.incidents import host_key
 from exhunt.replay import tables_of
 from exhunt.rule import Rule, tables_named_in
 
@@ -44,12 +45,6 @@ COLUMNS = (
 STEPS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=30),
          timedelta(hours=1), timedelta(hours=3), timedelta(hours=6), timedelta(hours=12), timedelta(days=1))
 PLOT_BUCKETS = 120
-
-
-def host_key(name: str | None) -> str:
-    """A server's identity across tables: its short name in lower case (EXCH01 is
-    exch01.contoso.local)."""
-    return (name or "").strip().split(".", 1)[0].lower()
 
 
 def _parse(text: str | None) -> datetime | None:

@@ -408,8 +408,10 @@ class DuckDBBackend:
             if t is None or device is None:
                 continue
             time = _q(t.time_column)
-            where = (f"{time} >= CAST(? AS TIMESTAMP) AND {time} <= CAST(? AS TIMESTAMP) "
-                     f"AND lower(split_part(CAST({_q(device)} AS VARCHAR), '.', 1)) = ? "
+            name_of = f"lower(trim(CAST({_q(device)} AS VARCHAR)))"
+            host_of = (f"CASE WHEN regexp_full_match({name_of}, '[0-9.]+') OR contains({name_of}, ':') "
+                       f"THEN {name_of} ELSE split_part({name_of}, '.', 1) END")
+            where = (f"{time} >= CAST(? AS TIMESTAMP) AND {time} <= CAST(? AS TIMESTAMP) AND {host_of} = ? "
                      f"AND {self.session.in_bounds(t)}")
             params: list[Any] = [window[0], window[1], host]
             source = _q("_t_" + name)

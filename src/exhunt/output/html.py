@@ -18,6 +18,7 @@ so the page is built to stay inert whatever they hold:
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -30,11 +31,12 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from exhunt import __version__
+from exhunt import __version__, timespan
 from exhunt.alerts import summary_line
 from exhunt.rule import SEVERITIES, Rule, severity_rank
 from exhunt.safetext import shown
-from exhunt.timeline import Timeline, host_key
+from exhunt.incidents import host_key
+from exhunt.timeline import Timeline
 
 #: The incident window `render` groups alerts with when not given incidents.
 INCIDENT_WINDOW = timedelta(hours=1)
@@ -47,24 +49,34 @@ PLOT_BASE, BAR_HEIGHT = 60, 36
 #: Fields a timeline row is summed up by: what happened, on what, by whom.
 _WHAT = ("ActionType", "CmdletName", "Activity", "EventID")
 _OBJECT = ("ProcessCommandLine", "CommandLine", "CmdletParameters", "FolderPath", "FileName", "NewProcessName",
-           "ObjectName", "RegistryKey", "RemoteUrl", "RemoteIP", "RenderedDescription", "TargetObject")
+           "ObjectName", "RegistryKey", "RemoteUrl", "RemoteIP", "RenderedDescription", "TargetObject",
+           "AdditionalFields", "SHA1")
 _ACTOR = ("InitiatingProcessFileName", "ParentProcessName", "Caller", "AccountName", "InitiatingProcessAccountName",
-          "Account", "Source")
+          "Account", "Signer", "Source")
+#: Longest summary of a timeline row (its full fields are a click away).
+SUMMARY_CHARS = 200
 #: Alert fields shown in the head of an alert, not again in its field list.
 _HEAD = ("alert_id", "rule_id", "rule_name", "severity", "confidence", "tactics", "techniques")
 
 
-def text(value: Any) -> str:
-    """A value as the page shows it: lists joined, objects as JSON, controls escaped."""
+def text(value: Any, multiline: bool = False) -> str:
+    """A value as the page shows it: lists joined, objects as JSON, controls escaped (line
+    feeds and tabs kept as layout when `multiline`)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return ", ".join(text(v) for v in value)
+        return ", ".join(text(v, multiline) for v in value)
     if isinstance(value, dict):
         return shown(json.dumps(value, ensure_ascii=False, default=str))
-    return shown(value)
+    return shown(value, multiline=multiline)
+
+
+def short(value: str, limit: int = SUMMARY_CHARS) -> str:
+    """One line of at most `limit` characters."""
+    line = " ".join(value.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def when(iso: str | None) -> str:
@@ -87,6 +99,7 @@ def _markdown() -> Any:
     from markdown_it import MarkdownIt
 
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable(["table", "strikethrough"])
     md.disable("image")
     md.validateLink = _http_only
     default = md.renderer.rules.get("link_open")
@@ -175,7 +188,8 @@ class RuleView:
     confidence: str
     tactics: str
     techniques: str
-    description: str
+    #: The rule's description, one paragraph each.
+    description: list[str]
     guide: Guide
     alerts: int = 0
 
@@ -183,11 +197,16 @@ class RuleView:
 def _rule_view(i: int, rule: Rule) -> RuleView:
     return RuleView(f"r{i}", rule, shown(rule.name), shown(rule.slug), shown(rule.id), rule.severity,
                     shown(rule.confidence), text(rule.tactics), text(rule.techniques),
-                    shown(str(rule.doc.get("description") or "").strip(), multiline=True), guide(rule))
+                    paragraphs(str(rule.doc.get("description") or "")), guide(rule))
+
+
+def paragraphs(source: str) -> list[str]:
+    """Text whose lines were wrapped by hand (a YAML block) as paragraphs of one line each."""
+    return [" ".join(shown(p, multiline=True).split()) for p in re.split(r"\n\s*\n", source) if p.strip()]
 
 
 def _alert_view(i: int, alert: dict[str, Any], rule: RuleView) -> AlertView:
-    fields = [(shown(k), text(v)) for k, v in alert.items() if k not in _HEAD and v not in (None, "", [], {})]
+    fields = [(shown(k), text(v, True)) for k, v in alert.items() if k not in _HEAD and v not in (None, "", [], {})]
     empty = [shown(k) for k, v in alert.items() if k not in _HEAD and v in (None, "", [], {})]
     return AlertView(f"a{i}", rule, str(alert.get("severity") or rule.severity), when(alert.get("Timestamp")),
                      text(alert.get("DeviceName")), shown(summary_line(rule.rule, alert)), fields, empty)
@@ -196,7 +215,7 @@ def _alert_view(i: int, alert: dict[str, Any], rule: RuleView) -> AlertView:
 def _pick(fields: dict[str, Any], names: Sequence[str]) -> str:
     for name in names:
         if fields.get(name) not in (None, ""):
-            value = text(fields[name])
+            value = short(text(fields[name]))
             return f"Event {value}" if name == "EventID" else value
     return ""
 
@@ -252,20 +271,17 @@ def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list
         k = round(j * (count - 1) / 5) if count > 1 else 0
         ticks.append({"x": round(PLOT_LEFT + (k + 0.5) * width, 2), "label": _bucket(first + k * step),
                       "anchor": "start" if j == 0 else "end" if j == 5 else "middle"})
-    return {"rows": rows, "ticks": ticks, "step": _duration(step), "more": max(len(servers) - PLOT_SERVERS, 0),
+    return {"rows": rows, "ticks": ticks, "step": timespan.short(step), "more": max(len(servers) - PLOT_SERVERS, 0),
             "events": bool(events), "width": PLOT_WIDTH, "height": PLOT_ROW, "base": PLOT_BASE}
+
+
+def _first(by_alert: dict[str, list[AlertView]], alert: dict[str, Any]) -> AlertView | None:
+    found = by_alert.get(str(alert.get("alert_id")))
+    return found[0] if found else None
 
 
 def _bucket(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M")
-
-
-def _duration(d: timedelta) -> str:
-    seconds = int(d.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _parse(iso: str | None) -> datetime | None:
@@ -287,7 +303,9 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
         incidents = group(alerts, INCIDENT_WINDOW)
     owners = list(rules)
     views: dict[str, RuleView] = {}
-    by_alert: dict[str, AlertView] = {}
+    #: Views by alert id (a list: two alerts may share one) and by the alert dict itself.
+    by_alert: dict[str, list[AlertView]] = defaultdict(list)
+    by_object: dict[int, AlertView] = {}
     alert_views: list[AlertView] = []
     for i, alert in enumerate(alerts):
         rule = owners[i]
@@ -297,7 +315,8 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
         view = _alert_view(i, alert, views[key])
         views[key].alerts += 1
         alert_views.append(view)
-        by_alert.setdefault(str(alert.get("alert_id")), view)
+        by_alert[str(alert.get("alert_id"))].append(view)
+        by_object[id(alert)] = view
     rule_list = sorted(views.values(), key=lambda r: (-severity_rank(r.severity), -r.alerts, r.name))
 
     # servers
@@ -320,7 +339,6 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
                         "severity": max((v.severity for v in views_here), key=severity_rank)})
 
     # timeline
-    events_by_alert: dict[str, str] = {}
     timelines = []
     if timeline is not None:
         serial = 0
@@ -331,32 +349,26 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
                 for row in seg.rows:
                     serial += 1
                     anchor = f"e{serial}"
-                    marked = [by_alert[i] for i in row.alert_ids if i in by_alert]
-                    for alert_id in row.alert_ids:
-                        events_by_alert.setdefault(alert_id, anchor)
+                    marked = [view for i in dict.fromkeys(row.alert_ids) for view in by_alert.get(i, [])]
+                    for view in marked:
+                        view.event = view.event or anchor
                     rows.append({"anchor": anchor, "time": when(row.time), "table": shown(row.table),
                                  "what": _pick(row.fields, _WHAT), "object": _pick(row.fields, _OBJECT),
                                  "actor": _pick(row.fields, _ACTOR),
-                                 "fields": [(shown(k), text(v)) for k, v in row.fields.items()],
+                                 "fields": [(shown(k), text(v, True)) for k, v in row.fields.items()],
                                  "source": shown(f"{row.source_file} {row.source_record}".strip()),
                                  "alerts": marked,
                                  "severity": max((a.severity for a in marked), key=severity_rank) if marked else ""})
                 segments.append({"start": when(seg.start), "end": when(seg.end), "rows": rows, "hidden": seg.hidden,
                                  "alerts": len(seg.alert_ids), "total": seg.total})
             timelines.append({**server, "segments": segments})
-    for alert_id, anchor in events_by_alert.items():
-        if alert_id in by_alert:
-            for view in alert_views:
-                if view is by_alert[alert_id]:
-                    view.event = anchor
-
     # incidents
     incident_views = []
     for n, inc in enumerate(incidents):
         inc_rules: list[RuleView] = []
         evidence = []
         for ev in inc.evidence:
-            ev_alerts = [by_alert[str(a.get("alert_id"))] for a in ev.alerts if str(a.get("alert_id")) in by_alert]
+            ev_alerts = [v for a in ev.alerts if (v := by_object.get(id(a)) or _first(by_alert, a)) is not None]
             for view in ev_alerts:
                 if view.rule not in inc_rules:
                     inc_rules.append(view.rule)
@@ -381,7 +393,7 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
         "total": len(alerts), "rules": rule_list, "servers": servers, "incidents": incident_views,
         "incident_severities": Counter(i["severity"] for i in incident_views),
         "timelines": timelines, "timeline": timeline,
-        "context": _duration(timeline.context) if timeline is not None else "",
+        "context": timespan.short(timeline.context) if timeline is not None else "",
         "unavailable": shown(timeline.unavailable) if timeline is not None else "",
         "plot": _plot(servers, timeline, alerts),
     }
