@@ -131,7 +131,8 @@ class Backend(Protocol):
 
     def events(self, tables: Sequence[str], host: str, window: Window, near: Sequence[datetime],
                limit: int) -> Events | None:
-        """Rows of `tables` from server `host` (`exhunt.incidents.host_key` of its `DeviceName` or
-        `Computer`: lower case, up to the first dot unless an IP address) with start <= time <= end, at most `limit` of them, those
-        nearest to a time of `near` first; None when the engine cannot (see the how-to, 6)."""
+        """Rows of `tables` from server `host` (`exhunt.incidents.host_key` of their `DeviceName`
+        or `Computer`: lower case, up to the first dot unless an IP address) with start <= time
+        <= end, at most `limit` of them, those nearest to a time of `near` first; None when the
+        engine cannot (see the how-to, 6)."""
         ...

@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from exhunt import __version__, timespan
 from exhunt.alerts import summary_line
+from exhunt.incidents import host_key
 from exhunt.rule import SEVERITIES, Rule, severity_rank
 from exhunt.safetext import shown
-from exhunt.incidents import host_key
 from exhunt.timeline import Timeline
 
 #: The incident window `render` groups alerts with when not given incidents.
@@ -89,29 +90,28 @@ def when(iso: str | None) -> str:
 
 # -- rule guides ----------------------------------------------------------------------------
 
-def _http_only(url: str) -> bool:
-    return url.strip().lower().startswith(("http://", "https://"))
+class _GuideMarkdown(MarkdownIt):
+    """CommonMark (and tables) with raw HTML off (shown as text), no images, links to http(s)
+    only, each with rel=noopener: a guide comes from a rule file, which anyone can write."""
+
+    def __init__(self) -> None:
+        super().__init__("commonmark", {"html": False, "linkify": False, "typographer": False})
+        self.enable(["table", "strikethrough"])
+        self.disable("image")
+        self.add_render_rule("link_open", _link_open)
+
+    def validateLink(self, url: str) -> bool:
+        return url.strip().lower().startswith(("http://", "https://"))
+
+
+def _link_open(renderer: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+    tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
+    return str(renderer.renderToken(tokens, idx, options, env))
 
 
 @cache
-def _markdown() -> Any:
-    """CommonMark with raw HTML off (shown as text), no images, links to http(s) only."""
-    from markdown_it import MarkdownIt
-
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-    md.enable(["table", "strikethrough"])
-    md.disable("image")
-    md.validateLink = _http_only
-    default = md.renderer.rules.get("link_open")
-
-    def link_open(tokens: Any, idx: int, options: Any, env: Any) -> str:
-        tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
-        if default is not None:
-            return str(default(tokens, idx, options, env))
-        return str(md.renderer.renderToken(tokens, idx, options, env))
-
-    md.add_render_rule("link_open", link_open)
-    return md
+def _markdown() -> _GuideMarkdown:
+    return _GuideMarkdown()
 
 
 def _render_markdown(source: str, shift: int) -> Markup:
@@ -122,7 +122,7 @@ def _render_markdown(source: str, shift: int) -> Markup:
     for tok in tokens:
         if tok.type in ("heading_open", "heading_close"):
             tok.tag = f"h{min(int(tok.tag[1]) + shift, 6)}"
-    return Markup(md.renderer.render(tokens, md.options, {}))  # noqa: S704 - markdown-it's escaped output
+    return Markup(md.renderer.render(tokens, md.options, {}))  # markdown-it escaped every text
 
 
 @dataclass
@@ -141,8 +141,9 @@ def _sections(source: str) -> list[tuple[str, str]]:
     heads = [(i, t) for i, t in enumerate(tokens) if t.type == "heading_open" and t.tag == "h2" and t.map]
     out = []
     for n, (i, tok) in enumerate(heads):
-        start = tok.map[1]  # type: ignore[index]
-        end = heads[n + 1][1].map[0] if n + 1 < len(heads) else len(lines)  # type: ignore[index]
+        start = tok.map[1] if tok.map else 0
+        following = heads[n + 1][1].map if n + 1 < len(heads) else None
+        end = following[0] if following else len(lines)
         out.append((tokens[i + 1].content, "".join(lines[start:end])))
     return out
 
@@ -258,8 +259,9 @@ def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list
         bars, marks = [], []
         for k, n in sorted(bucket_events.items()):
             h = max(2.0, BAR_HEIGHT * n / top) if top else 0
-            bars.append({"x": round(PLOT_LEFT + k * width, 2), "y": round(PLOT_BASE - h, 2), "w": round(max(width - 1, 1), 2),
-                         "h": round(h, 2), "title": f"{_bucket(first + k * step)}: {n} event(s)"})
+            bars.append({"x": round(PLOT_LEFT + k * width, 2), "y": round(PLOT_BASE - h, 2),
+                         "w": round(max(width - 1, 1), 2), "h": round(h, 2),
+                         "title": f"{_bucket(first + k * step)}: {n} event(s)"})
         for k, sevs in sorted(bucket_alerts.items()):
             sev = max(sevs, key=severity_rank)
             marks.append({"x": round(PLOT_LEFT + (k + 0.5) * width, 2), "r": min(3 + len(sevs), 9), "severity": sev,
@@ -267,10 +269,11 @@ def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list
         rows.append({"name": server["name"], "anchor": server["anchor"], "bars": bars, "marks": marks,
                      "events": sum(bucket_events.values()), "alerts": sum(len(s) for s in bucket_alerts.values())})
     ticks = []
-    for j in range(6):
-        k = round(j * (count - 1) / 5) if count > 1 else 0
+    marks_at = sorted({round(j * (count - 1) / 5) for j in range(6)})
+    for k in marks_at:
+        anchor = "start" if k == 0 and count > 1 else "end" if k == count - 1 and count > 1 else "middle"
         ticks.append({"x": round(PLOT_LEFT + (k + 0.5) * width, 2), "label": _bucket(first + k * step),
-                      "anchor": "start" if j == 0 else "end" if j == 5 else "middle"})
+                      "anchor": anchor})
     return {"rows": rows, "ticks": ticks, "step": timespan.short(step), "more": max(len(servers) - PLOT_SERVERS, 0),
             "events": bool(events), "width": PLOT_WIDTH, "height": PLOT_ROW, "base": PLOT_BASE}
 
@@ -330,7 +333,7 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
     for alert, view in zip(alerts, alert_views, strict=True):
         per_server[host_key(alert.get("DeviceName"))].append(view)
     incidents_per: Counter[str] = Counter(host_key(inc.device) for inc in incidents)
-    servers = []
+    servers: list[dict[str, Any]] = []
     for n, host in enumerate(sorted(per_server, key=lambda h: (-max(severity_rank(v.severity) for v in per_server[h]),
                                                                  -len(per_server[h]), h))):
         views_here = per_server[host]
