@@ -34,8 +34,8 @@ from markupsafe import Markup
 
 from exhunt import __version__, timespan
 from exhunt.alerts import summary_line
-from exhunt.incidents import host_key
-from exhunt.rule import SEVERITIES, Rule, severity_rank
+from exhunt.incidents import host_key, severity_rank
+from exhunt.rule import SEVERITIES, Rule
 from exhunt.safetext import shown
 from exhunt.timeline import Timeline
 
@@ -263,7 +263,7 @@ def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list
                          "w": round(max(width - 1, 1), 2), "h": round(h, 2),
                          "title": f"{_bucket(first + k * step)}: {n} event(s)"})
         for k, sevs in sorted(bucket_alerts.items()):
-            sev = max(sevs, key=severity_rank)
+            sev = _highest(sevs)
             marks.append({"x": round(PLOT_LEFT + (k + 0.5) * width, 2), "r": min(3 + len(sevs), 9), "severity": sev,
                           "title": f"{_bucket(first + k * step)}: {len(sevs)} alert(s), highest {sev}"})
         rows.append({"name": server["name"], "anchor": server["anchor"], "bars": bars, "marks": marks,
@@ -276,6 +276,11 @@ def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list
                       "anchor": anchor})
     return {"rows": rows, "ticks": ticks, "step": timespan.short(step), "more": max(len(servers) - PLOT_SERVERS, 0),
             "events": bool(events), "width": PLOT_WIDTH, "height": PLOT_ROW, "base": PLOT_BASE}
+
+
+def _highest(severities: list[str]) -> str:
+    """The highest of these severities ("" for none)."""
+    return max(severities, key=severity_rank) if severities else ""
 
 
 def _first(by_alert: dict[str, list[AlertView]], alert: dict[str, Any]) -> AlertView | None:
@@ -339,7 +344,7 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
         views_here = per_server[host]
         servers.append({"host": host, "name": names.get(host, host), "anchor": f"s{n}", "alerts": len(views_here),
                         "incidents": incidents_per.get(host, 0),
-                        "severity": max((v.severity for v in views_here), key=severity_rank)})
+                        "severity": _highest([v.severity for v in views_here])})
 
     # timeline
     timelines = []
@@ -361,7 +366,7 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
                                  "fields": [(shown(k), text(v, True)) for k, v in row.fields.items()],
                                  "source": shown(f"{row.source_file} {row.source_record}".strip()),
                                  "alerts": marked,
-                                 "severity": max((a.severity for a in marked), key=severity_rank) if marked else ""})
+                                 "severity": _highest([v.severity for v in marked])})
                 segments.append({"start": when(seg.start), "end": when(seg.end), "rows": rows, "hidden": seg.hidden,
                                  "alerts": len(seg.alert_ids), "total": seg.total})
             timelines.append({**server, "segments": segments})
