@@ -369,6 +369,27 @@ def test_exch02_and_its_fqdn_are_one_server(tmp_path: Path) -> None:
     assert [r.fields["DeviceName"] for r in segment.rows] == ["EXCH02", "exch02.contoso.local"]
 
 
+def test_alerting_rows_of_a_csv_hunted_in_place_are_marked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large CSV is hunted where it is: its rows have no line until an alert asks for one, so
+    its alerting rows are known by their file and time."""
+    from exhunt.sources import mde_csv
+    from helpers import write_csv
+
+    monkeypatch.setattr(mde_csv, "DUCKDB_MIN_BYTES", 0)
+    rows = [_process("2026-06-01T12:00:00.0000000Z", "exch02", "cmd.exe /c before", 1),
+            _process("2026-06-01T12:01:00.0000000Z", "exch02", INSTALL, 2),
+            _process("2026-06-01T12:02:00.0000000Z", "exch02", "cmd.exe /c after", 3)]
+    write_csv(tmp_path / "DeviceProcessEvents.csv", "DeviceProcessEvents", rows)
+    result = hunting.hunt([tmp_path], load_rules(["exchange-transport-agent-seed"]),
+                          hunting.HuntOptions(jobs=1, context=timedelta(minutes=5)))
+    (alert,) = result.alerts
+    assert alert["source_record"] == "line 3"  # found for the alert, after the rules ran
+    assert result.timeline is not None
+    (segment,) = result.timeline.segments["exch02"]
+    assert [(r.fields["ProcessCommandLine"], r.source_record, r.alert_ids) for r in segment.rows] == [
+        ("cmd.exe /c before", "", []), (INSTALL, "", [alert["alert_id"]]), ("cmd.exe /c after", "", [])]
+
+
 class _NoEvents:
     """A backend that cannot read rows around a time (as the remote ones)."""
 

@@ -133,14 +133,17 @@ def _segments(times: list[tuple[datetime, str]], context: timedelta) -> list[tup
 
 
 def _marks(row: Row, when: datetime, alerts: list[dict[str, Any]]) -> list[str]:
-    """The alerts raised on this row: the same file and record where the alert knows them, else
-    the same time to the microsecond (on the same server, in a table its rule reads)."""
+    """The alerts raised on this row: the same file and record where both know them, else the
+    same time to the microsecond (on the same server, in a table its rule reads) and the same
+    file where both know it (a CSV file hunted in place has its rows' lines found only for
+    alerts; a rule that projects its own columns keeps no provenance)."""
     out = []
     for alert in alerts:
-        if alert.get("source_record"):
-            same = (alert.get("source_file"), str(alert["source_record"])) == (row.source_file, row.source_record)
+        file, record = str(alert.get("source_file") or ""), str(alert.get("source_record") or "")
+        if record and row.source_record:
+            same = (file, record) == (row.source_file, row.source_record)
         else:
-            same = _parse(alert.get("Timestamp")) == when
+            same = _parse(alert.get("Timestamp")) == when and file in ("", row.source_file or file)
         if same:
             out.append(str(alert["alert_id"]))
     return out
