@@ -70,8 +70,8 @@ class Dom(HTMLParser):
     def __init__(self, page: str) -> None:
         super().__init__(convert_charrefs=True)
         self.elements: list[tuple[str, dict[str, str]]] = []
-        self.chunks: list[tuple[str, tuple[tuple[str, str, str], ...]]] = []
-        self._stack: list[tuple[str, str, str]] = []
+        self.chunks: list[tuple[str, tuple[tuple[str, str, str, int], ...]]] = []
+        self._stack: list[tuple[str, str, str, int]] = []
         self.feed(page)
         self.close()
 
@@ -79,7 +79,7 @@ class Dom(HTMLParser):
         values = {k: v or "" for k, v in attrs}
         self.elements.append((tag, values))
         if tag not in VOID:
-            self._stack.append((tag, values.get("id", ""), values.get("class", "")))
+            self._stack.append((tag, values.get("id", ""), values.get("class", ""), len(self.elements)))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.elements.append((tag, {k: v or "" for k, v in attrs}))
@@ -95,9 +95,18 @@ class Dom(HTMLParser):
 
     def text(self, within: str | None = None) -> str:
         """The text of the page, or of the elements whose id is `within` or whose class has it."""
-        def inside(stack: tuple[tuple[str, str, str], ...]) -> bool:
-            return within is None or any(i == within or within in c.split() for _, i, c in stack)
+        def inside(stack: tuple[tuple[str, str, str, int], ...]) -> bool:
+            return within is None or any(i == within or within in c.split() for _, i, c, _ in stack)
         return " ".join(data for data, stack in self.chunks if inside(stack))
+
+    def texts(self, cls: str) -> list[str]:
+        """The text of each element of class `cls`, whitespace collapsed, in page order."""
+        out: dict[int, list[str]] = {}
+        for data, stack in self.chunks:
+            owner = next((n for _, _, c, n in stack if cls in c.split()), None)
+            if owner is not None:
+                out.setdefault(owner, []).append(data)
+        return [" ".join(" ".join(parts).split()) for _, parts in sorted(out.items())]
 
     def count(self, tag: str, cls: str | None = None) -> int:
         return sum(1 for t, a in self.elements if t == tag and (cls is None or cls in a.get("class", "").split()))
@@ -416,7 +425,11 @@ def test_an_engine_without_events_gives_a_report_that_says_so(timeline_data: Pat
     assert tl.activity is not None and sum(sum(b.values()) for b in tl.activity.events.values()) == 10
     page = Dom(report.render(result.alerts, result.rules, tl))
     assert "gives no timeline" in page.text("timelines") and page.count("table", "tl") == 0
-    assert page.count("rect", "bar") == 8  # the plot still has the events per minute of the alert's server
+    # the plot still has the events per minute: 8 busy minutes on the alert's server, then the
+    # servers without alerts (the busiest first)
+    assert page.count("rect", "bar") == 8 + 1 + 1 and page.count("circle", "mark") == 1
+    assert page.texts("plot-label") == [f"{QUOTED_HOST} 8 event(s) · 1 alert(s)", "exch02 1 event(s) · 0 alert(s)",
+                                        "exch03 1 event(s) · 0 alert(s)"]
 
 
 def test_remote_backends_answer_no_timeline() -> None:

@@ -94,6 +94,8 @@ class Activity:
     step: timedelta
     #: Server (host_key) -> bucket start (ISO) -> events.
     events: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Server (host_key) -> its longest name in the data.
+    names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,7 +202,10 @@ def _activity(backend: Backend, tables: list[str], all_tables: dict[str, list[st
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for row in backend.query(kql).to_pylist():
         if isinstance(row.get("_b"), datetime):
-            counts[host_key(row.get("_d"))][iso(row["_b"])] += int(row.get("_n") or 0)
+            host, name = host_key(row.get("_d")), str(row.get("_d") or "")
+            counts[host][iso(row["_b"])] += int(row.get("_n") or 0)
+            if len(name) > len(activity.names.get(host, "")):
+                activity.names[host] = name
     activity.events = {host: dict(buckets) for host, buckets in counts.items()}
     return activity
 

@@ -172,6 +172,7 @@ class AlertView:
     time: str
     device: str
     why: str
+    alert_id: str
     fields: list[tuple[str, str]]
     empty: list[str]
     #: Anchor of the alert's event in the timeline ("" when not shown there).
@@ -210,7 +211,8 @@ def _alert_view(i: int, alert: dict[str, Any], rule: RuleView) -> AlertView:
     fields = [(shown(k), text(v, True)) for k, v in alert.items() if k not in _HEAD and v not in (None, "", [], {})]
     empty = [shown(k) for k, v in alert.items() if k not in _HEAD and v in (None, "", [], {})]
     return AlertView(f"a{i}", rule, str(alert.get("severity") or rule.severity), when(alert.get("Timestamp")),
-                     text(alert.get("DeviceName")), shown(summary_line(rule.rule, alert)), fields, empty)
+                     text(alert.get("DeviceName")), shown(summary_line(rule.rule, alert)), text(alert.get("alert_id")),
+                     fields, empty)
 
 
 def _pick(fields: dict[str, Any], names: Sequence[str]) -> str:
@@ -244,8 +246,12 @@ def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list
     first = epoch + ((lo - epoch) // step) * step
     count = max(int((hi - first) // step) + 1, 1)
     width = (PLOT_WIDTH - PLOT_LEFT) / count
+    # servers with alerts first (as the summary), then the others, busiest first
+    quiet = sorted((h for h in events if h not in {s["host"] for s in servers}), key=lambda h: -sum(events[h].values()))
+    names = timeline.activity.names if timeline is not None and timeline.activity is not None else {}
+    plotted = servers + [{"host": h, "name": text(names.get(h, h)), "anchor": ""} for h in quiet]
     rows = []
-    for server in servers[:PLOT_SERVERS]:
+    for server in plotted[:PLOT_SERVERS]:
         host = server["host"]
         bucket_events: Counter[int] = Counter()
         for t, n in events.get(host, {}).items():
@@ -274,7 +280,7 @@ def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list
         anchor = "start" if k == 0 and count > 1 else "end" if k == count - 1 and count > 1 else "middle"
         ticks.append({"x": round(PLOT_LEFT + (k + 0.5) * width, 2), "label": _bucket(first + k * step),
                       "anchor": anchor})
-    return {"rows": rows, "ticks": ticks, "step": timespan.short(step), "more": max(len(servers) - PLOT_SERVERS, 0),
+    return {"rows": rows, "ticks": ticks, "step": timespan.short(step), "more": max(len(plotted) - PLOT_SERVERS, 0),
             "events": bool(events), "width": PLOT_WIDTH, "height": PLOT_ROW, "base": PLOT_BASE}
 
 
