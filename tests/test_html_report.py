@@ -399,6 +399,23 @@ def test_alerting_rows_of_a_csv_hunted_in_place_are_marked(tmp_path: Path, monke
         ("cmd.exe /c before", "", []), (INSTALL, "", [alert["alert_id"]]), ("cmd.exe /c after", "", [])]
 
 
+def test_the_report_shows_the_timeline_of_its_own_alerts_only(tmp_path: Path) -> None:
+    rows = [_process("2026-06-01T12:00:00.0000000Z", "exch02", INSTALL, 1),
+            _process("2026-06-01T12:01:00.0000000Z", "exch02", "cmd.exe /c near the first", 2),
+            _process("2026-06-01T15:00:00.0000000Z", "exch02", INSTALL.replace("'X'", "'Y'"), 3),
+            _process("2026-06-01T15:01:00.0000000Z", "exch02", "cmd.exe /c near the second", 4)]
+    write_jsonl(tmp_path / "DeviceProcessEvents.jsonl", "DeviceProcessEvents", rows)
+    result = hunting.hunt([tmp_path], load_rules(["exchange-transport-agent-seed"]),
+                          hunting.HuntOptions(jobs=1, context=timedelta(minutes=5)))
+    assert result.timeline is not None and len(result.timeline.segments["exch02"]) == 2
+    both = Dom(report.render(result.alerts, result.rules, result.timeline))
+    assert both.count("table", "tl") == 2
+    second = Dom(report.render(result.alerts[1:], result.rules[1:], result.timeline))
+    assert second.count("table", "tl") == 1
+    timeline = second.text("timelines")
+    assert "near the second" in timeline and "near the first" not in timeline
+
+
 class _NoEvents:
     """A backend that cannot read rows around a time (as the remote ones)."""
 

@@ -359,6 +359,9 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
         for server in servers:
             segments = []
             for seg in timeline.segments.get(server["host"], []):
+                shown_here = [i for i in seg.alert_ids if i in by_alert]
+                if not shown_here:  # the context of alerts left out of the report (--min-severity...)
+                    continue
                 rows = []
                 for row in seg.rows:
                     serial += 1
@@ -374,7 +377,7 @@ def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timelin
                                  "alerts": marked,
                                  "severity": _highest([v.severity for v in marked])})
                 segments.append({"start": when(seg.start), "end": when(seg.end), "rows": rows, "hidden": seg.hidden,
-                                 "alerts": len(seg.alert_ids), "total": seg.total})
+                                 "alerts": len(shown_here), "total": seg.total})
             timelines.append({**server, "segments": segments})
     # incidents
     incident_views = []
