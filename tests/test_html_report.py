@@ -281,7 +281,7 @@ def test_the_report_loads_nothing_and_allows_only_its_own_script_and_style(
     assert not [k for _, a in dom.elements for k in a if k.startswith("on") or k == "style"]
 
 
-def test_each_page_has_its_own_nonce(demo_report: tuple[Path, list[dict[str, Any]]]) -> None:
+def test_each_page_has_its_own_nonce() -> None:
     rules = load_rules(["exchange-transport-agent-seed"])
     nonces = {re.search(r"nonce-([^']+)'", report.render([], rules)).group(1) for _ in range(3)}  # type: ignore[union-attr]
     assert len(nonces) == 3
