@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         rules = args.rules or [RULE]
         chosen = [] if "all" in rules else [arg for r in rules for arg in ("--rules", r)]
-        m = measure([*_exhunt(), "detect", str(folder), *chosen, "-f", "jsonl", "-q"], stdout=alerts_file)
+        m = measure([*_exhunt(), "detect", str(folder), *chosen, "-f", "jsonl", "--flat", "-q"], stdout=alerts_file)
         wall = time.perf_counter() - t0
         n, seed, wrong = check(alerts_file, fmt) if m.rc in (0, 1) else (0, 0, ["detect failed"])
         ok &= seed == args.alerts and not wrong

@@ -505,7 +505,7 @@ def bench(rows: int, formats: list[str], repeat: int, out: Path, rules: list[str
         for _ in range(repeat):
             scans.append(measure([sys.executable, __file__, "--scan", fmt, str(folder)]))
             chosen = [arg for r in rules for arg in ("--rules", r)]
-            runs.append(measure([*_exhunt(), "detect", str(folder), *chosen, "-f", "jsonl", "-q"],
+            runs.append(measure([*_exhunt(), "detect", str(folder), *chosen, "-f", "jsonl", "--flat", "-q"],
                                 stdout=alerts_file))
         s = sorted(scans, key=lambda m: m.wall)[len(scans) // 2]
         r = sorted(runs, key=lambda m: m.wall)[len(runs) // 2]

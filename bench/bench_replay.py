@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if name in skip:
             continue
         alerts = args.out / f"alerts-{name}.jsonl"
-        runs = [bd.measure([*bd._exhunt(), "detect", *extra, "-f", "jsonl", "-q"], stdout=alerts)
+        runs = [bd.measure([*bd._exhunt(), "detect", *extra, "-f", "jsonl", "--flat", "-q"], stdout=alerts)
                 for _ in range(args.repeat)]
         mid = sorted(runs, key=lambda m: m.wall)[len(runs) // 2]
         n, digest = _digest(alerts)

@@ -91,7 +91,7 @@ def detect_child(path: Path) -> int:
 
     with tempfile.TemporaryDirectory(prefix="exhunt-bench-out-") as tmp:
         out = Path(tmp) / "alerts.jsonl"
-        sys.argv = ["exhunt", "detect", str(path), "-f", "jsonl", "-o", str(out), "-q"]
+        sys.argv = ["exhunt", "detect", str(path), "-f", "jsonl", "--flat", "-o", str(out), "-q"]
         try:
             cli.main()
         except SystemExit as exc:

@@ -75,7 +75,7 @@ def snapshot(paths: list[Path], tables: bool = True, alerts: bool = True) -> Sna
                 if rows:
                     out["tables"][name] = sorted(_line(r) for r in rows)
     if alerts:
-        code, stdout, _ = run_cli(["detect", *map(str, paths), "-f", "jsonl", "-q", "-j", "1"])
+        code, stdout, _ = run_cli(["detect", *map(str, paths), "-f", "jsonl", "--flat", "-q", "-j", "1"])
         if code != 0:
             raise RuntimeError(f"detect exited {code} on {paths}")
         out["alerts"] = sorted(_line(json.loads(line)) for line in stdout.splitlines() if line.strip())

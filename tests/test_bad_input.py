@@ -121,7 +121,7 @@ def _setup(tmp_path: Path, case: Case) -> tuple[Path, Path]:
 def test_bad_input_is_named_counted_and_survived(label: str, tmp_path: Path) -> None:
     case = CASES[label]
     bad, folder = _setup(tmp_path, case)
-    code, out, err = run_cli(["detect", str(folder), "--rules", SEED, "--format", "jsonl"])
+    code, out, err = run_cli(["detect", str(folder), "--rules", SEED, "--format", "jsonl", "--flat"])
     assert code == 0, err
     assert "Traceback" not in err and "internal error" not in err
     flat = " ".join(err.split())  # the summary wraps long lines
@@ -136,14 +136,14 @@ def test_bad_input_is_named_counted_and_survived(label: str, tmp_path: Path) -> 
         assert from_bad[0]["FileName"] == "evil.dll"
     read, used, skipped = case.counts
     assert f"Total: {read + 3} records read, {used + 3} used, {skipped} skipped." in flat
-    code, out, err = run_cli(["detect", str(folder), "--rules", SEED, "--format", "jsonl", "--strict"])
+    code, out, err = run_cli(["detect", str(folder), "--rules", SEED, "--format", "jsonl", "--flat", "--strict"])
     assert code == 2
     assert "--strict" in err and "Traceback" not in err
 
 
 def test_clean_input_passes_strict(tmp_path: Path) -> None:
     helpers.write_csv(tmp_path / "DeviceProcessEvents.csv", "DeviceProcessEvents", helpers.PROCESS_ROWS)
-    code, out, _ = run_cli(["detect", str(tmp_path), "--rules", SEED, "--format", "jsonl", "--strict"])
+    code, out, _ = run_cli(["detect", str(tmp_path), "--rules", SEED, "--format", "jsonl", "--flat", "--strict"])
     assert code == 0 and len(out.splitlines()) == 2
 
 
@@ -152,7 +152,7 @@ def test_many_bad_rows_are_counted_past_the_messages_kept(tmp_path: Path) -> Non
     rows = [dict(helpers.FILE_ROWS[2], ReportId=i, Timestamp="not a time" if i % 2 else "2026-03-01T00:00:00Z")
             for i in range(100)]
     helpers.write_csv(tmp_path / "DeviceFileEvents.csv", "DeviceFileEvents", rows)
-    code, _, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "--format", "jsonl"])
+    code, _, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "--format", "jsonl", "--flat"])
     flat = " ".join(err.split())
     assert code == 0
     assert "Total: 100 records read, 50 used, 50 skipped." in flat

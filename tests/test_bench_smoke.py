@@ -32,7 +32,7 @@ def test_tiny_bench_set_gives_exactly_the_planted_alerts(bench: ModuleType, tmp_
     assert sum(counts.values()) == 3000
     first = (tmp_path / "csv" / "DeviceFileEvents.csv").read_bytes().split(b"\r\n")[1]
     assert first.split(b",")[0].endswith(b"0Z") and len(first.split(b",")[0]) == 28  # 7 fractional digits
-    code, out, _ = run_cli(["detect", str(tmp_path / fmt), "--rules", bench.RULE, "-f", "jsonl", "-q"])
+    code, out, _ = run_cli(["detect", str(tmp_path / fmt), "--rules", bench.RULE, "-f", "jsonl", "--flat", "-q"])
     assert code == 0
     got = {(a["DetectionType"], a["DeviceName"], a["Timestamp"]) for a in map(json.loads, out.splitlines())}
     assert got == bench.expected()
@@ -51,7 +51,7 @@ def test_tiny_alerts_bench_set_gives_every_alert_with_its_record(tmp_path: Path,
     finally:
         sys.path.remove(str(REPO / "bench"))
     folder = module.generate(tmp_path, 300, fmt)
-    code, out, err = run_cli(["detect", str(folder), "--rules", module.RULE, "-f", "jsonl", "-q"])
+    code, out, err = run_cli(["detect", str(folder), "--rules", module.RULE, "-f", "jsonl", "--flat", "-q"])
     assert code == 0, err
     (tmp_path / "alerts.jsonl").write_text(out)
     assert module.check(tmp_path / "alerts.jsonl", fmt) == (300, 300, [])
@@ -67,7 +67,7 @@ def test_winjson_bench_forms_give_the_same_alerts(tmp_path: Path) -> None:
     for form, fmt in (("ecs", "winlogbeat-ecs"), ("otrf", "otrf-json")):
         path = tmp_path / f"{form}.json"
         module.write(path, form, 1200)
-        code, out, err = run_cli(["detect", str(path), "-f", "jsonl"])
+        code, out, err = run_cli(["detect", str(path), "-f", "jsonl", "--flat"])
         assert code == 0
         assert fmt in err and "Total: 1200 records read" in err and ", 0 skipped." in err, err
         alerts[form] = sorted((a["rule_name"], a["DeviceName"], a["Timestamp"])

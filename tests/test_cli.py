@@ -23,25 +23,25 @@ def data(tmp_path: Path) -> Path:
 
 
 def test_exit_0_with_alerts_and_without_fail_on(data: Path) -> None:
-    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "jsonl"])
+    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "jsonl", "--flat"])
     assert code == 0 and len(out.splitlines()) == 3
 
 
 @pytest.mark.parametrize(("fail_on", "expected"), [("informational", 1), ("high", 1), ("critical", 1),
                                                    ("CRITICAL", 1)])
 def test_fail_on_at_or_below_the_alert_severity_exits_1(data: Path, fail_on: str, expected: int) -> None:
-    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "jsonl", "--fail-on", fail_on])
+    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "jsonl", "--flat", "--fail-on", fail_on])
     assert code == expected
     assert len(out.splitlines()) == 3  # alerts are still written
 
 
 def test_fail_on_above_the_alert_severity_exits_0(data: Path, tmp_path: Path) -> None:
     rule = helpers.seed_rule(tmp_path / "rules", "copy", severity="Medium", exhunt__severity="medium")
-    code, out, _ = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "--fail-on", "high"])
+    code, out, _ = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "--flat", "--fail-on", "high"])
     assert code == 0
     alerts = [json.loads(x) for x in out.splitlines()]
     assert {a["severity"] for a in alerts} == {"medium"}
-    code, _, _ = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "--fail-on", "medium"])
+    code, _, _ = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "--flat", "--fail-on", "medium"])
     assert code == 1
 
 
@@ -75,14 +75,14 @@ def test_rule_naming_a_missing_column_exits_2(data: Path, tmp_path: Path) -> Non
 
 def test_output_file(data: Path, tmp_path: Path) -> None:
     target = tmp_path / "alerts.json"
-    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "json", "-o", str(target)])
+    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "json", "--flat", "-o", str(target)])
     assert code == 0 and out == ""
     alerts = json.loads(target.read_text(encoding="utf-8"))
     assert [a["DetectionType"] for a in alerts] == [d for _, d, _ in helpers.EXPECTED_DETECTIONS]
 
 
 def test_alert_fields_and_provenance(data: Path) -> None:
-    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "jsonl"])
+    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "jsonl", "--flat"])
     assert code == 0
     alerts = [json.loads(x) for x in out.splitlines()]
     first = alerts[0]
@@ -107,7 +107,7 @@ def test_alert_ids_are_stable_and_ignore_where_rows_were_read(data: Path, tmp_pa
     """The same events give the same ids in another run and from a renamed copy of the files;
     a changed event gets another id."""
     def ids(folder: Path) -> list[str]:
-        code, out, _ = run_cli(["detect", str(folder), "--rules", SEED, "-f", "jsonl", "-q"])
+        code, out, _ = run_cli(["detect", str(folder), "--rules", SEED, "-f", "jsonl", "--flat", "-q"])
         assert code == 0
         return [json.loads(x)["alert_id"] for x in out.splitlines()]
 
@@ -138,13 +138,13 @@ def test_provenance_of_other_formats(tmp_path: Path) -> None:
     for label, records in expected.items():
         folder = tmp_path / label
         helpers.FORMATS[label][1](folder)
-        code, out, _ = run_cli(["detect", str(folder), "--rules", SEED, "-f", "jsonl", "-q"])
+        code, out, _ = run_cli(["detect", str(folder), "--rules", SEED, "-f", "jsonl", "--flat", "-q"])
         assert code == 0
         assert [json.loads(x)["source_record"] for x in out.splitlines()] == records, label
 
 
 def test_csv_output_has_one_row_per_alert(data: Path) -> None:
-    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "csv"])
+    code, out, _ = run_cli(["detect", str(data), "--rules", SEED, "-f", "csv", "--flat"])
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["FileName"] for r in rows] == ["evil.dll", "cmd.exe", "pwsh.exe"]
@@ -161,7 +161,8 @@ def test_detect_table_fits_80_columns(data: Path, monkeypatch: pytest.MonkeyPatc
     code, out, _ = run_cli(["detect", str(data), "--rules", SEED])
     assert code == 0
     assert max(_widths(out)) <= 80, out
-    assert out.count("CRIT") == 3
+    assert out.startswith("3 incident(s), 3 evidence, 3 alert(s)")
+    assert out.count("CRIT") == 6  # each incident's header and its one evidence row
     assert "evil.dll" in out and "Install-TransportAgent" in " ".join(out.split())
 
 

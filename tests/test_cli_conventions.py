@@ -49,11 +49,13 @@ def test_min_severity_shows_alerts_at_or_above_and_counts_the_rest(data: Path, t
     rules = tmp_path / "rules"
     helpers.seed_rule(rules, "crit")  # the seed rule: critical
     helpers.seed_rule(rules, "med", name="Medium copy", severity="Medium", exhunt__severity="medium")
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--min-severity", "high"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat",
+                              "--min-severity", "high"])
     assert code == 0, err
     assert [(a["severity"], a["rule_name"]) for a in _jsonl(out)] == [("critical", _seed_name())] * 3
     assert "3 alert(s) from 2 rule(s). 3 alert(s) below --min-severity high not shown." in err
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--min-severity", "MEDIUM"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat",
+                              "--min-severity", "MEDIUM"])
     assert len(_jsonl(out)) == 6 and "0 alert(s) below --min-severity MEDIUM" in err
 
 
@@ -78,7 +80,7 @@ def _seed_name() -> str:
 ])
 def test_from_to_hunt_only_that_span_and_count_the_rest(data: Path, start: str | None, end: str | None,
                                                         times: list[str], outside: int) -> None:
-    args = ["detect", str(data), "--rules", SEED, "-f", "jsonl", "--strict"]
+    args = ["detect", str(data), "--rules", SEED, "-f", "jsonl", "--flat", "--strict"]
     args += ["--from", start] if start else []
     args += ["--to", end] if end else []
     code, out, err = run_cli(args)
@@ -103,10 +105,10 @@ def test_from_to_with_windowed_replay(data: Path, tmp_path: Path) -> None:
     """A rule replayed window by window (it aggregates) sees only the span's rows too."""
     rule = helpers.seed_rule(tmp_path / "rules", "agg", query="DeviceProcessEvents | summarize n = count(), "
                  "Timestamp = max(Timestamp) by DeviceName | where n >= 2")
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "-q"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "--flat", "-q"])
     assert code == 0, err
     assert {a["n"] for a in _jsonl(out)} == {2}  # the two 03-03 processes in one 24h window
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "-q",
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rule), "-f", "jsonl", "--flat", "-q",
                               "--from", "2026-03-03T09:16:00Z"])
     assert code == 0, err
     assert _jsonl(out) == []
@@ -117,7 +119,7 @@ def test_from_to_with_windowed_replay(data: Path, tmp_path: Path) -> None:
 
 def test_timezone_changes_table_and_csv_not_json(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
-    base = ["detect", str(data), "--rules", SEED, "-q"]
+    base = ["detect", str(data), "--rules", SEED, "-q", "--flat"]
     code, out, _ = run_cli([*base, "--timezone", "+02:00"])
     assert code == 0
     lines = out.splitlines()

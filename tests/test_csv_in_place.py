@@ -150,7 +150,7 @@ def test_detect_names_exact_lines_for_rows_kept_whole_and_projected(tmp_path: Pa
                                        for a in alerts.build(b, r, run_rule(b, r).rows))
     assert want[True] == want[False] and want[True]
     code, out, _ = run_cli(["detect", str(path), "-r", "exchange-transport-agent-seed", "-r", str(rule),
-                            "-f", "jsonl", "-q"])
+                            "-f", "jsonl", "--flat", "-q"])
     got = sorted((a["rule_name"], a["Timestamp"], a["source_file"], a["source_record"])
                  for a in map(json.loads, out.splitlines()))
     assert code == 0 and got == want[False]
@@ -179,7 +179,7 @@ def test_provenance_of_the_demo_alerts(monkeypatch: pytest.MonkeyPatch) -> None:
     alerts name their file and record (the other five are made by aggregations or from values
     the rules computed, which no stored row holds)."""
     demo = Path(__file__).resolve().parent.parent / "demo"
-    code, out, _ = run_cli(["detect", str(demo), "-f", "jsonl", "-q", "-j", "1"])
+    code, out, _ = run_cli(["detect", str(demo), "-f", "jsonl", "--flat", "-q", "-j", "1"])
     alerts = [json.loads(line) for line in out.splitlines()]
     named = [(a["source_file"], a["source_record"]) for a in alerts if a["source_file"]]
     assert code == 0 and (len(alerts), len(named)) == (36, 31)

@@ -101,7 +101,7 @@ def key(alert: dict[str, Any], slug: str) -> tuple[str, str, str]:
 
 
 def test_demo_alerts_are_the_story() -> None:
-    code, out, err = run_cli(["detect", str(DEMO), "-f", "jsonl"])
+    code, out, err = run_cli(["detect", str(DEMO), "-f", "jsonl", "--flat"])
     assert code == 0, err
     names = slugs()
     alerts = [json.loads(line) for line in out.splitlines() if line.strip()]

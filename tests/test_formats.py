@@ -116,7 +116,7 @@ def test_cli_detect_identical_jsonl_across_formats(tmp_path: Path) -> None:
     for label, (_, write) in helpers.FORMATS.items():
         folder = tmp_path / label
         write(folder)
-        code, out, errtext = run_cli(["detect", str(folder), "--rules", SEED, "--format", "jsonl"])
+        code, out, errtext = run_cli(["detect", str(folder), "--rules", SEED, "--format", "jsonl", "--flat"])
         assert code == 0, errtext
         outputs[label] = without_provenance([json.loads(line) for line in out.splitlines()])
     first = outputs.pop("portal-csv")
@@ -247,7 +247,7 @@ def test_timestamps_with_offsets_become_utc(tmp_path: Path, monkeypatch: pytest.
 def test_unknown_columns_listed_once_in_summary(tmp_path: Path) -> None:
     for label in ("portal-csv", "streaming-storage", "parquet"):
         helpers.FORMATS[label][1](tmp_path / label)
-    code, _, errtext = run_cli(["detect", str(tmp_path), "--rules", SEED, "--format", "jsonl"])
+    code, _, errtext = run_cli(["detect", str(tmp_path), "--rules", SEED, "--format", "jsonl", "--flat"])
     assert code == 0
     lines = [ln for ln in errtext.splitlines() if "not in the published schema" in ln]
     assert len(lines) == 1

@@ -121,7 +121,7 @@ def test_deep_nesting_is_one_skipped_record(tmp_path: Path, write: Any, where: s
     """Before: RecursionError aborted the whole run ("internal error"), losing the other files too."""
     bad = write(tmp_path)
     helpers.write_csv(tmp_path / "DeviceProcessEvents.csv", "DeviceProcessEvents", helpers.PROCESS_ROWS)
-    code, out, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "--format", "jsonl", "-j", "1"])
+    code, out, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "--format", "jsonl", "--flat", "-j", "1"])
     flat = " ".join(err.split())
     assert code == 0, err
     assert f"{bad}:{where}: skipped: nested too deep" in flat
@@ -628,5 +628,5 @@ def test_a_run_that_read_nothing_exits_2(tmp_path: Path, what: str, command: str
 def test_an_empty_export_is_still_an_input(tmp_path: Path) -> None:
     """A CSV export with a header and no rows is telemetry: no alerts, exit 0."""
     (tmp_path / f"{NAME}.csv").write_bytes(csv_bytes([]))
-    code, out, _ = run_cli(["detect", str(tmp_path), "--rules", SEED, "-q", "--format", "jsonl"])
+    code, out, _ = run_cli(["detect", str(tmp_path), "--rules", SEED, "-q", "--format", "jsonl", "--flat"])
     assert code == 0 and out == ""

@@ -139,7 +139,7 @@ def demo_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[di
     """`exhunt detect demo/ --html`: the page and the alerts (jsonl) of the same run."""
     folder = tmp_path_factory.mktemp("demo-report")
     page, alerts = folder / "report.html", folder / "alerts.jsonl"
-    code, _, err = run_cli(["detect", str(DEMO), "-q", "-f", "jsonl", "-o", str(alerts), "--html", str(page)])
+    code, _, err = run_cli(["detect", str(DEMO), "-q", "-f", "jsonl", "--flat", "-o", str(alerts), "--html", str(page)])
     assert code == 0, err
     return page, [json.loads(line) for line in alerts.read_text(encoding="utf-8").splitlines()]
 
@@ -164,7 +164,7 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data.mkdir()
     write_jsonl(data / "DeviceProcessEvents.jsonl", "DeviceProcessEvents", _hostile_rows())
     page = folder / "report.html"
-    code, out, err = run_cli(["detect", str(data), "-q", "-f", "jsonl", "--html", str(page)])
+    code, out, err = run_cli(["detect", str(data), "-q", "-f", "jsonl", "--flat", "--html", str(page)])
     assert code == 0, err
     found = [json.loads(line) for line in out.splitlines()]
     # the payload reached the alerts unchanged: the report is what must keep it inert
@@ -486,7 +486,7 @@ def test_a_bad_context_is_refused(tmp_path: Path) -> None:
 
 def test_min_severity_filters_the_report_too(timeline_data: Path, tmp_path: Path) -> None:
     page = tmp_path / "r.html"
-    code, out, _ = run_cli(["detect", str(timeline_data), "-q", "-f", "jsonl", "--min-severity", "critical",
+    code, out, _ = run_cli(["detect", str(timeline_data), "-q", "-f", "jsonl", "--flat", "--min-severity", "critical",
                             "--html", str(page)])
     kept = [json.loads(line)["rule_name"] for line in out.splitlines()]
     assert code == 0 and kept == ["Exchange transport agent persistence (seed rule)"]

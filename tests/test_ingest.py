@@ -42,7 +42,7 @@ def test_ingest_then_query_and_detect(tmp_path: Path) -> None:
         {"CmdletName": "Install-TransportAgent",
          "P": r"C:\Program Files\Microsoft\Exchange Server\V15\TransportRoles\agents\Hygiene\msinp.dll"}]
 
-    code, stdout, err = run_cli(["detect", str(out), "-f", "jsonl", "--now", "2026-03-01T12:00:00Z"])
+    code, stdout, err = run_cli(["detect", str(out), "-f", "jsonl", "--flat", "--now", "2026-03-01T12:00:00Z"])
     alerts = [json.loads(line) for line in stdout.splitlines()]
     seed = [a for a in alerts if a["DetectionType"] == "Exchange_Transport_DLL_Write"]
     assert [(a["FileName"], a["source_file"], a["source_record"]) for a in seed] == [

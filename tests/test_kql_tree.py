@@ -42,7 +42,7 @@ def _seed_variant(folder: Path, needle: str) -> Path:
 
 
 def _detect(rule: Path) -> list[dict[str, Any]]:
-    code, out, _ = run_cli(["detect", str(REPO / "demo"), "-r", str(rule), "-f", "json", "-q", "-j", "1"])
+    code, out, _ = run_cli(["detect", str(REPO / "demo"), "-r", str(rule), "-f", "json", "--flat", "-q", "-j", "1"])
     assert code == 0
     alerts: list[dict[str, Any]] = json.loads(out)
     return alerts

@@ -78,7 +78,7 @@ def test_detect_table_and_summary_show_escapes(hostile: Path) -> None:
 
 
 def test_detect_json_keeps_values_exact(hostile: Path) -> None:
-    code, out, err = run_cli(["detect", str(hostile), "--rules", SEED, "-f", "jsonl", "-q"])
+    code, out, err = run_cli(["detect", str(hostile), "--rules", SEED, "-f", "jsonl", "--flat", "-q"])
     assert code == 0, err
     (alert,) = [json.loads(line) for line in out.splitlines()]
     assert alert["FileName"] == f"ev{CLEAR}il{LINK}\u202egnp.dll"
@@ -172,7 +172,7 @@ def test_detect_csv_neutralises_attacker_cells(tmp_path: Path) -> None:
     row = dict(helpers.FILE_ROWS[0], InitiatingProcessCommandLine='=HYPERLINK("https://evil.example","x")',
                InitiatingProcessAccountName="@admin")
     helpers.write_csv(tmp_path / "DeviceFileEvents.csv", "DeviceFileEvents", [row])
-    code, out, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "-f", "csv"])
+    code, out, err = run_cli(["detect", str(tmp_path), "--rules", SEED, "-f", "csv", "--flat"])
     assert code == 0, err
     (alert,) = list(csv.DictReader(io.StringIO(out)))
     assert alert["InitiatingProcessCommandLine"] == '\'=HYPERLINK("https://evil.example","x")'

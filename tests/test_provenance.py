@@ -61,7 +61,7 @@ def test_provenance_is_exact_for_thousands_of_alerts(tmp_path: Path) -> None:
     for k in range(200):
         want[f"cmd.exe /c whoami {k}"] = (str(procs), f"line {k + 1}")
 
-    code, out, err = run_cli(["detect", str(src), "-r", "exchange-transport-agent-seed", "-f", "jsonl", "-q",
+    code, out, err = run_cli(["detect", str(src), "-r", "exchange-transport-agent-seed", "-f", "jsonl", "--flat", "-q",
                               "-j", "1"])
     assert code == 0, err
     alerts = [json.loads(line) for line in out.splitlines()]
@@ -85,7 +85,7 @@ def test_values_a_rule_made_do_not_stop_the_run(tmp_path: Path) -> None:
     rule.write_text(RULE, encoding="utf-8")
     data = write_jsonl(tmp_path / "DeviceFileEvents.jsonl", "DeviceFileEvents",
                        [_file_row(k, k % 2 == 0) for k in range(4)])
-    code, out, err = run_cli(["detect", str(data), "-r", str(rule), "-f", "jsonl", "-q"])
+    code, out, err = run_cli(["detect", str(data), "-r", str(rule), "-f", "jsonl", "--flat", "-q"])
     assert code == 0, err
     got = sorted((a["FileName"], a["ReportId"], a["source_record"]) for a in map(json.loads, out.splitlines()))
     assert got == [("agent0.dll", "r-0", "line 1"), ("agent2.dll", "r-2", "line 3"),

@@ -97,7 +97,7 @@ def test_detect_refuses_a_planted_query_and_keeps_the_other_rules(
         data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attack: str) -> None:
     _plant(monkeypatch, _attack(tmp_path, attack))
     rules = _rules(tmp_path, "0-evil", EVIL_KQL)
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "-j", "1"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat", "-j", "1"])
     assert code == 2
     assert _alerts(out) == SEED_ALERTS, "the seed rule's alerts are still reported"
     assert "rule 0-evil FAILED:" in err and _refused(err), err
@@ -144,7 +144,7 @@ def test_the_translator_lets_no_file_function_through(data: Path, tmp_path: Path
     assert code == 2 and out == ""
     assert err.startswith("error: the query uses KQL the engine cannot run") and "root:" not in err
     rules = _rules(tmp_path, "reader", kql)
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat"])
     assert code == 2
     assert _alerts(out) == SEED_ALERTS
     assert "rule reader FAILED:" in err
@@ -179,7 +179,7 @@ def test_spilling_still_works_once_file_access_is_off() -> None:
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_rule_whose_regex_re2_refuses_fails_alone(data: Path, tmp_path: Path, jobs: str) -> None:
     rules = _rules(tmp_path, "bad-regex", BACKREF_KQL)
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "-j", jobs,
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat", "-j", jobs,
                               "--fail-on", "low"])
     text = " ".join(err.split())
     assert code == 2, "a partial run exits 2, whatever --fail-on says"
@@ -192,7 +192,7 @@ def test_rule_whose_regex_re2_refuses_fails_alone(data: Path, tmp_path: Path, jo
 
 def test_failed_rule_is_reported_even_with_quiet(data: Path, tmp_path: Path) -> None:
     rules = _rules(tmp_path, "bad-regex", BACKREF_KQL)
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "-q"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat", "-q"])
     assert code == 2 and _alerts(out) == SEED_ALERTS
     assert "rule a-seed" not in err and "rule bad-regex FAILED" in err
 
@@ -208,7 +208,7 @@ def test_rule_running_out_of_memory_fails_alone(data: Path, tmp_path: Path,
 
     monkeypatch.setattr(DuckDBBackend, "_execute", short_of_memory)
     rules = _rules(tmp_path, "hungry", "DeviceProcessEvents | project Timestamp, Hungry = FileName")
-    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--memory", "1GB"])
+    code, out, err = run_cli(["detect", str(data), "--rules", str(rules), "-f", "jsonl", "--flat", "--memory", "1GB"])
     assert code == 2 and _alerts(out) == SEED_ALERTS
     assert "rule hungry FAILED: ran out of memory (DuckDB's share of this run is" in " ".join(err.split())
 

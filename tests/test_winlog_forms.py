@@ -89,7 +89,7 @@ def test_ecs_positional_exchange_event(tmp_path: Path) -> None:
 
 def test_seed_rule_alerts_on_sysmon_11_dll_write_into_agents(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "sysmon.jsonl", [evtx_json(SYSMON11)])
-    code, out, err = run_cli(["detect", str(path), "--format", "jsonl", "--now", "2026-03-01T12:00:00Z"])
+    code, out, err = run_cli(["detect", str(path), "--format", "jsonl", "--flat", "--now", "2026-03-01T12:00:00Z"])
     assert code == 0, err
     alerts = [json.loads(line) for line in out.splitlines() if line.strip()]
     seed = [a for a in alerts if a["rule_name"] == "Exchange transport agent persistence (seed rule)"]

@@ -21,7 +21,7 @@ SCRIPT = (
 
 
 def _cmdlet_alerts(path: Path) -> list[dict[str, object]]:
-    code, out, err = run_cli(["detect", str(path), "-f", "jsonl", "-r", "exchange-transport-agent-cmdlet",
+    code, out, err = run_cli(["detect", str(path), "-f", "jsonl", "--flat", "-r", "exchange-transport-agent-cmdlet",
                               "--now", "2026-03-01T10:30:00Z"])
     assert code == 0, err
     return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from exhunt import __version__, output, safetext, sources, summary, timerange, zones
+from exhunt import __version__, output, safetext, sources, summary, timerange, timespan, zones
 from exhunt import alerts as alerting
 from exhunt import hunt as hunting
 from exhunt.backends import choose
@@ -136,6 +136,17 @@ def _check_format(fmt: str) -> None:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
 
 
+def _span_option(option: str, text: str) -> timedelta:
+    """A positive time span (`30m`, `1h`, `PT1H`) given to `option`, else one UsageError."""
+    try:
+        span = timespan.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+    if span <= timedelta(0):
+        raise UsageError(f"{option}: {text!r} must be longer than zero")
+    return span
+
+
 def _check_output(path: Path | None) -> None:
     """Refuse an --output that cannot be written before the inputs are read, not after."""
     from exhunt.output.target import check_writable
@@ -146,7 +157,6 @@ def _check_output(path: Path | None) -> None:
 def _check_html(path: Path | None, context: str) -> timedelta | None:
     """Refuse an unwritable --html or a bad --context before the inputs are read; the
     timeline's window (None without --html)."""
-    from exhunt import timespan
     from exhunt.output.target import check_writable
 
     check_writable(path, "--html")
@@ -158,11 +168,15 @@ def _check_html(path: Path | None, context: str) -> timedelta | None:
 
 
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
-           title: str | None = None, zone: str = "UTC") -> None:
+           title: str | None = None, zone: str = "UTC", incidents: timedelta | None = None) -> None:
+    """Rows (alerts, or a query's rows) in `fmt`; alerts grouped into incidents within the
+    `incidents` window when one is given."""
     if fmt not in FORMAT_CHOICES:
         raise UsageError(f"--format must be one of {', '.join(FORMAT_CHOICES)}, not {fmt!r}")
     with _output(path) as out:
-        if fmt == "table":
+        if incidents is not None:
+            output.write_incidents(rows, fmt, out, details, incidents, title, zone=zone)
+        elif fmt == "table":
             if details is None:
                 details = [" | ".join(f"{k}={v}" for k, v in r.items() if v not in (None, "")) for r in rows]
             output.write_table(rows, out, details, title, zone=zone)
@@ -240,10 +254,16 @@ def detect(
     database: DatabaseOpt = None,
     workspace: WorkspaceOpt = None,
     auth: AuthOpt = "default",
+    flat: Annotated[bool, typer.Option(
+        "--flat", help="One record per alert in time order, not grouped into incidents.")] = False,
+    incident_window: Annotated[str, typer.Option(
+        "--incident-window", help="Alerts on one server each within this span of the previous one "
+                                  "form an incident (5m, 1h, 1d).")] = "1h",
     html: HtmlOpt = None,
     context: ContextOpt = "15m",
 ) -> None:
-    """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
+    """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts,
+    grouped into incidents (one per server and stretch of time) unless --flat."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
         raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}")
     if min_severity is not None and min_severity.lower() not in SEVERITIES:
@@ -252,6 +272,8 @@ def detect(
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     _check_format(fmt)
     _check_output(output_path)
+    grouping = _span_option("--incident-window", incident_window) if html is not None or not flat else None
+    window = None if flat else grouping
     around = _check_html(html, context)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
@@ -272,11 +294,14 @@ def detect(
     below = len(found) - len(keep)
     found = [found[i] for i in keep]
     _report_runs(runs, len(found), quiet, below, min_severity)
-    _write(found, fmt, output_path, details, zone=zone.label)
+    _write(found, fmt, output_path, details, zone=zone.label, incidents=window)
     if html is not None:
+        from exhunt.incidents import group
         from exhunt.output import html as report
 
-        report.write(html, [result.alerts[i] for i in keep], [result.rules[i] for i in keep], result.timeline,
+        shown = [result.alerts[i] for i in keep]  # in UTC, whatever --timezone
+        report.write(html, shown, [result.rules[i] for i in keep], result.timeline,
+                     group(shown, grouping or timedelta(hours=1)),
                      notes=[f"{run.rule.slug} failed: {run.error}" for run in runs if run.error])
     if any(run.error for run in runs):
         raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean

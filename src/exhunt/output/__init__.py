@@ -1,10 +1,12 @@
-"""Alert and result writers: one function per format, same input (a list of dicts)."""
+"""Alert and result writers: one function per format, same input (a list of dicts); and the
+same formats for alerts grouped into incidents (`write_incidents`, detect's default)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from exhunt.output.incident_output import INCIDENT_FORMATS, write_incidents
 from exhunt.output.serial import write_csv, write_json, write_jsonl
 from exhunt.output.table import write_table
 
@@ -16,4 +18,4 @@ FORMATS: dict[str, Writer] = {
     "csv": write_csv,
 }
 
-__all__ = ["FORMATS", "Writer", "write_table"]
+__all__ = ["FORMATS", "INCIDENT_FORMATS", "Writer", "write_incidents", "write_table"]
