@@ -492,3 +492,17 @@ def test_min_severity_filters_the_report_too(timeline_data: Path, tmp_path: Path
     assert code == 0 and kept == ["Exchange transport agent persistence (seed rule)"]
     dom = Dom(page.read_text(encoding="utf-8"))
     assert dom.count("details", "alert") == 1 and dom.count("article", "rule") == 1
+
+
+def test_the_report_groups_incidents_with_the_incident_window(
+        demo_report: tuple[Path, list[dict[str, Any]]], tmp_path: Path) -> None:
+    page = tmp_path / "r.html"
+    code, _, err = run_cli(["detect", str(DEMO), "-q", "-o", str(tmp_path / "out.txt"), "--incident-window", "1d",
+                            "--html", str(page)])
+    assert code == 0, err
+    expected = group(demo_report[1], timedelta(days=1))
+    assert len(expected) < len(group(demo_report[1]))
+    dom = Dom(page.read_text(encoding="utf-8"))
+    assert dom.count("article", "incident") == len(expected)
+    assert [t.split(" · ")[0] for t in dom.texts("incident")] == \
+        [f"{inc.severity} Incident {n + 1}" for n, inc in enumerate(expected)]
