@@ -139,7 +139,8 @@ def test_alerts_below_min_severity_are_not_recorded(tmp_path: Path) -> None:
     assert "2 new, 2 already known (0 acknowledged, 0 closed)" in err
 
 
-@pytest.mark.parametrize("command", [["detect", "--flat", "nowhere.csv"], ["alerts", "list"], ["alerts", "ack", "abcd"]])
+@pytest.mark.parametrize("command", [["detect", "--flat", "nowhere.csv"], ["alerts", "list"],
+                                     ["alerts", "ack", "abcd"]])
 @pytest.mark.parametrize(("make", "said"), [
     (lambda p: p.write_bytes(b"Timestamp,DeviceName\r\n"), "{p} is not an exhunt state file (not a SQLite database)"),
     (lambda p: p.mkdir(), "state file {p} is a folder; give a file name"),
@@ -344,5 +345,6 @@ def test_a_run_whose_output_fails_records_nothing(tmp_path: Path) -> None:
                             "-o", "/dev/full"])
     assert code == 2 and "cannot write /dev/full" in err and "State " not in err
     assert _list(db) == []
-    code, out, _ = run_cli(["detect", "--flat", str(export), "--rules", SEED, "--state", str(db), "--new-only", "-f", "jsonl"])
+    code, out, _ = run_cli(["detect", "--flat", str(export), "--rules", SEED, "--state", str(db), "--new-only",
+                            "-f", "jsonl"])
     assert len(_jsonl(out)) == 2

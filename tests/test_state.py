@@ -473,7 +473,8 @@ def test_detect_killed_while_it_records_leaves_the_state_before_or_after(tmp_pat
     data.mkdir()
     export = data / "DeviceProcessEvents.csv"
     db, journal = tmp_path / "state.db", tmp_path / "state.db-journal"
-    args = ["detect", "--flat", str(data), "--rules", "exchange-transport-agent-seed", "-f", "jsonl", "-q", "--state", str(db)]
+    args = ["detect", "--flat", str(data), "--rules", "exchange-transport-agent-seed", "-f", "jsonl", "-q",
+            "--state", str(db)]
     # Before: the first half of the export recorded, one alert acknowledged and one closed.
     _big_export(export, N_ROWS // 2)
     code, out, err = run_cli(args)

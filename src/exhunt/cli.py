@@ -84,6 +84,10 @@ StateOpt = Annotated[Path | None, typer.Option(
          "see `exhunt alerts`.")]
 NewOnlyOpt = Annotated[bool, typer.Option(
     "--new-only", help="With --state: output only alerts no earlier run reported.")]
+HtmlOpt = Annotated[Path | None, typer.Option(
+    "--html", help="Also write a self-contained HTML report to this file (incidents, evidence, guides, timelines).")]
+ContextOpt = Annotated[str, typer.Option(
+    "--context", help="With --html: the events this long before and after each alert in its server's timeline.")]
 
 
 def _version(value: bool) -> None:
@@ -162,6 +166,19 @@ def _check_output(path: Path | None) -> None:
     from exhunt.output.target import check_writable
 
     check_writable(path)
+
+
+def _check_html(path: Path | None, context: str) -> timedelta | None:
+    """Refuse an unwritable --html or a bad --context before the inputs are read; the
+    timeline's window (None without --html)."""
+    from exhunt.output.target import check_writable
+
+    check_writable(path, "--html")
+    try:
+        around = timespan.parse(context)
+    except ValueError as exc:
+        raise UsageError(f"--context: {exc}") from None
+    return around if path is not None else None
 
 
 def _write(rows: list[dict[str, Any]], fmt: str, path: Path | None, details: list[str] | None = None,
@@ -277,6 +294,8 @@ def detect(
     incident_window: Annotated[str, typer.Option(
         "--incident-window", help="Alerts on one server each within this span of the previous one "
                                   "form an incident (5m, 1h, 1d).")] = "1h",
+    html: HtmlOpt = None,
+    context: ContextOpt = "15m",
 ) -> None:
     """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts,
     grouped into incidents (one per server and stretch of time) unless --flat."""
@@ -288,7 +307,9 @@ def detect(
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
     _check_format(fmt)
     _check_output(output_path)
-    window = None if flat else _span_option("--incident-window", incident_window)
+    grouping = _span_option("--incident-window", incident_window) if html is not None or not flat else None
+    window = None if flat else grouping
+    around = _check_html(html, context)
     pinned = parse_time(now) if now else None
     if new_only and state_path is None:
         raise UsageError("--new-only needs --state FILE (or $EXHUNT_STATE): the alerts of earlier runs")
@@ -299,7 +320,7 @@ def detect(
     try:
         result = hunting.hunt(paths or [], chosen, _options(
             quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs, memory=mem,
-            span=span, passwords=password), backend=remote)
+            span=span, passwords=password, context=around), backend=remote)
     finally:
         if remote is not None:
             remote.close()
@@ -319,6 +340,14 @@ def detect(
     _report_runs(runs, len(found), quiet, below, min_severity)
     _report_tuning(tuned_out, quiet)
     _write(found, fmt, output_path, details, zone=zone.label, suppressed=hidden, incidents=window)
+    if html is not None:
+        from exhunt.incidents import group
+        from exhunt.output import html as report
+
+        shown = [result.alerts[i] for i in keep]  # in UTC, whatever --timezone
+        report.write(html, shown, [result.rules[i] for i in keep], result.timeline,
+                     group(shown, grouping or timedelta(hours=1)),
+                     notes=[f"{run.rule.slug} failed: {run.error}" for run in runs if run.error])
     if tracker is not None:  # recorded once written: a run that dies before forgets, never loses
         seen = tracker.commit()
         if not quiet:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from exhunt import alerts as alerting
-from exhunt import memory, readpool, sources, summary, timerange, zones
+from exhunt import memory, readpool, sources, summary, timeline, timerange, zones
 from exhunt.backends.base import Backend
 from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.engine import Session
@@ -56,6 +56,10 @@ class HuntOptions:
     #: Called with the file reports once the inputs are loaded, before any check or rule runs
     #: (the command line prints the run summary here).
     loaded: Callable[[list[FileReport]], None] | None = None
+    #: Read the events this long around each alert, and each server's activity, for the HTML
+    #: report (HuntResult.timeline); None: not read. At most `context_rows` rows per alert.
+    context: timedelta | None = None
+    context_rows: int = timeline.DEFAULT_CAP
 
 
 @dataclass
@@ -71,6 +75,8 @@ class HuntResult:
     reports: list[FileReport] = field(default_factory=list)
     #: Columns of the alerts holding times (shown in a time zone by table and CSV output).
     time_columns: set[str] = field(default_factory=lambda: {"Timestamp"})
+    #: The events around the alerts and the servers' activity (with `HuntOptions.context`).
+    timeline: timeline.Timeline | None = None
 
     @property
     def errors(self) -> list[RuleRun]:
@@ -138,7 +144,12 @@ def hunt(paths: list[Path], rules: list[Rule], options: HuntOptions | None = Non
     if backend is not None:
         return _run(backend, rules, options, [])
     # A large CSV is hunted where it is; only the alerting rows' lines are looked up.
-    local, reports = open_local(paths, [r.query for r in rules], options, lines_later=True)
+    queries = [r.query for r in rules]
+    if options.context is not None:  # the timeline's columns are loaded too
+        from exhunt.schema import tables as schema_tables
+
+        queries += timeline.column_queries(queries, {n: t.names for n, t in schema_tables().items()})
+    local, reports = open_local(paths, queries, options, lines_later=True)
     with local:
         return _run(local, rules, options, reports)
 
@@ -157,4 +168,8 @@ def _run(backend: Backend, rules: list[Rule], options: HuntOptions, reports: lis
         times |= zones.time_columns(run.rows)
     alerting.resolve_lines(unresolved)
     order = sorted(range(len(found)), key=lambda i: (found[i]["Timestamp"] or "", found[i]["rule_name"]))
-    return HuntResult([found[i] for i in order], [owners[i] for i in order], runs, reports, times)
+    result = HuntResult([found[i] for i in order], [owners[i] for i in order], runs, reports, times)
+    if options.context is not None:
+        result.timeline = timeline.collect(backend, rules, result.alerts, result.rules, options.context,
+                                           options.context_rows)
+    return result

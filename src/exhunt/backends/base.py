@@ -19,7 +19,11 @@ Writing a backend
 5. `sources` gives each alerting row's file and record when the engine knows them (None
    otherwise). When finding them costs one pass whatever the number of rows, return a
    `Later` per row instead: the caller asks (`Later.get`) only after every rule has run.
-6. Give the command line a way to choose it (`--cluster`, `--workspace`...) in `cli`, pass it
+6. `events` (the HTML report's timeline) returns the rows of some tables on one server
+   around some times, or None when the engine cannot read them without writing a value from
+   the data (a server's name, a time) into the query's text: only bound parameters may carry
+   those. The report then says that no timeline is available.
+7. Give the command line a way to choose it (`--cluster`, `--workspace`...) in `cli`, pass it
    to `exhunt.hunt.hunt(..., backend=...)`, and test it over its real protocol against a
    local endpoint, never the network (docs/architecture.md, "A backend").
 """
@@ -27,6 +31,7 @@ Writing a backend
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -38,6 +43,18 @@ SLICE_END = "_exhunt_slice_end"
 Window = tuple[datetime, datetime]
 #: Where an alerting row's data came from: (file, record); "" for a part not known.
 Source = tuple[str, str]
+
+
+@dataclass
+class Events:
+    """Rows of a server's tables in a time range (Backend.events): the `limit` nearest to the
+    given times, and how many the range holds in all."""
+
+    #: (table, row) in time order; a row holds its table's columns (null ones left out) and
+    #: its provenance (`_source_file`, `_record`) when known.
+    rows: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: Rows in the range, those not in `rows` included.
+    total: int = 0
 
 
 class Later:
@@ -110,4 +127,12 @@ class Backend(Protocol):
     def sources(self, rows: list[dict[str, Any]], tables: Sequence[str]) -> Sequence[Source | Later | None]:
         """For each alerting row, the file and record its data came from, when the engine knows
         (None when it does not); a `Later` when finding it is cheaper for many rows at once."""
+        ...
+
+    def events(self, tables: Sequence[str], host: str, window: Window, near: Sequence[datetime],
+               limit: int) -> Events | None:
+        """Rows of `tables` from server `host` (`exhunt.incidents.host_key` of their `DeviceName`
+        or `Computer`: lower case, up to the first dot unless an IP address) with start <= time
+        <= end, at most `limit` of them, those nearest to a time of `near` first; None when the
+        engine cannot (see the how-to, 6)."""
         ...

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from exhunt import kqlcache, sqlguard, sqlopt
-from exhunt.backends.base import SLICE_END, Later, Source, Window
+from exhunt.backends.base import SLICE_END, Events, Later, Source, Window
 from exhunt.engine import EARLIEST, LATEST, Session, check_stop, key_match
 from exhunt.errors import RuleError
 from exhunt.rule import tables_named_in
@@ -388,6 +388,53 @@ class DuckDBBackend:
                         f"(the query names it; Defender would reject it the same way)")
             return f"column {col!r} is not available where the query uses it"
         return f"query failed in the engine: {text.splitlines()[0]}"
+
+    # -- events around a time (the HTML report's timeline) -----------------------------
+
+    def events(self, tables: Sequence[str], host: str, window: Window, near: Sequence[datetime],
+               limit: int) -> Events:
+        """Rows of `tables` on server `host` within `window` (both ends included), the `limit`
+        nearest to a time of `near` first (then by time), returned in time order.
+
+        The server, the times and the limit are bound parameters: a server's name comes from
+        the data, and no value from the data is ever part of the SQL's text.
+        """
+        self.seal()
+        found: list[tuple[datetime, str, dict[str, Any]]] = []
+        total = 0
+        for name in tables:
+            t = self.session.tables.get(name)
+            device = next((c for c in ("DeviceName", "Computer") if t is not None and t.has(c)), None)
+            if t is None or device is None:
+                continue
+            time = _q(t.time_column)
+            name_of = f"lower(trim(CAST({_q(device)} AS VARCHAR)))"
+            host_of = (f"CASE WHEN regexp_full_match({name_of}, '[0-9.]+') OR contains({name_of}, ':') "
+                       f"THEN {name_of} ELSE split_part({name_of}, '.', 1) END")
+            where = (f"{time} >= CAST(? AS TIMESTAMP) AND {time} <= CAST(? AS TIMESTAMP) AND {host_of} = ? "
+                     f"AND {self.session.in_bounds(t)}")
+            params: list[Any] = [window[0], window[1], host]
+            source = _q("_t_" + name)
+            total += int(self._run(f"SELECT count(*) FROM {source} WHERE {where}", params)[0][0])
+            distance = (f"(SELECT min(abs(epoch_us({time}) - epoch_us(_exhunt_n))) "
+                        f"FROM unnest(CAST(? AS TIMESTAMP[])) AS _exhunt_u(_exhunt_n))")
+            sql = (f"SELECT * FROM {source} WHERE {where} "
+                   f"ORDER BY {distance}, {time}, {_q(SOURCE_FILE)}, {_q(SOURCE_RECORD)} LIMIT ?")
+            try:
+                check_stop()
+                cursor = self.con.execute(sql, [*params, list(near), limit])
+                names = [d[0] for d in cursor.description or []]
+                rows = cursor.fetchall()
+            except duckdb.Error as exc:
+                check_stop(exc)
+                raise RuleError(self.failure(exc)) from None
+            for values in rows:
+                row = {k: v for k, v in zip(names, values, strict=True)
+                       if v is not None and (not k.startswith("_") or k in (SOURCE_FILE, SOURCE_RECORD))}
+                found.append((values[names.index(t.time_column)], name, row))
+        found.sort(key=lambda f: min((abs(f[0] - n) for n in near), default=timedelta(0)))
+        kept = sorted(found[:limit], key=lambda f: (f[0], f[1]))
+        return Events([(name, row) for _, name, row in kept], total)
 
     # -- threads ----------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from exhunt.backends import kqltext
-from exhunt.backends.base import SLICE_END, Window
+from exhunt.backends.base import SLICE_END, Events, Window
 from exhunt.backends.parallel import MAX_CONCURRENCY, bounded_map, with_retries
 from exhunt.errors import RuleError
 from exhunt.schema import SOURCE_FILE, SOURCE_RECORD
@@ -301,6 +301,12 @@ class RemoteBackend:
         except RuleError:
             return None  # the caller replays slice by slice, which reports a real error itself
         return table.drop_columns([column]) if column in table.column_names else table
+
+    def events(self, tables: Sequence[str], host: str, window: Window, near: Sequence[datetime],
+               limit: int) -> Events | None:
+        """No timeline: the server's name comes from the data and would have to be written into
+        the query's text as a literal, which no value from the data ever is here."""
+        return None
 
     def worker(self) -> RemoteBackend:
         return self  # one client serves many threads
