@@ -222,6 +222,9 @@ def detect(
     database: DatabaseOpt = None,
     workspace: WorkspaceOpt = None,
     auth: AuthOpt = "default",
+    explain: Annotated[str | None, typer.Option(
+        "--explain", metavar="ALERT_ID", help="Explain one alert (its alert_id, or a unique start of it): each "
+        "condition of its rule, held or not on the alert's rows, with the values it compared.")] = None,
 ) -> None:
     """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts."""
     if fail_on is not None and fail_on.lower() not in SEVERITIES:
@@ -235,10 +238,12 @@ def detect(
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
+    options = _options(quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs,
+                       memory=mem, span=span, passwords=password)
+    if explain is not None:
+        return _explain(paths or [], chosen, options, explain, remote, fmt, output_path)
     try:
-        result = hunting.hunt(paths or [], chosen, _options(
-            quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs, memory=mem,
-            span=span, passwords=password), backend=remote)
+        result = hunting.hunt(paths or [], chosen, options, backend=remote)
     finally:
         if remote is not None:
             remote.close()
@@ -256,6 +261,21 @@ def detect(
         raise typer.Exit(EXIT_ERROR)  # a partial run must not look clean
     if fail_on and any(severity_rank(a["severity"]) >= severity_rank(fail_on) for a in found):
         raise typer.Exit(EXIT_ALERTS)
+
+
+def _explain(paths: list[Path], rules: list[Any], options: hunting.HuntOptions, ref: str, remote: Any,
+             fmt: str, output_path: Path | None) -> None:
+    """--explain: one alert's conditions, held or not on its rows, with the values they read."""
+    from exhunt import why
+    from exhunt.output.explanation import write_explanation
+
+    if remote is not None:
+        remote.close()
+        raise UsageError("--explain evaluates the rule on the alert's rows in the local engine: "
+                         "it cannot be used with --cluster or --workspace")
+    doc = why.explain_paths(paths, rules, options, ref)
+    with _output(output_path) as out:
+        write_explanation(doc, fmt, out)
 
 
 def _report_runs(runs: list[RuleRun], n_alerts: int, quiet: bool, below: int = 0, floor: str | None = None) -> None:
