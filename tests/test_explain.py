@@ -23,7 +23,7 @@ from exhunt.backends.duckdb import DuckDBBackend
 from exhunt.errors import UsageError
 from exhunt.kql import conditions
 from exhunt.rule import load_rules
-from helpers import write_jsonl
+from helpers import file_rule, write_jsonl
 
 HOST = "exch01.contoso.local"
 AGENTS = r"C:\Program Files\Microsoft\Exchange Server\V15\TransportRoles\agents"
@@ -232,6 +232,31 @@ def _let(slug: str, name: str) -> str:
     rule, = load_rules([slug])
     line = next(ln for ln in rule.query.splitlines() if ln.startswith(f"let {name} = "))
     return line[len(f"let {name} = "):].rstrip(";")
+
+
+def test_a_let_also_read_as_a_lookup_keeps_its_filter(tmp_path: Path) -> None:
+    """`X` is followed row by row and also read by a left-outer join's right side: its `where`
+    stays in place after its columns (the join must see the rows it saw), and the alert is
+    explained through the join."""
+    query = ('let X = DeviceFileEvents | where FileName endswith ".dll";\n'
+             "X\n| join kind=leftouter (X | summarize Dlls = count() by DeviceName) on DeviceName\n"
+             "| where Dlls >= 2 or FileName startswith \"evil\"\n| project Timestamp, DeviceName, FileName, Dlls")
+    rule = tmp_path / "rules" / "lookup.yaml"
+    rule.parent.mkdir()
+    rule.write_text(file_rule("0f2b9a61-7c1e-4d2a-9b3e-5a6c7d8e9f00", "Lookup", "Test.", query), encoding="utf-8")
+    plan = conditions.plan(query, {"DeviceFileEvents"}, [])
+    assert plan is not None and '_why_r1_0 = FileName | where FileName endswith ".dll";' in plan.outputs[0].query
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "DeviceFileEvents.jsonl", "DeviceFileEvents", SEED_FILES)
+    alert, = _alerts(data, str(rule))
+    row, = _explain(data, str(rule), alert["alert_id"])["rows"]
+    assert [(s["operator"], s["part"], s["text"], s.get("held")) for s in row["steps"]] == [
+        ("where", "X", 'FileName endswith ".dll"', True),
+        ("join", None, "join kind=leftouter (X | summarize Dlls = count() by DeviceName) on DeviceName", None),
+        ("where", None, 'Dlls >= 2 or FileName startswith "evil"', True)]
+    assert _atoms(row["steps"][2]["condition"]) == [("Dlls >= 2", False, {"Dlls": 1}),
+                                                    ('FileName startswith "evil"', True, {"FileName": "evil.dll"})]
 
 
 # -- hostile values ----------------------------------------------------------------------------

@@ -132,8 +132,6 @@ class Plan:
 
     steps: list[Step]
     outputs: list[Output]
-    #: Every definition a condition reads (expanded or not).
-    definitions: list[Definition]
 
 
 def _columns(marker: str, cond: Condition | None, more: list[Condition]) -> list[str]:
@@ -234,7 +232,6 @@ class _Planner:
         self.reader.read(root, {})
         self.bound: dict[int, Any] = {id(n): b for n, _, b in self.reader.refs}
         self.steps: list[Step] = []
-        self.definitions: list[Definition] = []
         self.part = ""
         self.count = 0
         self.lets: dict[int, _Flow] = {}
@@ -244,6 +241,13 @@ class _Planner:
         self.before: dict[int, list[Definition]] = {}
         #: Operators whose result carries the columns of these producers (project), by its stop.
         self.carry: list[tuple[int, list[Step | Definition], bool, set[str]]] = []
+        #: Each `where` made into columns, with the lets it is written in (innermost last).
+        self.wheres: list[tuple[Step, tuple[Any, ...]]] = []
+        self.decls: list[Any] = []
+        #: References to lets the walk followed as rows (not as a lookup or an expression).
+        self.flow_refs: set[int] = set()
+        #: Operators after the per-row part (set by `plan`): what they read is not evaluated.
+        self.dead: set[int] = set()
 
     def next(self) -> int:
         self.count += 1
@@ -258,15 +262,15 @@ class _Planner:
             bound = self.bound.get(id(core), tree._PARAMETER)
             name = tree.name_of(core)
             if bound is None and name in self.tables and _IDENT.match(name):
-                # The table's name on each row; a pipeline's source takes the extend after it
-                # (duckdb-kql reads no parenthesized pipeline there), anything else in parentheses.
+                # The table's name on each row: an extend after the name, in parentheses where
+                # the name is a union's leg (duckdb-kql reads none as a pipeline's source).
                 tag = f'{_text(self.kql, core)} | extend {TABLE_COLUMN} = "{name}"'
-                pipe = next((a for a in _ancestors(core) if node_kind(a) == "PipeExpression"), None)
-                if pipe is None or len(tree._children(pipe)) == 1 or not _first_in(core, tree._children(pipe)[0]):
+                if node_kind(_wrapper(core).parentCtx) == "UnionOperator":
                     tag = f"({tag})"
                 self.edits.append((core.start.start, core.stop.stop + 1, tag))
                 return _Flow(provenance=True)
             if node_kind(bound) == "LetVariableDeclaration" and self.reader.tabular(bound):
+                self.flow_refs.add(id(core))
                 return self.let(bound).copy()
             return _Flow(alive=False)
         if kind == "PipeExpression":
@@ -282,7 +286,9 @@ class _Planner:
             saved = self.part
             name_node = next(k for k in tree._children(decl) if node_kind(k).startswith("Identifier"))
             self.part = tree.name_of(name_node)
+            self.decls.append(decl)
             self.lets[id(decl)] = self.flow(tree._children(decl)[-1])
+            self.decls.pop()
             self.part = saved
         return self.lets[id(decl)]
 
@@ -374,7 +380,7 @@ class _Planner:
         step = Step("where", self.part, _text(self.kql, pred), f"{PREFIX}m{k}", cond, node=op)
         self.steps.append(step)
         f.producers.append(step)
-        self.edits.append((op.start.start, op.stop.stop + 1, "extend " + ", ".join(self.assign(step))))
+        self.wheres.append((step, tuple(self.decls)))
 
     def assign(self, item: Step | Definition) -> list[str]:
         """`column = (rule text)` for every column of a step or definition."""
@@ -459,8 +465,6 @@ class _Planner:
             return
         k = self.next()
         d.marker = f"{PREFIX}m{k}"
-        if d not in self.definitions:
-            self.definitions.append(d)
         core = tree._core(d.expr)
         kind = node_kind(core)
         reads: dict[str, Read] = {}
@@ -523,8 +527,20 @@ class _Planner:
 
     # -- the rewritten text -------------------------------------------------------------------
 
+    def shared(self, decl: Any) -> bool:
+        """Is this let also read where its rows are not followed (a lookup, an expression)? Its
+        filters then stay in place (after their columns), so that read sees the rows it did."""
+        return any(bound is decl and id(n) not in self.flow_refs and not any(id(a) in self.dead for a in _ancestors(n))
+                   for n, _, bound in self.reader.refs)
+
     def edited(self, start: int, stop: int) -> str:
         edits = list(self.edits)
+        for step, decls in self.wheres:
+            op = step.node
+            text = "extend " + ", ".join(self.assign(step))
+            if any(self.shared(d) for d in decls):
+                text += f" | where {_text(self.kql, _kids(op)[-1])}"
+            edits.append((op.start.start, op.stop.stop + 1, text))
         for pos, defs in self.before.items():
             items = [a for d in defs for a in self.assign(d)]
             edits.append((pos, pos, "extend " + ", ".join(items) + " | "))
@@ -557,13 +573,11 @@ def _ancestors(node: Any) -> list[Any]:
     return out
 
 
-def _first_in(node: Any, top: Any) -> bool:
-    """Is `node` all of `top`, through single-child wrappers?"""
-    while node is not top:
-        if len(tree._children(top)) != 1:
-            return False
-        top = tree._children(top)[0]
-    return True
+def _wrapper(node: Any) -> Any:
+    """The outermost node that is `node` alone (through single-child wrappers)."""
+    while node.parentCtx is not None and len(tree._children(node.parentCtx)) == 1:
+        node = node.parentCtx
+    return node
 
 
 def _between(node: Any, top: Any) -> list[Any]:
@@ -649,6 +663,7 @@ def plan(kql: str, tables: set[str], result_columns: list[str] | None = None) ->
         f = planner.flow(_kids(final)[-1])
     except (RecursionError, StopIteration):
         return None
+    planner.dead = {id(op) for cut in f.cuts for op in cut.post}
     head, tail = planner.edited(0, final.start.start), planner.edited(final.stop.stop + 1, len(kql))
     outputs = []
     if f.alive:
@@ -660,4 +675,4 @@ def plan(kql: str, tables: set[str], result_columns: list[str] | None = None) ->
             step.carried = {src: col for col, src in after.items()}
         outputs.append(Output(head + planner.edited(cut.start, cut.stop) + tail, post,
                               _trace(kql, cut.post, result_columns or [])))
-    return Plan(planner.steps, outputs, planner.definitions)
+    return Plan(planner.steps, outputs)
