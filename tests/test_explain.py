@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, run_cli
 from exhunt import why
 from exhunt.backends.duckdb import DuckDBBackend
-from exhunt.errors import UsageError
+from exhunt.errors import RuleError, UsageError
 from exhunt.kql import conditions
 from exhunt.rule import load_rules
 from helpers import file_rule, write_jsonl
@@ -335,6 +335,30 @@ def test_table_and_csv_output(seed_data: Path) -> None:
         ("row", "DeviceFileEvents", "ExchangeAgentDrop", "where", "0", "true")] * 5
     assert (rows[3]["condition"], json.loads(rows[3]["reads"]), rows[3]["source_record"]) == (
         'FileName endswith ".dll"', [{"name": "FileName", "value": "evil.dll"}], "line 1")
+
+
+def test_conditions_are_listed_when_the_engine_cannot_evaluate_them(seed_data: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    dll = next(a for a in _alerts(seed_data, SEED) if a["FileName"] == "evil.dll")
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise RuleError("the query uses KQL the engine cannot run: (test)")
+
+    monkeypatch.setattr(DuckDBBackend, "query_matching", refuse)
+    doc = _explain(seed_data, SEED, dll["alert_id"])
+    assert doc["rows"] == [] and doc["evaluated"] is None
+    assert doc["notes"] == ["its conditions were not evaluated (the query evaluating them failed: the query uses "
+                            "KQL the engine cannot run: (test)); they are listed under conditions"]
+    listed = [(c["part"], c["text"], c["held"]) for c in doc["conditions"]]
+    assert listed[3] == ("ExchangeAgentDrop", 'FileName endswith ".dll"', None)
+    assert listed[-1] == ("ExchangeAgentPS", 'ProcessCommandLine has_any ("Install-TransportAgent", '
+                          '"Enable-TransportAgent",\n                                    '
+                          '"New-TransportAgentConnector", "Set-TransportAgent")', None)
+    assert doc["conditions"][3]["condition"] == {"text": 'FileName endswith ".dll"', "held": None,
+                                                 "reads": [{"name": "FileName"}]}
+    code, out, _ = run_cli(["detect", str(seed_data), "-r", SEED, "--explain", dll["alert_id"], "-q"])
+    assert code == 0 and "Conditions of the rule (not evaluated on the alert's rows):" in out
+    assert '  ? [ExchangeAgentDrop] where FileName endswith ".dll"' in out.splitlines()
 
 
 def test_explain_refuses_a_remote_engine() -> None:

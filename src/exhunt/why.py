@@ -25,7 +25,7 @@ from exhunt import hunt as hunting
 from exhunt import replay
 from exhunt.alerts import HEAD, iso, jsonable
 from exhunt.backends.base import Window
-from exhunt.errors import UsageError
+from exhunt.errors import RuleError, UsageError
 from exhunt.kql import conditions
 from exhunt.kql.conditions import Condition, Definition, Read, Step
 from exhunt.rule import Rule
@@ -143,20 +143,17 @@ def explain(backend: Matching, rule: Rule, alert: dict[str, Any], rows: list[dic
             if id(step.node) not in seen and step.operator not in _PLAIN:
                 seen.add(id(step.node))
                 doc["over_many_rows"].append(_many(step, alert))
-    if row is None:
-        doc["notes"].append("the alert's result row was not found again, so its conditions were not evaluated")
-        return doc
-    for output in plan.outputs:
-        names = {k: k for k in columns} if output.whole else output.trace
-        match = {src: row[col] for col, src in names.items() if _matchable(row.get(col))}
-        if not match:
-            continue
-        found = _evaluate(backend, rule, plan, output, match, _time_of(row), now)
+    failure = None
+    if row is not None:
+        found, failure = _behind(backend, rule, plan, row, now)
         if found is not None:
             doc["evaluated"], doc["rows"] = found
-            break
     if not doc["rows"]:
-        doc["notes"].append("no row behind the alert was found again, so its conditions were not evaluated")
+        why = (f"the query evaluating them failed: {failure}" if failure else
+               "the alert's result row was not found again" if row is None else
+               "no row behind the alert was found again")
+        doc["notes"].append(f"its conditions were not evaluated ({why}); they are listed under conditions")
+        doc["conditions"] = [_many(step, alert, None) for step in plan.steps if step.condition]
     elif not any(r["held"] for r in doc["rows"]):
         doc["notes"].append("no row passed every condition when evaluated again with the run's now() and "
                             "window: the rows closest to the alert are shown")
@@ -169,6 +166,26 @@ def explain(backend: Matching, rule: Rule, alert: dict[str, Any], rows: list[dic
 #: Operators after the per-row part that select nothing (not listed among the many-row steps).
 _PLAIN = frozenset({"project", "project-away", "project-keep", "project-rename", "project-reorder", "extend",
                     "sort", "as", "serialize", "render"})
+
+
+def _behind(backend: Matching, rule: Rule, plan: conditions.Plan, row: dict[str, Any], now: datetime | None,
+            ) -> tuple[tuple[dict[str, Any], list[dict[str, Any]]] | None, str | None]:
+    """The rows behind the alert's result `row` (see _evaluate), from the first of the plan's
+    outputs that finds any; else None, with the engine's error if a query failed."""
+    failure = None
+    for output in plan.outputs:
+        names = {k: k for k in row if not k.startswith("_")} if output.whole else output.trace
+        match = {src: row[col] for col, src in names.items() if _matchable(row.get(col))}
+        if not match:
+            continue
+        try:
+            found = _evaluate(backend, rule, plan, output, match, _time_of(row), now)
+        except RuleError as exc:  # the rewritten query is KQL the engine cannot run
+            failure = str(exc)
+            continue
+        if found is not None:
+            return found, None
+    return None, failure
 
 
 def _evaluate(backend: Matching, rule: Rule, plan: conditions.Plan, output: conditions.Output,
@@ -261,14 +278,15 @@ def _definition(d: Definition, result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _many(step: Step, alert: dict[str, Any]) -> dict[str, Any]:
-    """A step after the per-row part, with the alert's values for what its conditions read
-    (where the alert has an unchanged copy of the column)."""
+def _many(step: Step, alert: dict[str, Any], held: bool | None = True) -> dict[str, Any]:
+    """A step not evaluated on a row, with the alert's values for what its conditions read
+    (where the alert has an unchanged copy of the column). `held`: after the per-row part a
+    `where` held for the rows behind the alert, since the alert exists."""
     out: dict[str, Any] = {"operator": step.operator, "part": step.part or None, "text": step.text}
     if step.condition is not None:
-        out["held"] = True  # the alert exists: its rows passed it
+        out["held"] = held
         out["condition"] = _static(step.condition, alert, step.carried)
-        out["condition"]["held"] = True
+        out["condition"]["held"] = held
     return out
 
 

@@ -26,6 +26,11 @@ def _one_line(text: Any) -> str:
     return shown(_BREAKS.sub(" ", str(text)))
 
 
+def _short(time: Any) -> str:
+    """An ISO time without a zero fraction (2026-11-21T03:00:00Z)."""
+    return shown(str(time).replace(".000000Z", "Z"))
+
+
 def _mark(held: Any) -> str:
     return "+" if held is True else "-" if held is False else "?"
 
@@ -100,15 +105,19 @@ def tree_lines(doc: dict[str, Any]) -> list[str]:
              f"  {shown(doc.get('Timestamp'))} on {shown(doc.get('DeviceName'))}"]
     evaluated = doc.get("evaluated")
     if evaluated:
-        window = evaluated.get("window")
-        span = f", over {window[0]} .. {window[1]}" if window else ""
-        lines.append(f"  evaluated as the rule's run with now() = {evaluated.get('now')}{span}")
+        window = [_short(t) for t in evaluated.get("window") or []]
+        span = f" over {window[0]} .. {window[1]}" if window else ""
+        lines.append(f"  evaluated as the rule's run at now() = {_short(evaluated.get('now'))}{span}")
     lines.append("  (+ held, - did not hold, ? not known on one row)")
     for row in doc.get("rows", []):
         verdict = "every condition held" if row["held"] else "not every condition held"
         lines += ["", f"Row of {shown(row.get('table'))}, {shown(row.get('source_file'))} "
                       f"{shown(row.get('source_record'))}: {verdict}"]
         for step in row["steps"]:
+            _step(step, "  ", lines)
+    if doc.get("conditions"):
+        lines += ["", "Conditions of the rule (not evaluated on the alert's rows):"]
+        for step in doc["conditions"]:
             _step(step, "  ", lines)
     many = doc.get("over_many_rows") or []
     if many:
