@@ -20,7 +20,7 @@ from exhunt import hunt as hunting
 from exhunt.backends import choose
 from exhunt.errors import ExhuntError, UsageError
 from exhunt.replay import RuleRun
-from exhunt.rule import SEVERITIES, load_rules, severity_rank
+from exhunt.rule import SEVERITIES, Rule, load_rules, severity_rank
 from exhunt.sources.base import FileReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -237,11 +237,14 @@ def detect(
     _check_output(output_path)
     pinned = parse_time(now) if now else None
     chosen = load_rules(rules)
+    if explain is not None and (cluster or workspace):
+        raise UsageError("--explain evaluates the rule on the alert's rows in the local engine: "
+                         "it cannot be used with --cluster or --workspace")
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
     options = _options(quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs,
                        memory=mem, span=span, passwords=password)
     if explain is not None:
-        return _explain(paths or [], chosen, options, explain, remote, fmt, output_path)
+        return _explain(paths or [], chosen, options, explain, fmt, output_path)
     try:
         result = hunting.hunt(paths or [], chosen, options, backend=remote)
     finally:
@@ -263,16 +266,12 @@ def detect(
         raise typer.Exit(EXIT_ALERTS)
 
 
-def _explain(paths: list[Path], rules: list[Any], options: hunting.HuntOptions, ref: str, remote: Any,
-             fmt: str, output_path: Path | None) -> None:
+def _explain(paths: list[Path], rules: list[Rule], options: hunting.HuntOptions, ref: str, fmt: str,
+             output_path: Path | None) -> None:
     """--explain: one alert's conditions, held or not on its rows, with the values they read."""
     from exhunt import why
     from exhunt.output.explanation import write_explanation
 
-    if remote is not None:
-        remote.close()
-        raise UsageError("--explain evaluates the rule on the alert's rows in the local engine: "
-                         "it cannot be used with --cluster or --workspace")
     doc = why.explain_paths(paths, rules, options, ref)
     with _output(output_path) as out:
         write_explanation(doc, fmt, out)
