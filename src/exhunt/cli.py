@@ -20,7 +20,7 @@ from exhunt import hunt as hunting
 from exhunt.backends import choose
 from exhunt.errors import ExhuntError, UsageError
 from exhunt.replay import RuleRun
-from exhunt.rule import SEVERITIES, load_rules, severity_rank
+from exhunt.rule import SEVERITIES, Rule, load_rules, severity_rank
 from exhunt.sources.base import FileReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -296,6 +296,9 @@ def detect(
                                   "form an incident (5m, 1h, 1d).")] = "1h",
     html: HtmlOpt = None,
     context: ContextOpt = "15m",
+    explain: Annotated[str | None, typer.Option(
+        "--explain", metavar="ALERT_ID", help="Explain one alert (its alert_id, or a unique start of it): each "
+        "condition of its rule, held or not on the alert's rows, with the values it compared.")] = None,
 ) -> None:
     """Run detection rules over telemetry (files, a Kusto cluster or a workspace) and print alerts,
     grouped into incidents (one per server and stretch of time) unless --flat."""
@@ -316,11 +319,16 @@ def detect(
     tracker = state.Tracker(state_path, new_only) if state_path is not None else None
     chosen = load_rules(rules)
     tuned = tuning.load(tuning_files or [], known_vendors)  # a bad tuning file fails before the inputs are read
+    if explain is not None and (cluster or workspace):
+        raise UsageError("--explain evaluates the rule on the alert's rows in the local engine: "
+                         "it cannot be used with --cluster or --workspace")
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
+    options = _options(quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs,
+                       memory=mem, span=span, passwords=password, context=around)
+    if explain is not None:
+        return _explain(paths or [], chosen, options, explain, fmt, output_path)
     try:
-        result = hunting.hunt(paths or [], chosen, _options(
-            quiet, verbose, strict, now=pinned, input_format=input_format, table=table, jobs=jobs, memory=mem,
-            span=span, passwords=password, context=around), backend=remote)
+        result = hunting.hunt(paths or [], chosen, options, backend=remote)
     finally:
         if remote is not None:
             remote.close()
@@ -365,6 +373,15 @@ def _report_tuning(outcome: tuning.Outcome, quiet: bool) -> None:
     for level, text in tuning.report(outcome):
         prefix = "[yellow]warning:[/yellow] " if level == "warning" else ""
         err.print(prefix + safetext.markup(text), soft_wrap=True)
+def _explain(paths: list[Path], rules: list[Rule], options: hunting.HuntOptions, ref: str, fmt: str,
+             output_path: Path | None) -> None:
+    """--explain: one alert's conditions, held or not on its rows, with the values they read."""
+    from exhunt import why
+    from exhunt.output.explanation import write_explanation
+
+    doc = why.explain_paths(paths, rules, options, ref)
+    with _output(output_path) as out:
+        write_explanation(doc, fmt, out)
 
 
 def _report_runs(runs: list[RuleRun], n_alerts: int, quiet: bool, below: int = 0, floor: str | None = None) -> None:

@@ -119,6 +119,8 @@ class DuckDBBackend:
         #: Sources handed out as `Later`, found at the first `get` of any (see _settle).
         self._later: list[tuple[Later, _Candidates]] = []
         self._later_lock = threading.Lock()
+        #: Result columns of translated queries (query_matching).
+        self._result_columns: dict[str, set[str]] = {}
 
     # -- tables -----------------------------------------------------------------------
 
@@ -221,6 +223,39 @@ class DuckDBBackend:
             # execute() plans once; the relation API (con.sql) binds and plans the statement
             # again when it runs, which doubles the cost of every replay window.
             return self._execute(tr.sql, params)
+        except duckdb.BinderException as exc:
+            raise RuleError(self.binder_message(kql, str(exc))) from None
+        except duckdb.Error as exc:
+            check_stop(exc)
+            raise RuleError(self.failure(exc, tr)) from None
+
+    def query_matching(self, kql: str, match: dict[str, Any], now: datetime | None = None,
+                       window: Window | None = None, limit: int = 100) -> pa.Table:
+        """The rows of `query(kql, now, window)` whose columns equal `match` (at most `limit`);
+        columns of `match` the result does not have are left out, and none left matches nothing.
+
+        The values are bound as parameters, never written into the SQL: they come from the data
+        (an alert's values, which whoever wrote the logs chose). DuckDB pushes the comparisons
+        down to the tables' scans where a column is passed on unchanged.
+        """
+        check_stop()
+        tr = self.translate(kql)
+        params = dict(tr.params)
+        if tr.uses_clock:
+            params[CLOCK_SLOT] = now or datetime.utcnow()
+        self.session.set_window(*(window or (EARLIEST, LATEST)))
+        inner = f"SELECT * FROM ({tr.sql}) AS _exhunt_m"
+        try:
+            names = self._result_columns.get(tr.sql)
+            if names is None:  # binding a rule's SQL costs; its columns do not change
+                names = self._result_columns[tr.sql] = set(self._execute(inner + " LIMIT 0", params).column_names)
+            conds = []
+            for i, (col, value) in enumerate(match.items()):
+                if col in names:
+                    conds.append(f"_exhunt_m.{_q(col)} = $exhunt_match{i}")
+                    params[f"exhunt_match{i}"] = value
+            where = " AND ".join(conds) or "false"
+            return self._execute(f"{inner} WHERE {where} LIMIT {int(limit)}", params)
         except duckdb.BinderException as exc:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
