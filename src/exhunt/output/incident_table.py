@@ -181,6 +181,10 @@ def write_incident_table(
             detail = shown(tidy(details.get(id(ev.alerts[0]), "")))
             if detail:
                 text.append("\n" + (detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "…"))
+            # Short ids, enough for `--explain ID` and `exhunt alerts ack ID`.
+            ids = " ".join(shown(str(a.get("alert_id") or ""))[:8] for a in ev.alerts if a.get("alert_id"))
+            if ids:
+                text.append("\nid " + ids, style="dim")
             table.add_row(Text(shown(_minute(ev.timestamp or ""))), _label(ev.severity), text)
         console.print(table)
 
