@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-from update_gen import Host, relocated, twins, updates, write_defender, write_sysmon
 
+from conftest import run_cli
 from exhunt.rule import load_rules
+from update_gen import Host, relocated, twins, updates, write_defender, write_sysmon
 
 SLUGS = {r.id: r.slug for r in load_rules()}
 
@@ -86,3 +86,24 @@ def test_twins_still_alert_exactly(tmp_path: Path, form: str) -> None:
     assert _keys(alerts) == expected
     signers = {str(a["FileName"]): a.get("WriterSigner") for a in alerts if a.get("FileName") == "Contoso.Hook.dll"}
     assert signers == {"Contoso.Hook.dll": "not Microsoft (Fabrikam Tools Ltd)"}
+
+
+BLOCK = ("// ---- Exchange update writers: the same block", "// ---- end of the Exchange update writers block ----")
+TAIL = ("// ---- Exchange update writers: FromUpdater for each file event", "// ---- end ----")
+
+
+def _between(text: str, marks: tuple[str, str]) -> str:
+    start = text.index(marks[0])
+    return text[start:text.index(marks[1], start)]
+
+
+def test_every_rule_judges_updates_with_the_one_shared_block() -> None:
+    """Rules are exported to Sentinel as they are, so they cannot share a function: the update
+    writers block is repeated, and must stay identical wherever a rule judges a setup or
+    Windows Installer writer (the seed is the published text, kept as it is)."""
+    judging = [r for r in load_rules() if r.slug != "exchange-transport-agent-seed"
+               and any(n in r.query.lower() for n in ("exsetup", "msiexec"))]
+    assert sorted(r.slug for r in judging) == ["exchange-agent-config-tampering", "exchange-agent-dll-placement",
+                                               "exchange-transport-agent-chain"]
+    assert len({_between(r.query, BLOCK) for r in judging}) == 1
+    assert len({_between(r.query, TAIL) for r in judging}) == 1

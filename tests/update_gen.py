@@ -17,6 +17,10 @@ from helpers import write_ah_api, write_csv
 from winlog_gen import SECURITY, SYSMON, Ev, evtx_json, write_jsonl
 
 V15 = r"C:\Program Files\Microsoft\Exchange Server\V15"
+AGENTS = V15 + r"\TransportRoles\agents"
+MALWARE_DLL = AGENTS + r"\Antimalware\Microsoft.Exchange.Transport.Agent.Malware.dll"
+SERVICES = r"C:\Windows\System32\services.exe"
+CA_HOST = r"C:\Windows\syswow64\MsiExec.exe -Embedding 2F3A4B5C6D7E8F90A1B2C3D4E5F60718 E Global\MSI0000"
 MS = "Microsoft Corporation"
 WINDOWS = "Microsoft Windows"
 SYSTEM = ("NT AUTHORITY", "SYSTEM")
@@ -80,7 +84,7 @@ def _cu(host: str, media: str, start: str, signed: bool) -> Host:
     media_ex = Writer(media + r"\Setup\ServerRoles\Common\ExSetup.exe", **known(EXSETUP_SHA1, MS),
                       cmdline=media + r"\Setup\ServerRoles\Common\ExSetup.exe /Mode:Upgrade", parent=setup.path)
     msi = Writer(r"C:\Windows\System32\msiexec.exe", **known(MSIEXEC_SHA1, WINDOWS),
-                 cmdline=r"C:\Windows\system32\msiexec.exe /V", parent=r"C:\Windows\System32\services.exe", user=SYSTEM)
+                 cmdline=r"C:\Windows\system32\msiexec.exe /V", parent=SERVICES, user=SYSTEM)
     d = start[:13]
     return Host(host, start, [
         Write(d + ":05:00", setup, V15 + r"\Bin\Microsoft.Exchange.Setup.Bootstrapper.Common.dll"),
@@ -91,8 +95,7 @@ def _cu(host: str, media: str, start: str, signed: bool) -> Host:
         Write(d + ":20:00", staged, V15 + r"\Bin\EdgeTransport.exe", "FileModified"),
         Write(d + ":21:00", staged, V15 + r"\TransportRoles\Shared\agents.config"),
         Write(d + ":21:30", media_ex, V15 + r"\TransportRoles\Shared\fetagents.config"),
-        Write(d + ":22:00", media_ex, V15 + r"\TransportRoles\agents\Antimalware\Microsoft.Exchange.Transport.Agent.Malware.dll",
-              "FileModified"),
+        Write(d + ":22:00", media_ex, MALWARE_DLL, "FileModified"),
     ], restarts=[d + ":40:00"])
 
 
@@ -100,15 +103,12 @@ def _su(host: str, start: str) -> Host:
     """A security update through Windows Installer: the self-extracting .exe starts msiexec; the
     service (System32, LocalSystem) and a 32-bit custom-action host (SysWOW64) write the files."""
     service = Writer(r"C:\Windows\System32\msiexec.exe", MSIEXEC_SHA1, WINDOWS,
-                     cmdline=r"C:\Windows\system32\msiexec.exe /V", parent=r"C:\Windows\System32\services.exe", user=SYSTEM)
-    host_ca = Writer(r"C:\Windows\SysWOW64\msiexec.exe", None,
-                     cmdline=r"C:\Windows\syswow64\MsiExec.exe -Embedding 2F3A4B5C6D7E8F90A1B2C3D4E5F60718 E Global\MSI0000",
-                     parent=service.path, user=SYSTEM)
+                     cmdline=r"C:\Windows\system32\msiexec.exe /V", parent=SERVICES, user=SYSTEM)
+    host_ca = Writer(r"C:\Windows\SysWOW64\msiexec.exe", None, cmdline=CA_HOST, parent=service.path, user=SYSTEM)
     d = start[:13]
     return Host(host, start, [
         Write(d + ":05:00", service, V15 + r"\Bin\Microsoft.Exchange.Data.Transport.dll", "FileModified"),
-        Write(d + ":05:30", service, V15 + r"\TransportRoles\agents\Antimalware\Microsoft.Exchange.Transport.Agent.Malware.dll",
-              "FileModified"),
+        Write(d + ":05:30", service, MALWARE_DLL, "FileModified"),
         Write(d + ":06:00", host_ca, V15 + r"\Bin\Microsoft.Exchange.Net.dll", "FileModified"),
         Write(d + ":06:30", host_ca, V15 + r"\TransportRoles\Shared\agents.config", "FileModified"),
     ], restarts=[d + ":30:00"])
@@ -117,7 +117,8 @@ def _su(host: str, start: str) -> Host:
 def _from_bin(host: str, start: str) -> Host:
     """The install's own Bin\\ExSetup.exe (a recovery or role change) on a non-default root."""
     root = r"E:\ExchangeServer\V15"
-    bin_ex = Writer(root + r"\Bin\ExSetup.exe", EXSETUP_SHA1, MS, cmdline=root + r"\Bin\ExSetup.exe /Mode:RecoverServer")
+    bin_ex = Writer(root + r"\Bin\ExSetup.exe", EXSETUP_SHA1, MS,
+                    cmdline=root + r"\Bin\ExSetup.exe /Mode:RecoverServer")
     d = start[:13]
     return Host(host, start, [
         Write(d + ":05:00", bin_ex, root + r"\Bin\Microsoft.Exchange.Data.Transport.dll", "FileModified"),
@@ -151,7 +152,7 @@ def twins() -> list[Host]:
     """One twin a server; exch11 also restarts transport (a chain)."""
     return [
         _twin("exch11.contoso.local", "2026-03-11T10:00:00",
-          Writer(r"C:\Users\x\Downloads\setup.exe", None, user=MALLORY), V15 + r"\TransportRoles\agents\Relay\Contoso.Relay.dll",
+          Writer(r"C:\Users\x\Downloads\setup.exe", None, user=MALLORY), AGENTS + r"\Relay\Contoso.Relay.dll",
           restart=True),
         _twin("exch12.contoso.local", "2026-03-11T11:00:00",
           Writer(r"C:\Windows\Temp\x\ExSetup.exe", EXSETUP_SHA1, MS, user=MALLORY), V15 + r"\Bin\Contoso.Bin.dll"),
@@ -161,7 +162,8 @@ def twins() -> list[Host]:
         _twin("exch14.contoso.local", "2026-03-11T13:00:00",
           Writer(r"C:\ProgramData\ExSetup.exe", None, user=MALLORY), V15 + r"\TransportRoles\Shared\fetagents.config"),
         _twin("exch15.contoso.local", "2026-03-11T14:00:00",
-          Writer(r"C:\Users\Public\msiexec.exe", None, user=MALLORY), V15 + r"\FrontEnd\TransportAgent\Contoso.Fet.dll"),
+          Writer(r"C:\Users\Public\msiexec.exe", None, user=MALLORY),
+          V15 + r"\FrontEnd\TransportAgent\Contoso.Fet.dll"),
         _twin("exch16.contoso.local", "2026-03-11T15:00:00",
           Writer(r"C:\Windows\Temp\ExchangeSetup\ExSetup.exe", FAKE_SHA1, "Fabrikam Tools Ltd", user=MALLORY),
           V15 + r"\TransportRoles\agents\Hook\Contoso.Hook.dll"),
@@ -235,7 +237,7 @@ def defender_rows(hosts: list[Host]) -> dict[str, list[dict[str, Any]]]:
                           "ProcessCommandLine": '"MSExchangeTransport.exe"', "ProcessId": 7000,
                           "AccountDomain": "NT AUTHORITY", "AccountName": "NETWORK SERVICE",
                           "InitiatingProcessFileName": "services.exe",
-                          "InitiatingProcessFolderPath": r"C:\Windows\System32\services.exe", "ReportId": report})
+                          "InitiatingProcessFolderPath": SERVICES, "ReportId": report})
     return {"DeviceProcessEvents": procs, "DeviceFileEvents": files, "DeviceFileCertificateInfo": certs}
 
 
@@ -293,12 +295,12 @@ def sysmon_events(hosts: list[Host]) -> list[Ev]:
         for t in h.restarts:
             rec += 1
             out.append(Ev(SYSMON, 1, rec, t + ".0000000Z", {
-                "RuleName": "-", "UtcTime": t.replace("T", " ") + ".000", "ProcessGuid": "{5e7c0de0-0000-0000-0000-888888888888}",
-                "ProcessId": 7000, "Image": V15 + r"\Bin\MSExchangeTransport.exe", "CommandLine": '"MSExchangeTransport.exe"',
+                "RuleName": "-", "UtcTime": t.replace("T", " ") + ".000",
+                "ProcessGuid": "{5e7c0de0-0000-0000-0000-888888888888}", "ProcessId": 7000,
+                "Image": V15 + r"\Bin\MSExchangeTransport.exe", "CommandLine": '"MSExchangeTransport.exe"',
                 "User": "NT AUTHORITY\\NETWORK SERVICE", "Hashes": f"MD5={'1' * 32}",
                 "ParentProcessGuid": "{5e7c0de0-0000-0000-0000-777777777777}", "ParentProcessId": 600,
-                "ParentImage": r"C:\Windows\System32\services.exe", "ParentCommandLine": r"C:\Windows\system32\services.exe",
-                "IntegrityLevel": "System"}, computer=computer))
+                "ParentImage": SERVICES, "ParentCommandLine": SERVICES, "IntegrityLevel": "System"}, computer=computer))
     return out
 
 
