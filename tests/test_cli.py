@@ -213,3 +213,20 @@ def test_formats_command_lists_every_reader() -> None:
     assert code == 0
     for name in ("mde-csv", "mde-json", "mde-jsonl", "parquet"):
         assert name in out
+
+
+def test_alert_id_ignores_empty_columns_a_newer_rule_adds() -> None:
+    """A rule that gains a column (empty on events seen before) keeps its alerts' ids; a value in it
+    changes the id."""
+    from exhunt.alerts import alert_id
+    from exhunt.rule import load_rules
+
+    rule = load_rules([SEED])[0]
+    alert = {"alert_id": "", "rule_id": rule.id, "Timestamp": "2026-03-01T10:00:00.000000Z",
+             "DeviceName": "exch01", "FileName": "evil.dll", "source_file": "a.csv", "source_record": "line 2"}
+    first = alert_id(rule, alert)
+    assert alert_id(rule, {**alert, "WriterSigner": ""}) == first
+    assert alert_id(rule, {**alert, "WriterSigner": None}) == first
+    assert alert_id(rule, {**alert, "source_file": "b.csv", "source_record": "line 9"}) == first
+    assert alert_id(rule, {**alert, "WriterSigner": "Fabrikam"}) != first
+    assert alert_id(rule, {**alert, "FileName": "other.dll"}) != first

@@ -25,7 +25,7 @@ SLUGS = {r.id: r.slug for r in load_rules()}
 
 
 def _alerts(paths: list[Path]) -> list[dict[str, object]]:
-    code, out, err = run_cli(["detect", *map(str, paths), "-f", "jsonl"])
+    code, out, err = run_cli(["detect", *map(str, paths), "-f", "jsonl", "--flat"])
     assert code == 0, err
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 

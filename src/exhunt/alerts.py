@@ -46,12 +46,14 @@ def alert_id(rule: Rule, alert: dict[str, Any]) -> str:
 
     The fields are the rule's `exhunt.alertIdentity` list when it has one (a correlation whose
     detail grows as data arrives names what stays fixed, e.g. the server and the first step's
-    time), else every column the rule returned. Where a row was read (file, line) is never
+    time), else every non-empty column the rule returned. Where a row was read (file, line) is never
     part of it, so the same event in a renamed or re-exported file keeps its id.
     """
     named = rule.meta.get("alertIdentity")
+    # Empty columns are left out, so a column a newer rule version adds (empty on old events)
+    # does not change the ids of alerts a state file already holds.
     keys = [str(k) for k in named] if isinstance(named, list) and named else sorted(
-        k for k in alert if k not in PROVENANCE and k not in HEAD)
+        k for k in alert if k not in PROVENANCE and k not in HEAD and alert[k] not in (None, "", [], {}))
     fields = {"Timestamp": alert.get("Timestamp"), "DeviceName": alert.get("DeviceName")} if not named else {}
     fields.update({k: alert.get(k) for k in keys})
     text = json.dumps([rule.id or rule.slug, fields], sort_keys=True, ensure_ascii=False, default=str)
