@@ -195,9 +195,14 @@ def test_chain_rule_first_step_row_and_many_row_steps_with_alert_values(tmp_path
     doc = _explain(tmp_path, CHAIN, alert["alert_id"])
     row, = doc["rows"]
     assert (row["table"], row["source_record"], row["held"]) == ("DeviceFileEvents", "line 1", True)
-    assert _steps(row) == [("Files", 'ActionType in ("FileCreated", "FileModified", "FileRenamed")', True),
-                           ("Files", "isnotempty(Stage)", True)]
-    stage = row["steps"][1]["condition"]["reads"][0]
+    assert _steps(row) == [
+        ("Files", 'ActionType in ("FileCreated", "FileModified", "FileRenamed")', True),
+        ("Files", "FolderPath matches regex AgentFolders or FolderPath matches regex ConfigFile\n    "
+                  'or (FolderPath matches regex Pickup and InitiatingProcessFileName =~ "EdgeTransport.exe")', True),
+        ("Files", "join kind=leftouter UpdaterStarts on DeviceName, UpdaterGuid", None),
+        ("Files", "join kind=leftouter UpdaterCerts on UpdaterSHA1", None),
+        ("Files", "isnotempty(Stage)", True)]
+    stage = row["steps"][4]["condition"]["reads"][0]
     assert (stage["name"], stage["value"]) == ("Stage", "agent DLL placed")
     cases = stage["computed"]["cases"]
     assert [(c["then"], c["when"]["held"], c["chosen"]) for c in cases] == [
@@ -206,10 +211,13 @@ def test_chain_rule_first_step_row_and_many_row_steps_with_alert_values(tmp_path
     assert _atoms(cases[0]["when"]) == [
         ("FolderPath matches regex AgentFolders", True,
          {"FolderPath": AGENTS + r"\agent.dll", "AgentFolders": _let(CHAIN, "AgentFolders")}),
-        ("InitiatingProcessFolderPath matches regex Installer", False,
-         {"InitiatingProcessFolderPath": r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
-          "Installer": _let(CHAIN, "Installer")}),
+        ("FromUpdater", False, {"FromUpdater": False}),
     ]
+    # Why the writer is no Exchange update: its place is none of setup's (the computed column's tree).
+    updater = cases[0]["when"]["children"][1]["children"][0]["reads"][0]["computed"]["condition"]
+    assert (updater["held"], updater["logic"]) == (False, "and")
+    place = updater["children"][0]["children"][0]
+    assert (place["text"], place["held"]) == ("InitiatingProcessFolderPath matches regex UpdaterPlaces", False)
     assert stage["computed"]["otherwise"] == {"then": '""', "chosen": False}
     many = doc["over_many_rows"]
     assert [m["operator"] for m in many] == ["join", "where", "summarize", "where", "summarize"]
