@@ -127,7 +127,7 @@ class _ListHandler(xml.sax.ContentHandler):
         self.lists = 0
         self.dropped = 0
 
-    def startElement(self, name: str, attrs: Any) -> None:  # noqa: N802 - SAX's name
+    def startElement(self, name: str, attrs: Any) -> None:
         if not self.stack:
             self.root = name
         if name.lower() == "agentlist":
@@ -136,11 +136,12 @@ class _ListHandler(xml.sax.ContentHandler):
             if len(self.rows) >= MAX_AGENTS:
                 self.dropped += 1
             else:
-                line = self._locator.getLineNumber() if self._locator is not None else 0
+                locator = getattr(self, "_locator", None)
+                line = locator.getLineNumber() if locator is not None else 0
                 self.rows.append((line, {k.lower(): str(v) for k, v in attrs.items()}))
         self.stack.append(name)
 
-    def endElement(self, name: str) -> None:  # noqa: N802
+    def endElement(self, name: str) -> None:
         if self.stack:
             self.stack.pop()
 

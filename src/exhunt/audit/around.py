@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exhunt.audit.collection import Collection, Install, fold
-from exhunt.audit.judge import Context, signature_line, finding
+from exhunt.audit.collection import Install, fold
+from exhunt.audit.judge import Context, finding, signature_line
 
 #: Files walked under one install's Bin and TransportRoles.
 MAX_FILES = 30_000
@@ -61,8 +61,8 @@ ARTEFACTS: tuple[Artefact, ...] = (
     Artefact("drive", _NS_ROAMING + r"\Windows\814ad43-58ab-2cd3-3e68-b82a8f402fd0", "LightNeuron log file (ESET)"),
     Artefact("drive", _NS_ROAMING + r"\Windows\42cf8a1-6e20-8c24-d35f-82c46d8b70ba", "LightNeuron log file (ESET)"),
     Artefact("drive", _NS_ROAMING + r"\Windows\36b1f4a-82b9-eb06-7c1e-90b4b2d5c27d", "LightNeuron log file (ESET)"),
-    Artefact("drive", _NS_ROAMING + r"\Windows\thumbcache_32.db", "LightNeuron file disguised as a thumbnail cache (ESET)"),
-    Artefact("drive", _NS_ROAMING + r"\thumbcache_idx.db", "LightNeuron file disguised as a thumbnail cache (ESET)"),
+    Artefact("drive", _NS_ROAMING + r"\Windows\thumbcache_32.db", "LightNeuron file, thumbnail-cache name (ESET)"),
+    Artefact("drive", _NS_ROAMING + r"\thumbcache_idx.db", "LightNeuron file named like a thumbnail cache (ESET)"),
     Artefact("drive", _NS_ROAMING + r"\Windows\msxfer.dat", "LightNeuron emulation's agent log (MITRE Engenuity)"),
     Artefact("drive", _NS_ROAMING + r"\Windows\5365f8a8-27e0-4727-914a-2ab6b734771a",
              "LightNeuron emulation's log file (MITRE Engenuity)"),
@@ -74,7 +74,7 @@ ARTEFACTS: tuple[Artefact, ...] = (
              signed_ok=True),
     Artefact("drive", r"Windows\System32\wdr.rules.xml", "LightNeuron emulation's staged rules (MITRE Engenuity)"),
     Artefact("drive", r"Windows\System32\perfe009.dat", "LightNeuron emulation's staged config (MITRE Engenuity)"),
-    Artefact("drive", r"Windows\Temp\msiexinstallation.log", "LightNeuron emulation's installation log (MITRE Engenuity)"),
+    Artefact("drive", r"Windows\Temp\msiexinstallation.log", "LightNeuron emulation's install log (MITRE Engenuity)"),
     Artefact("install", r"Bin\exdbdata.dll", "LightNeuron emulation's companion DLL (MITRE Engenuity, after ESET)",
              signed_ok=True),
     Artefact("install", r"Bin\exrwdb.dll", "LightNeuron's companion DLL name (ESET's paper as summarised)",

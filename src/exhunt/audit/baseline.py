@@ -104,7 +104,7 @@ def load(path: Path) -> tuple[list[BaseList], dict[str, Any]]:
                 raise UsageError(f"{where}.agents[{j}]: an object with a `name` is expected")
             enabled = a.get("enabled")
             order = a.get("order", j)
-            if enabled is not None and not isinstance(enabled, bool) or not isinstance(order, int):
+            if (enabled is not None and not isinstance(enabled, bool)) or not isinstance(order, int):
                 raise UsageError(f"{where}.agents[{j}]: `enabled` must be true/false/null and `order` a number")
             agents.append(BaseAgent(a["name"], str(a.get("factory") or ""), str(a.get("assembly_path") or ""),
                                     enabled, order, str(a.get("sha256") or "")))

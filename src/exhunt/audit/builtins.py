@@ -24,6 +24,7 @@ _AGENTS = r"TransportRoles\agents"
 _HYGIENE = _AGENTS + r"\Hygiene\Microsoft.Exchange.Transport.Agent.Hygiene.dll"
 _EDGE = _AGENTS + r"\EdgeMessagingPolicies\Microsoft.Exchange.MessagingPolicies.EdgeAgents.dll"
 _INTERCEPTOR = _AGENTS + r"\InterceptorAgent\Microsoft.Exchange.Transport.Agent.InterceptorAgent.dll"
+_ABP = _AGENTS + r"\AddressBookPolicyRoutingAgent\Microsoft.Exchange.Transport.Agent.AddressBookPolicyRoutingAgent.dll"
 _STOREDRIVER = r"Bin\Microsoft.Exchange.StoreDriver.dll"  # Exchange 2010 Hub agents: ..\..\bin from agents
 
 BUILT_INS: tuple[BuiltIn, ...] = (
@@ -60,7 +61,7 @@ BUILT_INS: tuple[BuiltIn, ...] = (
             _INTERCEPTOR),
     BuiltIn("ABP Routing Agent",
             "Microsoft.Exchange.Transport.Agent.AddressBookPolicyRoutingAgent.AddressBookPolicyRoutingAgentFactory",
-            _AGENTS + r"\AddressBookPolicyRoutingAgent\Microsoft.Exchange.Transport.Agent.AddressBookPolicyRoutingAgent.dll"),
+            _ABP),
     # Visible on 2016/2019 Mailbox servers; no public source gives their factory or assembly.
     BuiltIn("DLP Policy Agent", "", ""),
     BuiltIn("Retention Policy Agent", "", ""),

@@ -424,18 +424,33 @@ def _hostname() -> str:
 
 def _open_folder(path: Path) -> Collection:
     name = path.resolve().name or str(path)
-    for depth_folder in _candidates(path):
-        vr = _velociraptor_drives(depth_folder)
-        if vr:
-            host = _velociraptor_host(depth_folder) or _velociraptor_host(path)
-            return Collection(path, "velociraptor", vr, host or depth_folder.resolve().name or name,
-                              top=depth_folder)
-        drives = _drive_folders(depth_folder)
-        if drives:
-            return Collection(path, "kape", drives, depth_folder.resolve().name or name, top=depth_folder)
+    found = _layout_at(path, name)
+    if found is not None:
+        return found
     if _single_drive(path):
-        return Collection(path, "single-drive", {"C": [path]}, name)
-    return Collection(path, "kape", {}, name)
+        letter = drive_letter(path.name) or "C"
+        return Collection(path, "single-drive", {letter: [path]}, path.resolve().parent.name or name, top=path)
+    deeper = [c for c in (_layout_at(folder, name) for folder in _candidates(path)[1:]) if c is not None]
+    tops = {str(c.top) for c in deeper}
+    if len(tops) > 1:
+        names = ", ".join(sorted(Path(t).name for t in tops)[:10])
+        raise UsageError(f"{path}: holds several collections ({names}): audit each folder on its own")
+    if deeper:
+        deeper[0].root = deeper[0].base = path
+        return deeper[0]
+    return Collection(path, "kape", {}, name, top=path)
+
+
+def _layout_at(folder: Path, fallback: str) -> Collection | None:
+    """The collection whose layout starts at `folder` (drive folders or `uploads`), if any."""
+    vr = _velociraptor_drives(folder)
+    if vr:
+        return Collection(folder, "velociraptor", vr, _velociraptor_host(folder) or folder.resolve().name or fallback,
+                          top=folder)
+    drives = _drive_folders(folder)
+    if drives:
+        return Collection(folder, "kape", drives, folder.resolve().name or fallback, top=folder)
+    return None
 
 
 def _candidates(path: Path) -> list[Path]:

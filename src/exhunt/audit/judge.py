@@ -132,7 +132,7 @@ def agent_fields(agent: Agent, found: Found | None = None, facts: FactsLike | No
         "Priority": agent.order + 1, "AssemblyPath": agent.assembly_path, "FactoryType": agent.factory,
         "ExchangeRoot": agent.exchange_root,
         "ResolvedPath": found.windows if found is not None else "",
-        "CollectedFile": "" if found is None or found.local is None else "",
+        "CollectedFile": "",
         "SHA256": facts.sha256 if facts is not None and facts.exists else "",
         "Signer": sig.signer if sig is not None and sig.present else "",
     }
@@ -219,6 +219,7 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
         unreadable = ctx.coll.regular_file(found.local)
         if unreadable:
             found.problem = f"{ctx.coll.shown(found.local)}: {unreadable}"
+            ctx.coll.skip(ctx.coll.shown(found.local), f"DLL of agent {agent.name!r} not read: {unreadable}")
         else:
             ctx.referenced.add(str(found.local).casefold())
             facts = ctx.facts(found.local, agent.factory or None)
@@ -243,7 +244,7 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
     known_builtin_hash = have and facts is not None and facts.known_hash.lower().startswith("built-in")
 
     claims, mismatch, reference = _claims(agent, windows, root)
-    if claims and reference is None and not have:
+    if claims and reference is None and not have and claims[0].startswith("it uses Microsoft.Exchange"):
         base.insert(0, f"{claims[0]}, yet it is none of the built-in agents exhunt knows")
 
     # -- how the path is written ------------------------------------------------------------
@@ -366,7 +367,8 @@ def _claims(agent: Agent, windows: str, root: str) -> tuple[list[str], list[str]
 
 
 def _vendor(ctx: Context, agent: Agent, found: Found) -> str:
-    probe = {"AgentName": agent.name, "FactoryType": agent.factory, "AssemblyPath": found.windows or agent.assembly_path}
+    probe = {"AgentName": agent.name, "FactoryType": agent.factory,
+             "AssemblyPath": found.windows or agent.assembly_path}
     for entry in ctx.vendors.entries:
         if entry.matches(probe):
             return f"matches known-vendors entry {entry.id or entry.where}: {entry.reason}"

@@ -170,6 +170,7 @@ def audit(path: Path, options: AuditOptions | None = None) -> AuditResult:
     facts_of, signature_of = _readers(options)
     installs: list[Install] = []
     pairs: list[tuple[AgentList, Install | None]] = []
+    inst: Install | None
     if coll.layout == "file":
         role, of = _role_of(path.name)
         windows = coll.windows_of(Path(path).absolute()) if coll.drives else ""
