@@ -25,7 +25,10 @@ class Check:
     confidence: str = "high"
 
 
+#: In order of precedence: of two findings equally severe, the first gives the agent its verdict.
 CHECKS: tuple[Check, ...] = (
+    Check("audit-lightneuron-hash", "LightNeuron file (known hash)", "critical", "LightNeuron (known hash)",
+          "The file's SHA-256 is one of the LightNeuron samples ESET published."),
     # -- what the agent is ------------------------------------------------------------------
     Check("audit-builtin-agent", "Built-in Exchange transport agent", "informational",
           "built-in agent as shipped",
@@ -64,8 +67,6 @@ CHECKS: tuple[Check, ...] = (
           "not an agent factory",
           "The factory class does not derive (as far as the DLL's metadata says) from an Exchange agent "
           "factory (SmtpReceiveAgentFactory, RoutingAgentFactory, DeliveryAgentFactory).", "medium"),
-    Check("audit-lightneuron-hash", "LightNeuron file (known hash)", "critical", "LightNeuron (known hash)",
-          "The file's SHA-256 is one of the LightNeuron samples ESET published."),
     Check("audit-yara-match", "YARA rule matched a transport agent DLL", "high", "YARA match",
           "A YARA rule (shipped with exhunt, or from --yara) matched the DLL."),
     Check("audit-native-pinvoke", "Transport agent calls a native DLL in Exchange's folders", "high",

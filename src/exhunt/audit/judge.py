@@ -286,7 +286,7 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
         mismatch.append("the DLL is not signed by Microsoft ("
                         + (signature_line(sig).removeprefix("Authenticode: ") if sig is not None else "no signature")
                         + ")")
-    shipped = False
+    shipped = shipped_elsewhere = False
     if claims and mismatch:
         emit("audit-builtin-impersonation", *claims, *mismatch)
     elif claims and (reference is not None or microsoft or known_builtin_hash):
@@ -300,6 +300,7 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
     elif have:
         vendor = _vendor(ctx, agent, found)
         if vendor:
+            shipped_elsewhere = True
             emit("audit-known-vendor", vendor)
         elif sig is not None and sig.present and sig.valid:
             emit("audit-third-party-signed", f"signed by {sig.signer or '(no subject)'}"
@@ -307,15 +308,17 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
         elif sig is None or not sig.present:
             emit("audit-third-party-unsigned", "the DLL has no Authenticode signature")
 
-    if shipped and not have:  # a built-in as registered by Exchange: its DLL merely not collected
-        out[:] = [f for f in out if f["rule_id"] not in ("audit-dll-missing", "audit-dll-not-collected")]
+    if shipped:  # a built-in as Exchange registers it: a relative path or a DLL not collected is no finding
+        dropped = ("audit-relative-path",) if have else ("audit-relative-path", "audit-dll-missing",
+                                                          "audit-dll-not-collected")
+        out[:] = [f for f in out if f["rule_id"] not in dropped]
 
     # -- where it is ----------------------------------------------------------------------------
     if windows and not shipped:
         place = _suspicious(windows)
         if place:
             emit("audit-suspicious-location", f"{windows} is in {place}")
-        elif root and not _in_install(windows, root):
+        elif root and not _in_install(windows, root) and not shipped_elsewhere:
             emit("audit-outside-exchange", f"{windows} is outside the Exchange install {root}")
     if agent.enabled is False and not shipped:
         emit("audit-disabled-agent", "the agent is registered disabled")
