@@ -167,7 +167,8 @@ def _compare_list(ctx: Context, alist: AgentList | None, blist: BaseList | None,
                    f"factory {agent.factory!r}, assemblyPath {agent.assembly_path!r}"]
             emit("audit-baseline-added", agent, why, source_of(agent))
             continue
-        if _fold(agent.assembly_path) != _fold(b.assembly_path) or agent.factory.strip() != b.factory.strip():
+        repointed = _fold(agent.assembly_path) != _fold(b.assembly_path) or agent.factory.strip() != b.factory.strip()
+        if repointed:
             why = [f"{agent.name!r} changed since the baseline", where]
             if _fold(agent.assembly_path) != _fold(b.assembly_path):
                 why.append(f"assemblyPath {b.assembly_path!r} -> {agent.assembly_path!r}")
@@ -187,7 +188,7 @@ def _compare_list(ctx: Context, alist: AgentList | None, blist: BaseList | None,
                   "baseline order: " + ", ".join(theirs[k].name for k in shared_then),
                   "order now: " + ", ".join(ours[k].name for k in shared_now), where], source_of(agent))
         sha = hashes.get(agent.source, "")
-        if sha and b.sha256 and sha.lower() != b.sha256.lower():
+        if sha and b.sha256 and sha.lower() != b.sha256.lower() and not repointed:
             emit("audit-baseline-dll-changed", agent,
                  [f"{agent.name!r}'s DLL changed: SHA-256 {b.sha256} {known}, {sha} now", where], source_of(agent))
     for key, b in theirs.items():
