@@ -296,7 +296,7 @@ def test_look_around_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(around, "MAX_SIGNATURES", 5)
     result = run(top)
     assert len([f for f in result.findings if f["rule_id"] == "audit-unlisted-pe"]) == 5
-    assert (V15, "8 unlisted PE file(s) past the first 5 not signature-checked") in result.collection.skipped
+    assert (V15, "8 signed PE file(s) past the first 5 verified: not signature-checked") in result.collection.skipped
 
 
 def test_a_single_agents_config_alone(tmp_path: Path) -> None:

@@ -56,14 +56,32 @@ class AuditResult:
 
 
 def _readers(options: AuditOptions) -> tuple[FactsOf, SignatureOf]:
+    """The fact readers: exhunt.audit.assembly, each file's signature and hashes read once
+    (six built-in agents share the Hygiene DLL; only their factories differ)."""
     if options.facts_of is not None and options.signature_of is not None:
         return options.facts_of, options.signature_of
+    import copy
+
     from exhunt.audit import assembly
+    from exhunt.audit.clrmeta import read_clr
+    from exhunt.audit.readbound import read_bounded
 
     rules = assembly.compile_yara(options.yara_dirs)
+    seen: dict[str, Any] = {}
 
     def facts_of(path: Path, factory: str | None) -> Any:
-        return assembly.assembly_facts(path, factory, rules)
+        first = seen.get(str(path))
+        if first is None:
+            first = seen[str(path)] = assembly.assembly_facts(path, factory, rules)
+            return first
+        facts = copy.copy(first)  # the same bytes: only the factory's facts differ
+        read = read_bounded(path)
+        if read.data is None or not facts.is_dotnet:
+            return facts
+        clr = read_clr(read.data, factory)
+        facts.factory_found, facts.factory_bases = clr.factory_found, clr.factory_bases
+        facts.derives_from_agent_factory = clr.derives_from_agent_factory
+        return facts
 
     return options.facts_of or facts_of, options.signature_of or assembly.pe_signature
 
