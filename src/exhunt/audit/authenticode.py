@@ -162,14 +162,10 @@ def _verify(data: bytes, trust: Trust) -> Signature:
     if found is None:
         return Signature(present=True, reason="the signature verified without a certificate chain")
     leaf, root = found
-    facts = _cert_facts(leaf)
-    microsoft = root.sha1_fingerprint.replace(" ", "").lower() in trust.microsoft_roots and MICROSOFT_PUBLISHER in (
-        facts["signer"],
-        facts["signer_org"],
-    )
-    return Signature(
-        present=True, valid=True, trusted=True, microsoft=microsoft, root=_pick(root.subject, _CN, _O), **facts
-    )
+    signature = _signed_by(Signature(present=True, valid=True, trusted=True, root=_pick(root.subject, _CN, _O)), leaf)
+    from_microsoft_root = root.sha1_fingerprint.replace(" ", "").lower() in trust.microsoft_roots
+    signature.microsoft = from_microsoft_root and MICROSOFT_PUBLISHER in (signature.signer, signature.signer_org)
+    return signature
 
 
 def _untrusted(signatures: list[Any]) -> Signature:
@@ -184,20 +180,19 @@ def _untrusted(signatures: list[Any]) -> Signature:
             last = exc
             continue
         leaf = _signing_certificate(signature)
-        facts = _cert_facts(leaf) if leaf is not None else {}
+        result = _signed_by(Signature(present=True, valid=True), leaf)
         reason = "the certificate chain does not end at a root trusted for code signing"
         if leaf is not None and leaf.subject == leaf.issuer:
             reason += " (the signing certificate is self-signed)"
-        if MICROSOFT_PUBLISHER in (facts.get("signer"), facts.get("signer_org")):
+        if MICROSOFT_PUBLISHER in (result.signer, result.signer_org):
             reason += "; it names Microsoft Corporation but is not issued by a Microsoft root"
-        return Signature(present=True, valid=True, reason=reason, **facts)
+        result.reason = reason
+        return result
     return _broken(signatures, last)
 
 
 def _broken(signatures: list[Any], exc: Exception | None) -> Signature:
-    leaf = _signing_certificate(signatures[0])
-    facts = _cert_facts(leaf) if leaf is not None else {}
-    return Signature(present=True, valid=False, reason=_why(exc), **facts)
+    return _signed_by(Signature(present=True, valid=False, reason=_why(exc)), _signing_certificate(signatures[0]))
 
 
 def _why(exc: Exception | None) -> str:
@@ -241,13 +236,14 @@ def _signing_certificate(signature: Any) -> Any:
         return None
 
 
-def _cert_facts(cert: Any) -> dict[str, str]:
-    return {
-        "signer": _pick(cert.subject, _CN, _O),
-        "signer_org": _pick(cert.subject, _O),
-        "issuer": _pick(cert.issuer, _CN, _O),
-        "thumbprint": cert.sha1_fingerprint.replace(" ", "").lower(),
-    }
+def _signed_by(signature: Signature, cert: Any) -> Signature:
+    """`signature` with the signing certificate's names and thumbprint filled in (when known)."""
+    if cert is not None:
+        signature.signer = _pick(cert.subject, _CN, _O)
+        signature.signer_org = _pick(cert.subject, _O)
+        signature.issuer = _pick(cert.issuer, _CN, _O)
+        signature.thumbprint = cert.sha1_fingerprint.replace(" ", "").lower()
+    return signature
 
 
 def _pick(name: Any, *oids: str) -> str:
