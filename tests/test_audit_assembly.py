@@ -381,6 +381,8 @@ def test_file_over_the_limit_is_refused_unread(tmp_path: Path, monkeypatch: pyte
     assert facts.errors == ["the file is 104857600 bytes, over the 67108864-byte limit: not read"]
     small = assembly_facts(big, "X.Factory", max_bytes=1000)
     assert small.errors == ["the file is 104857600 bytes, over the 1000-byte limit: not read"]
+    sig = pe_signature(big, max_bytes=1000)
+    assert (sig.present, sig.reason) == (False, "the file is 104857600 bytes, over the 1000-byte limit: not read")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX feature")
@@ -463,3 +465,16 @@ def test_random_bytes_behind_mz_never_raise(tail: bytes) -> None:
     clr = read_clr(data, "A.B")
     assert not clr.factory_found
     security_directory(data)
+
+
+def test_microsoft_roots_are_in_the_trust_store() -> None:
+    """Each fingerprint counted as Microsoft's is a root signify trusts, issued to Microsoft."""
+    from exhunt.audit.cryptocompat import crypto_problem
+
+    assert crypto_problem() is None
+    from signify.authenticode import TRUSTED_CERTIFICATE_STORE
+
+    by_fingerprint = {c.sha1_fingerprint.replace(" ", "").lower(): c for c in TRUSTED_CERTIFICATE_STORE}
+    for fingerprint in MICROSOFT_ROOTS:
+        assert fingerprint in by_fingerprint
+        assert "Microsoft" in by_fingerprint[fingerprint].subject.dn
