@@ -264,14 +264,17 @@ def native_dll(payload: bytes) -> bytes:
     dos[0:2] = b"MZ"
     struct.pack_into("<I", dos, 0x3C, 0x80)
     file_header = struct.pack("<HHIIIHH", 0x8664, 1, 0, 0, 0, 0xF0, 0x2022)
-    optional = struct.pack(
-        "<HBBIIIIIQIIHHHHHHIIIIHHQQQQII",
-        0x20B, 14, 0, 0, raw_size, 0, 0, section_align,  # magic, linker, sizes, entry point, code base
-        0x180000000, section_align, file_align,  # image base, alignments
-        6, 0, 0, 0, 6, 0, 0,  # OS, image, subsystem versions; Win32VersionValue
-        section_align * 2, file_align, 0, 2, 0x0160,  # image size, headers size, checksum, GUI, DLL flags
-        0x100000, 0x1000, 0x100000, 0x1000, 0, 16,  # stack and heap, loader flags, directory count
-    ) + bytes(16 * 8)
+    optional = b"".join(
+        [
+            struct.pack("<HBB", 0x20B, 14, 0),  # PE32+ magic, linker version
+            struct.pack("<IIIII", 0, raw_size, 0, 0, section_align),  # code/data sizes, no entry point, code base
+            struct.pack("<QII", 0x180000000, section_align, file_align),  # image base, alignments
+            struct.pack("<HHHHHHI", 6, 0, 0, 0, 6, 0, 0),  # OS, image and subsystem versions, Win32VersionValue
+            struct.pack("<IIIHH", section_align * 2, file_align, 0, 2, 0x0160),  # sizes, checksum, GUI, DLL flags
+            struct.pack("<QQQQII", 0x100000, 0x1000, 0x100000, 0x1000, 0, 16),  # stack, heap, flags, 16 dirs
+            bytes(16 * 8),  # data directories: none
+        ]
+    )
     section = struct.pack(
         "<8sIIIIIIHHI", b".rdata", len(payload), section_align, raw_size, file_align, 0, 0, 0, 0, 0x40000040
     )
@@ -335,9 +338,15 @@ class _Pki:
             .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=is_ca, crl_sign=is_ca,
-                    encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=is_ca,
+                    crl_sign=is_ca,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -360,8 +369,20 @@ class _Pki:
         return self._write(name, data)
 
     def sign(self, source: Path, out: Path, certs: Path, key: Path) -> Path:
-        cmd = ["osslsigncode", "sign", "-certs", str(certs), "-key", str(key), "-h", "sha256",
-               "-in", str(source), "-out", str(out)]
+        cmd = [
+            "osslsigncode",
+            "sign",
+            "-certs",
+            str(certs),
+            "-key",
+            str(key),
+            "-h",
+            "sha256",
+            "-in",
+            str(source),
+            "-out",
+            str(out),
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if result.returncode != 0:
             raise RuntimeError(f"osslsigncode failed for {out.name}: {result.stdout}{result.stderr}")

@@ -9,6 +9,9 @@ damaged file gives `errors` in plain words, never an exception or a long wait.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,7 @@ MAX_PINVOKES = 1000
 
 _MACHINES = {0x14C: "x86", 0x8664: "x64", 0x1C0: "ARM", 0xAA64: "ARM64", 0x200: "IA64"}
 _COM_DESCRIPTOR = 14
+NOT_PE = "starts like a Windows program (MZ) but is not a valid PE file"
 
 
 @dataclass
@@ -51,10 +55,51 @@ class ClrFacts:
     errors: list[str] = field(default_factory=list)
 
 
+class _FromDnfile(logging.Filter):
+    """Drops the records dnfile logs on the root logger (about table sizes of a damaged file)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "dnfile" not in record.pathname.replace("\\", "/").split("/")
+
+
+_ROOT_FILTER = _FromDnfile()
+_ROOT_HANDLER = logging.NullHandler()
+_QUIET_LOCK = threading.Lock()
+_QUIET_USERS = [0]
+
+
+@contextmanager
+def _quiet_root_logging() -> Iterator[None]:
+    """While dnfile parses: its root-logger warnings go nowhere, and a handler on the root logger
+    keeps logging.warning() from installing a stderr handler for the rest of the run."""
+    root = logging.getLogger()
+    with _QUIET_LOCK:
+        _QUIET_USERS[0] += 1
+        if _QUIET_USERS[0] == 1:
+            root.addFilter(_ROOT_FILTER)
+            root.addHandler(_ROOT_HANDLER)
+    try:
+        yield
+    finally:
+        with _QUIET_LOCK:
+            _QUIET_USERS[0] -= 1
+            if _QUIET_USERS[0] == 0:
+                root.removeFilter(_ROOT_FILTER)
+                root.removeHandler(_ROOT_HANDLER)
+
+
 def read_clr(data: bytes, factory: str | None) -> ClrFacts:
     """Facts from the bytes of a file; never raises."""
+    with _quiet_root_logging():
+        return _read_clr(data, factory)
+
+
+def _read_clr(data: bytes, factory: str | None) -> ClrFacts:
     facts = ClrFacts()
     if data[:2] != b"MZ":
+        return facts
+    if not _has_pe_signature(data):  # checked here: pefile's failure path runs a full gc.collect()
+        facts.errors.append(NOT_PE)
         return facts
     try:
         import dnfile
@@ -65,7 +110,7 @@ def read_clr(data: bytes, factory: str | None) -> ClrFacts:
     try:
         pe = dnfile.dnPE(data=data, fast_load=True, clr_lazy_load=True)
     except pefile.PEFormatError:
-        facts.errors.append("starts like a Windows program (MZ) but is not a valid PE file")
+        facts.errors.append(NOT_PE)
         return facts
     except Exception as exc:
         facts.errors.append(f"the PE headers could not be read ({type(exc).__name__})")
@@ -86,9 +131,15 @@ def read_clr(data: bytes, factory: str | None) -> ClrFacts:
         facts.errors.append("the .NET metadata nests too deeply to read")
     except Exception as exc:
         facts.errors.append(f"the .NET metadata could not be read ({type(exc).__name__})")
-    finally:
-        pe.close()
+    # no pe.close(): the bytes are ours (no file or mmap to release) and close() runs gc.collect()
     return facts
+
+
+def _has_pe_signature(data: bytes) -> bool:
+    if len(data) < 0x40:
+        return False
+    pe_at = int.from_bytes(data[0x3C:0x40], "little")
+    return data[pe_at : pe_at + 4] == b"PE\0\0"
 
 
 def _has_com_descriptor(pe: Any) -> bool:
@@ -268,10 +319,12 @@ def _walk_bases(tables: _Tables, names: _Names, start: int, facts: ClrFacts) -> 
                 if origin.lower() == TRANSPORT_ASSEMBLY.lower():
                     facts.derives_from_agent_factory = True
                 else:
-                    facts.notes.append(f"its base {name} is taken from {origin or 'an unnamed scope'}, not {TRANSPORT_ASSEMBLY}")
+                    where = origin or "an unnamed scope"
+                    facts.notes.append(f"its base {name} is taken from {where}, not {TRANSPORT_ASSEMBLY}")
             elif name != "System.Object":
                 facts.bases_unresolved = name
-                facts.notes.append(f"its base {name} is defined in {origin or 'another module'}: the chain goes on there")
+                where = origin or "another module"
+                facts.notes.append(f"its base {name} is defined in {where}: the chain goes on there")
             return
         facts.errors.append(f"a base type points into the {kind} table")
         return

@@ -34,7 +34,7 @@ def lightneuron_samples() -> tuple[KnownHash, ...]:
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        sha256, sha1, md5, label = (line.split("\t") + ["", "", "", ""])[:4]
+        sha256, sha1, md5, label = [*line.split("\t"), "", "", ""][:4]
         rows.append(KnownHash(sha256.lower(), sha1.lower(), md5.lower(), label.strip()))
     return tuple(rows)
 

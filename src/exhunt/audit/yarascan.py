@@ -102,7 +102,7 @@ def scan(rule_set: RuleSet, data: bytes) -> tuple[list[str], str]:
 
     try:
         matches = rule_set.rules.match(
-            data=data, timeout=rule_set.timeout, fast=True, console_callback=_drop, warnings_callback=_ignore
+            data=data, timeout=rule_set.timeout, console_callback=_drop, warnings_callback=_ignore
         )
     except yara.TimeoutError:
         return [], f"the YARA scan stopped after {rule_set.timeout} s"
