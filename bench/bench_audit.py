@@ -56,8 +56,8 @@ def layout(folder: Path, bin_files: int) -> tuple[Path, object | None]:
     routing = built.routing.read_bytes() if built else stub  # type: ignore[attr-defined]
     top = folder / "EXCH01"
     c = top / "C"
-    agents = [builtin_agent(n) for n in HUB_DEFAULT + ["Journaling Agent", "Interceptor Routing Agent",
-                                                        "Interceptor Smtp Receive Agent"]]
+    agents = [builtin_agent(n) for n in [*HUB_DEFAULT, "Journaling Agent", "Interceptor Routing Agent",
+                                         "Interceptor Smtp Receive Agent"]]
     factory = "Contoso.Mail.Archive.ArchiveRoutingAgentFactory"
     agents += [
         {"name": "Contoso Archive", "factory": factory, "path": r"C:\Program Files\Contoso\Archive\a.dll"},

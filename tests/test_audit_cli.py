@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from audit_layout import (
     FIRST_AGENT_LINE,
     HUB_DEFAULT,
@@ -30,7 +31,8 @@ LIST = f"C/{V15_REL}/TransportRoles/Shared/agents.config"
 EVIL = {"name": "Mail Archiver", "factory": "Evil.ArchiverFactory", "path": r"C:\Windows\Temp\arch.dll"}
 SYMANTEC = {"name": "SMSMSERoutingAgent",
             "factory": "Symantec.MailSecurity.Server.TransportAgent.SMSMSERoutingAgentFactory",
-            "path": r"E:\Program Files (x86)\Symantec\SMSMSE\7.5\Server\Symantec.MailSecurity.Server.TransportAgent.dll"}
+            "path": r"E:\Program Files (x86)\Symantec\SMSMSE\7.5\Server"
+                    r"\Symantec.MailSecurity.Server.TransportAgent.dll"}
 
 
 @pytest.fixture(autouse=True)
@@ -96,11 +98,12 @@ def test_json_flat_fields(tmp_path: Path) -> None:
 def test_incidents_and_csv(tmp_path: Path) -> None:
     top = kape(tmp_path, [EVIL])
     code, out, _ = run_cli(["audit", str(top), "-f", "json"])
+    assert code == 0
     (incident,) = json.loads(out)
     assert incident["DeviceName"] == "EXCH01" and incident["severity"] == "high"
     assert len(incident["evidence"]) == 3  # one per agent: its findings together
     assert incident["entities"]["agents"] == ["Mail Archiver", "Transport Rule Agent", "Malware Agent"]
-    code, out, _ = run_cli(["audit", str(top), "-f", "csv", "--flat"])
+    _, out, _ = run_cli(["audit", str(top), "-f", "csv", "--flat"])
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["AgentName"] for r in rows] == ["Mail Archiver", "Mail Archiver", "Transport Rule Agent",
                                               "Malware Agent"]
@@ -120,20 +123,21 @@ def test_known_vendors_and_tuning(tmp_path: Path) -> None:
     code, rows, _ = findings([str(top)])
     assert ("audit-known-vendor", "SMSMSERoutingAgent") in [(r["rule_id"], r["AgentName"]) for r in rows]
     code, rows, err = findings([str(top), "--known-vendors"])
+    assert code == 0
     assert "SMSMSERoutingAgent" not in [r["AgentName"] for r in rows]
     assert "tuning: 1 alert(s) suppressed by symantec-smsmse-routing-agent" in err
     tuning = tmp_path / "tuning.yaml"
     tuning.write_text("- id: archiver-is-approved\n  rule: audit-third-party-unsigned\n"
                       "  match:\n    AgentName: {equals: Mail Archiver}\n"
                       "  reason: approved in change 4711\n  owner: mail team\n  expires: 2999-01-01\n")
-    code, rows, err = findings([str(top), "--tuning", str(tuning)])
+    _, rows, err = findings([str(top), "--tuning", str(tuning)])
     assert [(r["rule_id"], r["AgentName"]) for r in rows if r["AgentName"] == "Mail Archiver"] == [
         ("audit-suspicious-location", "Mail Archiver")]
     assert "tuning: 1 alert(s) suppressed by archiver-is-approved" in err
 
 
 def test_show_suppressed(tmp_path: Path) -> None:
-    code, rows, _ = findings([str(kape(tmp_path, [SYMANTEC])), "--known-vendors", "--show-suppressed"])
+    _, rows, _ = findings([str(kape(tmp_path, [SYMANTEC])), "--known-vendors", "--show-suppressed"])
     tagged = [r for r in rows if r["suppressed_by"]]
     assert [(r["AgentName"], r["suppressed_by"]["id"]) for r in tagged] == [
         ("SMSMSERoutingAgent", "symantec-smsmse-routing-agent")]
@@ -155,8 +159,8 @@ def test_state_and_new_only(tmp_path: Path) -> None:
     code, first, err = findings([str(top), "--state", str(state_file)])
     assert len(first) == 4 and "4 new" in err
     code, again, _ = findings([str(top), "--state", str(state_file), "--new-only"])
-    assert again == []
-    code, out, _ = run_cli(["alerts", "list", "--state", str(state_file), "-f", "json"])
+    assert (code, again) == (0, [])
+    _, out, _ = run_cli(["alerts", "list", "--state", str(state_file), "-f", "json"])
     assert sorted(r["rule_id"] for r in json.loads(out)) == sorted(r["rule_id"] for r in first)
 
 
@@ -181,7 +185,7 @@ def test_saved_format_list_with_drive_mapping(tmp_path: Path) -> None:
     saved.write_bytes(FORMAT_LIST.encode("utf-16"))
     drive = tmp_path / "c-drive"
     install(drive, [builtin_agent(n) for n in HUB_DEFAULT], template=False)
-    code, rows, err = findings([str(saved), "--drive", f"C={drive}"])
+    code, rows, _ = findings([str(saved), "--drive", f"C={drive}"])
     assert code == 0
     assert [(r["rule_id"], r["AgentName"], r["source_record"]) for r in rows] == [
         ("audit-builtin-impersonation", "Connection Filtering Agent", "line 24"),
@@ -236,7 +240,7 @@ def test_baseline_save_and_compare(tmp_path: Path) -> None:
                 {builtin_agent("Journaling Agent")["factory"]: [SMTP_FACTORY_BASE]},
                 signer="Microsoft Corporation", microsoft=True)
     base = tmp_path / "baseline.json"
-    code, _, err = run_cli(["audit", str(top), "--save-baseline", str(base), "-q"])
+    code, _, _ = run_cli(["audit", str(top), "--save-baseline", str(base), "-q"])
     doc = json.loads(base.read_text())
     assert code == 0 and doc["format"] == "exhunt-audit-baseline" and doc["device"] == "EXCH01"
     (hub,) = [entry for entry in doc["lists"] if entry["key"].endswith("\\shared\\agents.config")]

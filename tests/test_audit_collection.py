@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from audit_layout import HUB_DEFAULT, V15, V15_REL, builtin_agent, install, placeholder
 
+from audit_layout import HUB_DEFAULT, V15, V15_REL, builtin_agent, install, placeholder
 from exhunt.audit import collection
 from exhunt.audit.collection import find_assembly, find_installs, normalize, open_collection
 from exhunt.errors import UsageError
@@ -212,3 +212,13 @@ def test_a_deep_tree_is_not_searched_past_the_depth(tmp_path: Path) -> None:
     install(tmp_path / "EXCH08" / "G", [], root=r"G:\a\b\c\d\e\Exchange")  # 6 levels down: too deep
     roots = [i.root for i in find_installs(open_collection(tmp_path / "EXCH08"))]
     assert roots == [r"F:\a\b\c\d\Exchange"]
+
+
+def test_live_mode_reads_the_drives_as_they_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the server itself every drive is read in place (here one folder stands for C:)."""
+    install(tmp_path / "c-root", [builtin_agent(n) for n in HUB_DEFAULT])
+    monkeypatch.setattr(collection, "_live_drives", lambda: {"C": [tmp_path / "c-root"]})
+    monkeypatch.setenv("COMPUTERNAME", "EXCH10")
+    coll = open_collection(tmp_path / "c-root", live=True)
+    assert (coll.layout, coll.name) == ("live", "EXCH10")
+    assert [i.root for i in find_installs(coll)] == [V15]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from audit_layout import (
     EDGE_DEFAULT,
     FIRST_AGENT_LINE,
@@ -22,7 +23,6 @@ from audit_layout import (
     placeholder,
     windows_to_local,
 )
-
 from exhunt.audit import builtins
 from exhunt.audit.run import AuditOptions, AuditResult, audit
 
@@ -87,7 +87,7 @@ def test_evil_agent_outside_exchange(tmp_path: Path) -> None:
                              "path": r"C:\Windows\Temp\arch.dll"}])
     placeholder(top / "C" / "Windows" / "Temp" / "arch.dll", {"Evil.ArchiverFactory": [SMTP_FACTORY_BASE]})
     result = run(top)
-    assert got(result) == sorted(SHIPPED + [
+    assert got(result) == sorted([*SHIPPED,
         ("audit-suspicious-location", "high", "Mail Archiver", "DLL in a suspicious folder"),
         ("audit-third-party-unsigned", "medium", "Mail Archiver", "DLL in a suspicious folder")])
     evil = next(f for f in result.findings if f["rule_id"] == "audit-suspicious-location")
@@ -104,7 +104,7 @@ def test_builtin_name_with_a_foreign_path(tmp_path: Path) -> None:
                 pinvokes=[["exdbdata.dll", "MessageValidator"], ["kernel32.dll", "LoadLibraryW"]])
     placeholder(top / "C" / V15_REL / "Bin" / "exdbdata.dll", dotnet=False)
     result = run(top)
-    assert got(result) == sorted(SHIPPED + [
+    assert got(result) == sorted([*SHIPPED,
         ("audit-builtin-impersonation", "critical", "Connection Filtering Agent", "impersonates a built-in agent"),
         ("audit-lightneuron-file", "high", V15 + r"\Bin\exdbdata.dll", "LightNeuron artefact"),
         ("audit-native-pinvoke", "high", "Connection Filtering Agent", "impersonates a built-in agent")])
@@ -127,7 +127,7 @@ def test_lightneuron_agent_in_bin(tmp_path: Path) -> None:
                 known_hash="LightNeuron Transport Agent (ESET)", yara=["LightNeuron_TransportAgent_Names"],
                 signer="Microsoft Corporation", valid=False)
     result = run(top)
-    assert got(result) == sorted(SHIPPED + [
+    assert got(result) == sorted([*SHIPPED,
         ("audit-bad-signature", "high", "Security Interop Agent", "LightNeuron (known hash)"),
         ("audit-builtin-impersonation", "critical", "Security Interop Agent", "LightNeuron (known hash)"),
         ("audit-lightneuron-file", "high", dll, "LightNeuron artefact"),
@@ -146,7 +146,7 @@ def test_dll_content(tmp_path: Path, facts: dict[str, Any], expected: tuple[str,
     top = server(tmp_path, [{"name": "Contoso", "factory": "Contoso.F", "path": path}])
     placeholder(windows_to_local(top / "C", path), signer="Contoso Ltd", issuer="Contoso CA", **facts)
     check_id, severity, verdict = expected
-    assert got(run(top)) == sorted(SHIPPED + [
+    assert got(run(top)) == sorted([*SHIPPED,
         (check_id, severity, "Contoso", verdict),
         ("audit-outside-exchange", "low", "Contoso", verdict),
         ("audit-third-party-signed", "low", "Contoso", verdict)])
@@ -165,7 +165,7 @@ def test_relative_path_missing_dll_unc_and_disabled(tmp_path: Path) -> None:
     placeholder(top / "C" / V15_REL / "TransportRoles" / "agents" / "W" / "w.dll", {"W.F": [SMTP_FACTORY_BASE]},
                 signer="W Ltd")
     result = run(top)
-    assert got(result) == sorted(SHIPPED + [
+    assert got(result) == sorted([*SHIPPED,
         ("audit-relative-path", "low", "Rel", "unknown third party, signed"),
         ("audit-third-party-signed", "low", "Rel", "unknown third party, signed"),
         ("audit-dll-missing", "medium", "Gone", "DLL missing"),
@@ -205,7 +205,8 @@ def test_duplicate_names(tmp_path: Path) -> None:
 
 SYMANTEC = {"name": "SMSMSERoutingAgent",
             "factory": "Symantec.MailSecurity.Server.TransportAgent.SMSMSERoutingAgentFactory",
-            "path": r"E:\Program Files (x86)\Symantec\SMSMSE\7.5\Server\Symantec.MailSecurity.Server.TransportAgent.dll"}
+            "path": r"E:\Program Files (x86)\Symantec\SMSMSE\7.5\Server"
+                    r"\Symantec.MailSecurity.Server.TransportAgent.dll"}
 
 
 def test_known_vendor(tmp_path: Path) -> None:
@@ -213,7 +214,7 @@ def test_known_vendor(tmp_path: Path) -> None:
     placeholder(windows_to_local(top / "E", SYMANTEC["path"]), {SYMANTEC["factory"]: [SMTP_FACTORY_BASE]},
                 signer="Symantec Corporation", issuer="Symantec Class 3 SHA256 Code Signing CA")
     result = run(top)
-    assert got(result) == sorted(SHIPPED + [
+    assert got(result) == sorted([*SHIPPED,
         ("audit-known-vendor", "informational", "SMSMSERoutingAgent", "known vendor")])
     vendor = next(f for f in result.findings if f["rule_id"] == "audit-known-vendor")
     assert vendor["Evidence"][0].startswith("matches known-vendors entry symantec-smsmse-routing-agent: Symantec")
@@ -225,7 +226,7 @@ def test_list_problems(tmp_path: Path) -> None:
     (shared / "fetagents.config").write_text('<!DOCTYPE x [<!ENTITY a "b">]><configuration>&a;</configuration>')
     (shared / "agents.config.old").write_text("<configuration><mexRuntime>")
     result = run(top)
-    assert got(result) == sorted(SHIPPED + [
+    assert got(result) == sorted([*SHIPPED,
         ("audit-list-hostile", "high", f"C/{V15_REL}/TransportRoles/Shared/fetagents.config", "hostile list"),
         ("audit-list-malformed", "medium", f"C/{V15_REL}/TransportRoles/Shared/agents.config.old",
          "malformed list")])
@@ -271,7 +272,7 @@ def test_look_around(tmp_path: Path) -> None:
     for name in ("msg7785421.eml", "msg7785999", "report.eml", "notes.txt"):
         (pickup / name).write_text("From: a@b\r\n\r\nx")
     result = run(top)
-    assert got(result) == sorted(SHIPPED + [
+    assert got(result) == sorted([*SHIPPED,
         ("audit-lightneuron-file", "high", r"C:\Windows\ServiceProfiles\NetworkService\AppData\Local\Temp\winmail.dat",
          "LightNeuron artefact"),
         ("audit-lightneuron-file", "high", r"C:\Windows\System32\msinp.ps1", "LightNeuron artefact"),
@@ -318,7 +319,7 @@ def test_a_list_inside_a_collection_finds_its_drives(tmp_path: Path) -> None:
     placeholder(top / "C" / "Windows" / "Temp" / "x.dll", {"X.F": [SMTP_FACTORY_BASE]})
     result = run(top / "C" / V15_REL / "TransportRoles" / "Shared" / "agents.config")
     assert result.device == "EXCH01"
-    assert got(result) == sorted(SHIPPED + [
+    assert got(result) == sorted([*SHIPPED,
         ("audit-suspicious-location", "high", "X", "DLL in a suspicious folder"),
         ("audit-third-party-unsigned", "medium", "X", "DLL in a suspicious folder")])
     assert result.findings[0]["source_file"] == LIST

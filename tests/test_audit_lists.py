@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_layout import FIRST_AGENT_LINE, V15, agents_config, builtin_agent
 
+from audit_layout import FIRST_AGENT_LINE, V15, agents_config, builtin_agent
 from exhunt.audit import agentlists
 from exhunt.audit.agentlists import AgentList, diff, read_list
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from audit_layout import HUB_DEFAULT, V15, V15_REL, agents_config, builtin_agent, windows_to_local
 from conftest import run_cli
-
 from exhunt.audit import authenticode
 
 
@@ -117,13 +117,14 @@ def test_default_install_with_real_dlls_and_baseline(tmp_path: Path, trusting: A
     put(b.signed_standin_ms, c, V15 + r"\Bin\ExSetup.exe")
     base = tmp_path / "baseline.json"
     code, out, err = run_cli(["audit", str(top), "-f", "json", "--flat", "--save-baseline", str(base)])
+    assert code == 0, err
     rows = json.loads(out)
     # The stand-in DLL defines none of the built-in factories: that much the metadata says.
     assert sorted((r["AgentName"], r["rule_id"]) for r in rows) == [
         ("Malware Agent", "audit-builtin-agent"), ("Malware Agent", "audit-factory-missing"),
         ("Transport Rule Agent", "audit-builtin-agent"), ("Transport Rule Agent", "audit-factory-missing")]
     put(b.signed_valid, c, agents[1]["path"])
-    code, out, err = run_cli(["audit", str(top), "-f", "json", "--flat", "--baseline", str(base)])
+    _, out, _ = run_cli(["audit", str(top), "-f", "json", "--flat", "--baseline", str(base)])
     rows = json.loads(out)
     assert sorted((r["AgentName"], r["rule_id"]) for r in rows if r["AgentName"] == "Malware Agent") == [
         ("Malware Agent", "audit-baseline-dll-changed"), ("Malware Agent", "audit-builtin-impersonation"),
