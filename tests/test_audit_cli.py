@@ -287,3 +287,33 @@ def test_bad_baseline(tmp_path: Path, text: str, message: str) -> None:
     base.write_text(text)
     code, out, err = run_cli(["audit", str(kape(tmp_path)), "--baseline", str(base)])
     assert (code, out) == (2, "") and message in " ".join(err.split())
+
+
+def test_a_file_that_is_no_list(tmp_path: Path) -> None:
+    import zipfile
+
+    archive = tmp_path / "Collection-EXCH01.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("uploads.json", "[]")
+    code, out, err = run_cli(["audit", str(archive)])
+    assert (code, out) == (2, "") and "an archive; extract the collection and give its folder" in " ".join(err.split())
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n")
+    code, out, err = run_cli(["audit", str(notes)])
+    assert (code, out) == (2, "") and "not a Get-TransportAgent | Format-List output" in " ".join(err.split())
+
+
+def test_a_list_linked_out_of_the_collection_is_not_read(tmp_path: Path) -> None:
+    import os
+
+    top = kape(tmp_path)
+    secret = tmp_path / "secret.config"
+    secret.write_text(agents_config([EVIL]))
+    fet = top / "C" / V15_REL / "TransportRoles" / "Shared" / "fetagents.config"
+    fet.unlink()
+    os.symlink(secret, fet)
+    code, rows, _ = findings([str(top)])
+    assert code == 0
+    refused = [(r["rule_id"], r["Evidence"][0]) for r in rows if r["rule_id"].startswith("audit-list")]
+    assert refused == [("audit-list-refused", "a link leading out of the collection: not followed")]
+    assert "Mail Archiver" not in [r["AgentName"] for r in rows]

@@ -19,10 +19,12 @@ folders, entries per folder) so that a crafted tree cannot hang the audit.
 
 from __future__ import annotations
 
+import itertools
 import ntpath
 import os
 import re
 import stat
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,7 +303,7 @@ class Collection:
             at, depth = stack.pop()
             try:
                 with os.scandir(at) as it:
-                    entries = sorted(it, key=lambda e: e.name)[:MAX_DIR_ENTRIES]
+                    entries = sorted(itertools.islice(it, MAX_DIR_ENTRIES), key=lambda e: e.name)
             except OSError:
                 continue
             subdirs = []
@@ -327,12 +329,18 @@ class Collection:
 
 # -- recognising the layout --------------------------------------------------------------------
 
+def _children(folder: Path, limit: int = MAX_DIR_ENTRIES) -> list[Path]:
+    """A folder's entries (at most `limit`, read no further), sorted by name; [] when unreadable."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted((Path(e.path) for e in itertools.islice(it, limit)), key=lambda p: p.name)
+    except OSError:
+        return []
+
+
 def _drive_folders(folder: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
-    try:
-        children = sorted(folder.iterdir(), key=lambda p: p.name)[:MAX_DIR_ENTRIES]
-    except OSError:
-        return found
+    children = _children(folder)
     for child in children:
         letter = drive_letter(child.name)
         if letter and child.is_dir() and not child.is_symlink():
@@ -355,12 +363,8 @@ def _velociraptor_drives(folder: Path) -> dict[str, list[Path]]:
 
 
 def _single_drive(folder: Path) -> bool:
-    try:
-        names = {fold(p.name) for p in folder.iterdir() if p.is_dir()}
-    except OSError:
-        return False
-    return bool(names & {"program files", "program files (x86)", "windows"}) or \
-        bool({"program%20files"} & names)
+    names = {fold(unquote(p.name)) for p in _children(folder) if p.is_dir()}
+    return bool(names & {"program files", "program files (x86)", "windows"})
 
 
 def _live_drives() -> dict[str, list[Path]]:
@@ -459,11 +463,7 @@ def _candidates(path: Path) -> list[Path]:
     for _ in range(2):
         below: list[Path] = []
         for folder in levels[-1]:
-            try:
-                below += sorted((p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()),
-                                key=lambda p: p.name)[:64]
-            except OSError:
-                continue
+            below += [p for p in _children(folder, 4096) if p.is_dir() and not p.is_symlink()][:64]
         levels.append(below[:256])
     return [p for level in levels for p in level]
 
@@ -577,10 +577,10 @@ def find_installs(coll: Collection) -> list[Install]:
 
 def _walk_dirs(coll: Collection, base: Path, letter: str) -> Iterator[Path]:
     """Exchange roots under a drive, breadth first, bounded; an install's own tree is not entered."""
-    queue: list[tuple[Path, int]] = [(base, 0)]
+    queue: deque[tuple[Path, int]] = deque([(base, 0)])
     visited = 0
     while queue:
-        folder, depth = queue.pop(0)
+        folder, depth = queue.popleft()
         visited += 1
         if visited > MAX_WALK_DIRS:
             coll.skip(f"{letter}:", f"search for Exchange installs stopped after {MAX_WALK_DIRS} folders")

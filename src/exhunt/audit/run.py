@@ -118,6 +118,11 @@ def _service(of: str, inst: Install | None, alist: AgentList) -> str:
 
 def _read(coll: Collection, path: Path, role: str, of: str, root: str, inst: Install | None) -> AgentList:
     alist = AgentList(coll.shown(path), coll.windows_of(path), role, of, "", root)
+    why = coll.regular_file(path) if coll.layout != "file" else ""
+    if why:
+        alist.problem = agentlists.ListProblem(agentlists.REFUSED, why)
+        coll.skip(alist.source, why)
+        return alist
     agentlists.read_list(path, alist)
     if alist.form != "xml" and not alist.exchange_root:
         alist.exchange_root = _root_from_agents(alist)
@@ -193,7 +198,10 @@ def audit(path: Path, options: AuditOptions | None = None) -> AuditResult:
         role, of = _role_of(path.name)
         windows = coll.windows_of(Path(path).absolute()) if coll.drives else ""
         root = _root_of_list(windows) if windows else ""
+        _refuse_non_list(path)
         alist = _read(coll, Path(path), "live", of, root, None)
+        if alist.problem is not None and alist.problem.kind == agentlists.NOT_A_LIST:
+            raise UsageError(f"{path}: {alist.problem.message}")
         alist.notes += [f"given as a {role} copy; judged as the list"] if role not in ("live", "saved") else []
         pairs.append((alist, None))
     else:
@@ -247,6 +255,18 @@ def _settle(findings: list[dict[str, Any]]) -> None:
             groups.setdefault((str(f["source_file"]), str(f["source_record"])), []).append(f)
     for members in groups.values():
         settle_verdicts(members)
+
+
+def _refuse_non_list(path: Path) -> None:
+    """An archive given as PATH: say what to do instead of reading it as a list."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if head.startswith((b"PK\x03\x04", b"7z\xbc\xaf", b"\x1f\x8b")):
+        raise UsageError(f"{path}: an archive; extract the collection and give its folder "
+                         "(exhunt audit reads folders, a drive, or one agent list)")
 
 
 def _role_of(name: str) -> tuple[str, str]:
