@@ -281,8 +281,7 @@ def test_look_around(tmp_path: Path) -> None:
         ("audit-unlisted-pe", "medium", V15 + r"\TransportRoles\agents\X\x.dll", "unlisted unsigned PE")])
     pickup_finding = next(f for f in result.findings if f["rule_id"] == "audit-pickup-lingering")
     assert pickup_finding["Evidence"] == [
-        f"3 mail file(s) waiting in {V15}\\TransportRoles\\Pickup, 2 named msg* (LightNeuron names its outgoing "
-        "mail msg<tick count>)",
+        "3 mail file(s) waiting to be sent, 2 named msg* (LightNeuron names its outgoing mail msg<tick count>)",
         f"C/{V15_REL}/TransportRoles/Pickup/msg7785421.eml", f"C/{V15_REL}/TransportRoles/Pickup/msg7785999",
         f"C/{V15_REL}/TransportRoles/Pickup/report.eml"]
     assert (result.around.pe, result.around.signatures) == (4, 4)

@@ -129,3 +129,21 @@ def test_default_install_with_real_dlls_and_baseline(tmp_path: Path, trusting: A
     assert sorted((r["AgentName"], r["rule_id"]) for r in rows if r["AgentName"] == "Malware Agent") == [
         ("Malware Agent", "audit-baseline-dll-changed"), ("Malware Agent", "audit-builtin-impersonation"),
         ("Malware Agent", "audit-factory-missing")]
+
+
+def test_a_signature_no_trusted_root_vouches_for_is_no_better_than_none(tmp_path: Path, agent_dlls: Any) -> None:
+    from agent_build import ROUTING_FACTORY
+
+    top = tmp_path / "EXCH03"
+    c = top / "C"
+    path = put(agent_dlls.signed_valid, c, r"C:\Program Files\Contoso\Archive\Contoso.Mail.Archive.dll")
+    shared = c / V15_REL / "TransportRoles" / "Shared"
+    shared.mkdir(parents=True)
+    (shared / "agents.config").write_text(agents_config([{"name": "Contoso Archive", "factory": ROUTING_FACTORY,
+                                                          "path": path}]))
+    code, out, err = run_cli(["audit", str(top), "-f", "json", "--flat"])
+    assert code == 0, err
+    (unsigned,) = [r for r in json.loads(out) if r["rule_id"] == "audit-third-party-unsigned"]
+    assert unsigned["Signer"] == "Contoso Mail Tools"
+    assert unsigned["Evidence"][0].startswith("signed as Contoso Mail Tools, but by no publisher a trusted root "
+                                              "vouches for: the certificate chain does not end at a root trusted")

@@ -142,7 +142,7 @@ def _artefacts(ctx: Context, inst: Install, drives_seen: set[str]) -> list[dict[
         hit = ctx.coll.find(winpath)
         if hit.local is None or ctx.coll.regular_file(hit.local):
             continue
-        evidence = [f"{hit.windows}: {art.what}", f"file in the collection: {ctx.coll.shown(hit.local)}"]
+        evidence = [art.what, f"{hit.windows}, file in the collection: {ctx.coll.shown(hit.local)}"]
         sig_text = ""
         signer = ""
         if art.signed_ok:
@@ -257,7 +257,7 @@ def _unlisted_pe(ctx: Context, inst: Install, counts: AroundCounts) -> list[dict
             continue
         sha = sha256_of(path)
         windows = ctx.coll.windows_of(path)
-        evidence = [f"{windows or ctx.coll.shown(path)}: a PE file no agent list references",
+        evidence = ["a PE file no agent list references, in Exchange's folders",
                     signature_line(sig), f"{st.st_size} bytes" + (f", SHA-256 {sha}" if sha else ""),
                     f"file in the collection: {ctx.coll.shown(path)}"]
         out.append(finding(ctx, "audit-unlisted-pe", evidence, _fields(ctx, path, sha, sig.signer if sig.present
@@ -293,7 +293,7 @@ def _pickup(ctx: Context, inst: Install) -> list[dict[str, Any]]:
         if not mail:
             continue
         msg = [f for f in mail if fold(f.name).startswith("msg")]
-        evidence = [f"{len(mail)} mail file(s) waiting in {inst.root}\\TransportRoles\\Pickup"
+        evidence = [f"{len(mail)} mail file(s) waiting to be sent"
                     + (f", {len(msg)} named msg* (LightNeuron names its outgoing mail msg<tick count>)" if msg else "")]
         evidence += [f"{ctx.coll.shown(f)}" for f in mail[:MAX_NAMED]]
         if len(mail) > MAX_NAMED:

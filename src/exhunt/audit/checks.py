@@ -38,12 +38,13 @@ CHECKS: tuple[Check, ...] = (
           "Name, factory and path match an entry of exhunt's known-vendors file (the product's agent where "
           "its installer puts it). `--known-vendors` suppresses these."),
     Check("audit-third-party-signed", "Third-party transport agent (signed)", "low", "unknown third party, signed",
-          "An agent exhunt does not know, whose DLL carries a valid Authenticode signature by a publisher "
-          "other than Microsoft. Confirm the product with its owner, then tune it."),
-    Check("audit-third-party-unsigned", "Third-party transport agent (unsigned)", "medium",
+          "An agent exhunt does not know, whose DLL carries a valid Authenticode signature, trusted, by a "
+          "publisher other than Microsoft. Confirm the product with its owner, then tune it."),
+    Check("audit-third-party-unsigned", "Third-party transport agent (unsigned or untrusted)", "medium",
           "unknown third party, unsigned",
-          "An agent exhunt does not know, whose DLL has no Authenticode signature. Vendors sign their "
-          "agents; an unsigned one is home-made, a sample, or an intruder's."),
+          "An agent exhunt does not know, whose DLL has no Authenticode signature, or one no trusted root "
+          "vouches for (anyone can make a certificate in any name). Vendors sign their agents; an unsigned "
+          "one is home-made, a sample, or an intruder's."),
     Check("audit-bad-signature", "Transport agent DLL with an invalid signature", "high", "signature does not verify",
           "The DLL carries an Authenticode signature that does not verify (altered after signing, or a "
           "broken chain): the file is not what its signer shipped."),

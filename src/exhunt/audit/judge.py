@@ -302,6 +302,9 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
         if vendor:
             shipped_elsewhere = True
             emit("audit-known-vendor", vendor)
+        elif sig is not None and sig.present and sig.valid and not getattr(sig, "trusted", True):
+            emit("audit-third-party-unsigned", f"signed as {sig.signer or '(no subject)'}, but by no publisher "
+                                               f"a trusted root vouches for: {sig.reason or 'untrusted chain'}")
         elif sig is not None and sig.present and sig.valid:
             emit("audit-third-party-signed", f"signed by {sig.signer or '(no subject)'}"
                  + (" (Microsoft, outside the Exchange install)" if microsoft else ", not Microsoft"))
