@@ -263,7 +263,7 @@ def test_baseline_save_and_compare(tmp_path: Path) -> None:
                      ("audit-baseline-reordered", "Mail Archiver"), ("audit-baseline-reordered", "Malware Agent"),
                      ("audit-baseline-repointed", "Mail Archiver")]
     repointed = next(r for r in rows if r["rule_id"] == "audit-baseline-repointed")
-    assert repointed["Evidence"][2] == r"assemblyPath 'C:\\Windows\\Temp\\arch.dll' -> 'C:\\Windows\\Temp\\arch2.dll'"
+    assert repointed["Evidence"][2] == r"assemblyPath 'C:\Windows\Temp\arch.dll' -> 'C:\Windows\Temp\arch2.dll'"
 
     # Only the DLL replaced in place: the one change is its hash.
     (top / "C" / V15_REL / "TransportRoles" / "Shared" / "agents.config").write_text(agents_config(

@@ -245,8 +245,8 @@ def test_template_and_old_copies_are_diffed(tmp_path: Path) -> None:
                    if f["rule_id"] == "audit-list-differs")
     old = f"C/{V15_REL}/TransportRoles/Shared/agents.config.old"
     assert diffs == [
-        ("Journaling Agent", "removed", f"'Journaling Agent' is in old copy {old} ({old}:{FIRST_AGENT_LINE + 2}) but "
-                                        "not in the live list", "differs from a copy"),
+        ("Journaling Agent", "removed", f"'Journaling Agent' is in old copy {old}:{FIRST_AGENT_LINE + 2} but not "
+                                        "in the live list", "differs from a copy"),
         ("Mail Archiver", "added", f"'Mail Archiver' is in the live list but not in old copy {old}",
          "unknown third party, signed"),
         ("Malware Agent", "changed", f"'Malware Agent' differs from old copy {old}: enabled false -> true",

@@ -242,7 +242,7 @@ def test_diff_against_a_copy(tmp_path: Path) -> None:
     got = diff(_read(live), _read(template, "template"))
     assert [(d.kind, d.name, d.changes) for d in got] == [
         ("changed", "Malware Agent", [
-            f"assemblyPath {builtin_agent('Malware Agent')['path']!r} -> 'C:\\\\Windows\\\\Temp\\\\m.dll'",
+            f"assemblyPath '{builtin_agent('Malware Agent')['path']}' -> 'C:\\Windows\\Temp\\m.dll'",
             "position among shared agents 2 -> 1"]),
         ("changed", "Transport Rule Agent", ["enabled true -> false", "position among shared agents 1 -> 2"]),
         ("added", "Mail Archiver", []),

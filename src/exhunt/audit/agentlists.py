@@ -27,7 +27,7 @@ from typing import Any
 import defusedxml
 import defusedxml.sax
 
-from exhunt.audit.model import Agent
+from exhunt.audit.model import Agent, q
 
 #: The largest agent list read (Exchange's own are a few kilobytes).
 MAX_LIST_BYTES = 8 << 20
@@ -391,11 +391,11 @@ def diff(live: AgentList, copy: AgentList) -> list[Difference]:
             continue
         changes = []
         if agent.assembly_path.strip().casefold() != other.assembly_path.strip().casefold():
-            changes.append(f"assemblyPath {other.assembly_path!r} -> {agent.assembly_path!r}")
+            changes.append(f"assemblyPath {q(other.assembly_path)} -> {q(agent.assembly_path)}")
         if agent.factory.strip() != other.factory.strip():
-            changes.append(f"classFactory {other.factory!r} -> {agent.factory!r}")
+            changes.append(f"classFactory {q(other.factory)} -> {q(agent.factory)}")
         if agent.base_type.strip() != other.base_type.strip() and agent.base_type and other.base_type:
-            changes.append(f"baseType {other.base_type!r} -> {agent.base_type!r}")
+            changes.append(f"baseType {q(other.base_type)} -> {q(agent.base_type)}")
         if agent.enabled != other.enabled:
             changes.append(f"enabled {_shown_bool(other.enabled)} -> {_shown_bool(agent.enabled)}")
         if common_live != common_copy and common_live.index(key) != common_copy.index(key):

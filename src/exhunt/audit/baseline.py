@@ -18,7 +18,7 @@ from typing import Any
 
 from exhunt.audit.agentlists import AgentList
 from exhunt.audit.judge import Context, agent_fields, finding, source_of
-from exhunt.audit.model import Agent
+from exhunt.audit.model import Agent, q
 from exhunt.errors import UsageError
 
 FORMAT = "exhunt-audit-baseline"
@@ -161,36 +161,36 @@ def _compare_list(ctx: Context, alist: AgentList | None, blist: BaseList | None,
         where = f"registered at {agent.source}"
         b = theirs.get(key)
         if b is None:
-            why = [f"{agent.name!r} is not {known}" + ("" if blist is not None else
+            why = [f"{q(agent.name)} is not {known}" + ("" if blist is not None else
                                                         f" (the baseline has no list {alist.windows or alist.source})"
                                                         if alist is not None else ""), where,
-                   f"factory {agent.factory!r}, assemblyPath {agent.assembly_path!r}"]
+                   f"factory {q(agent.factory)}, assemblyPath {q(agent.assembly_path)}"]
             emit("audit-baseline-added", agent, why, source_of(agent))
             continue
         repointed = _fold(agent.assembly_path) != _fold(b.assembly_path) or agent.factory.strip() != b.factory.strip()
         if repointed:
-            why = [f"{agent.name!r} changed since the baseline", where]
+            why = [f"{q(agent.name)} changed since the baseline", where]
             if _fold(agent.assembly_path) != _fold(b.assembly_path):
-                why.append(f"assemblyPath {b.assembly_path!r} -> {agent.assembly_path!r}")
+                why.append(f"assemblyPath {q(b.assembly_path)} -> {q(agent.assembly_path)}")
             if agent.factory.strip() != b.factory.strip():
-                why.append(f"factory {b.factory!r} -> {agent.factory!r}")
+                why.append(f"factory {q(b.factory)} -> {q(agent.factory)}")
             emit("audit-baseline-repointed", agent, why, source_of(agent))
         if agent.enabled is True and b.enabled is not True:
-            emit("audit-baseline-reenabled", agent, [f"{agent.name!r} was disabled {known}, enabled now", where],
+            emit("audit-baseline-reenabled", agent, [f"{q(agent.name)} was disabled {known}, enabled now", where],
                  source_of(agent))
         elif agent.enabled is False and b.enabled is True:
-            emit("audit-baseline-disabled", agent, [f"{agent.name!r} was enabled {known}, disabled now", where],
+            emit("audit-baseline-disabled", agent, [f"{q(agent.name)} was enabled {known}, disabled now", where],
                  source_of(agent))
         if shared_now != shared_then and shared_now.index(key) != shared_then.index(key):
             emit("audit-baseline-reordered", agent,
-                 [f"{agent.name!r} was number {shared_then.index(key) + 1} among the agents both have, "
+                 [f"{q(agent.name)} was number {shared_then.index(key) + 1} among the agents both have, "
                   f"now number {shared_now.index(key) + 1}",
                   "baseline order: " + ", ".join(theirs[k].name for k in shared_then),
                   "order now: " + ", ".join(ours[k].name for k in shared_now), where], source_of(agent))
         sha = hashes.get(agent.source, "")
         if sha and b.sha256 and sha.lower() != b.sha256.lower() and not repointed:
             emit("audit-baseline-dll-changed", agent,
-                 [f"{agent.name!r}'s DLL changed: SHA-256 {b.sha256} {known}, {sha} now", where], source_of(agent))
+                 [f"{q(agent.name)}'s DLL changed: SHA-256 {b.sha256} {known}, {sha} now", where], source_of(agent))
     for key, b in theirs.items():
         if key in ours:
             continue
@@ -198,8 +198,8 @@ def _compare_list(ctx: Context, alist: AgentList | None, blist: BaseList | None,
         if gone is None:
             continue
         shown = alist.source if alist is not None else (blist.shown if blist is not None else "")
-        why = [f"{b.name!r} is {known} but no longer registered"
+        why = [f"{q(b.name)} is {known} but no longer registered"
                + ("" if alist is not None else f" (the list {blist.shown if blist else ''} is gone)"),
-               f"factory {b.factory!r}, assemblyPath {b.assembly_path!r}"]
+               f"factory {q(b.factory)}, assemblyPath {q(b.assembly_path)}"]
         emit("audit-baseline-removed", gone, why, (shown, ""))
     return out

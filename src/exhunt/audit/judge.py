@@ -24,7 +24,7 @@ from exhunt import tuning
 from exhunt.audit import builtins
 from exhunt.audit.checks import BY_ID, check
 from exhunt.audit.collection import Collection, Found, find_assembly
-from exhunt.audit.model import Agent
+from exhunt.audit.model import Agent, q
 from exhunt.incidents import host_key, severity_rank
 
 
@@ -189,10 +189,10 @@ def describe(agent: Agent, found: Found, facts: FactsLike | None, shown_local: s
     """What is known about the agent and its file, as evidence lines."""
     enabled = "enabled" if agent.enabled else "disabled" if agent.enabled is False else \
         "enabled attribute missing or not true/false"
-    lines = [f"registered at {agent.source} as {agent.name!r} ({agent.service or 'service unknown'}, "
+    lines = [f"registered at {agent.source} as {q(agent.name)} ({agent.service or 'service unknown'}, "
              f"priority {agent.order + 1}, {enabled})",
-             f"factory {agent.factory!r}" + (f", baseType {agent.base_type!r}" if agent.base_type else ""),
-             f"assemblyPath {agent.assembly_path!r}" + (f" -> {found.windows}" if found.windows and
+             f"factory {q(agent.factory)}" + (f", baseType {q(agent.base_type)}" if agent.base_type else ""),
+             f"assemblyPath {q(agent.assembly_path)}" + (f" -> {found.windows}" if found.windows and
                                                          _fold(found.windows) != _fold(agent.assembly_path) else "")]
     lines += found.notes
     if found.local is not None:
@@ -203,7 +203,7 @@ def describe(agent: Agent, found: Found, facts: FactsLike | None, shown_local: s
         lines.append(f"SHA-256 {facts.sha256}, {facts.size} bytes")
         lines.append(signature_line(facts.signature))
         if facts.is_dotnet:
-            lines.append(f".NET assembly {facts.assembly_name!r}")
+            lines.append(f".NET assembly {q(facts.assembly_name)}")
         if facts.known_hash:
             lines.append(f"hash known as: {facts.known_hash}")
         lines += [f"could not read: {e}" for e in facts.errors]
@@ -219,7 +219,7 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
         unreadable = ctx.coll.regular_file(found.local)
         if unreadable:
             found.problem = f"{ctx.coll.shown(found.local)}: {unreadable}"
-            ctx.coll.skip(ctx.coll.shown(found.local), f"DLL of agent {agent.name!r} not read: {unreadable}")
+            ctx.coll.skip(ctx.coll.shown(found.local), f"DLL of agent {q(agent.name)} not read: {unreadable}")
         else:
             ctx.referenced.add(str(found.local).casefold())
             facts = ctx.facts(found.local, agent.factory or None)
@@ -249,9 +249,9 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
 
     # -- how the path is written ------------------------------------------------------------
     if found.unc:
-        emit("audit-unc-path", f"assemblyPath {agent.assembly_path!r} is a network share: never followed")
+        emit("audit-unc-path", f"assemblyPath {q(agent.assembly_path)} is a network share: never followed")
     elif found.relative or "%" in agent.assembly_path or "$env:" in agent.assembly_path.lower():
-        emit("audit-relative-path", f"assemblyPath {agent.assembly_path!r} is not a full path")
+        emit("audit-relative-path", f"assemblyPath {q(agent.assembly_path)} is not a full path")
 
     # -- the file ----------------------------------------------------------------------------
     if facts is None and not found.unc:
@@ -274,7 +274,7 @@ def judge_agent(ctx: Context, agent: Agent) -> list[dict[str, Any]]:
         elif not facts.is_dotnet:
             emit("audit-not-dotnet", "a native PE without .NET metadata: not loadable as an agent")
         elif agent.factory and not facts.factory_found:
-            emit("audit-factory-missing", f"no type {agent.factory!r} is defined in {facts.assembly_name or 'it'}")
+            emit("audit-factory-missing", f"no type {q(agent.factory)} is defined in {facts.assembly_name or 'it'}")
         elif agent.factory and not facts.derives_from_agent_factory:
             chain = " <- ".join(facts.factory_bases) or "(no base type recorded)"
             emit("audit-not-agent-factory", f"{agent.factory} derives from {chain}, no Exchange agent factory")
@@ -344,7 +344,7 @@ def _claims(agent: Agent, windows: str, root: str) -> tuple[list[str], list[str]
     claims: list[str] = []
     mismatch: list[str] = []
     if by_name is not None:
-        claims.append(f"the name {agent.name!r} is that of Exchange's built-in {by_name.name}")
+        claims.append(f"the name {q(agent.name)} is that of Exchange's built-in {by_name.name}")
     if by_factory is not None and by_factory is not by_name:
         claims.append(f"the factory is that of Exchange's built-in {by_factory.name}")
     if windows and builtins.is_builtin_path(windows, root):
@@ -352,8 +352,9 @@ def _claims(agent: Agent, windows: str, root: str) -> tuple[list[str], list[str]
     for value in (agent.name, file_name, agent.factory):
         what = LIGHTNEURON_NAMES.get(_fold(value))
         if what:
-            claims.append(f"LightNeuron's {what} {value!r}")
-            mismatch.append(f"no Exchange agent is called {value!r}: LightNeuron's disguise")
+            claims.append(f"LightNeuron's {what} {q(value)}")
+    if any(c.startswith("LightNeuron's") for c in claims):
+        mismatch.append("Exchange ships no agent by LightNeuron's names: they are its disguise")
     if not claims and (agent.factory.startswith("Microsoft.Exchange.") or
                        _fold(file_name).startswith("microsoft.exchange.")):
         claims.append("it uses Microsoft.Exchange names (factory or file name)")

@@ -18,3 +18,8 @@ class Agent:
     service: str  # "Hub" (agents.config), "FrontEnd" (fetagents.config), "Edge", or "" unknown
     source: str  # the file it was read from (collection-relative) and its line: "C/.../agents.config:12"
     exchange_root: str  # the Windows path of the Exchange install this list belongs to ("" unknown)
+
+
+def q(text: object) -> str:
+    """A value quoted in evidence: 'C:\\Temp\\a.dll' (as written, backslashes single)."""
+    return f"'{text}'"

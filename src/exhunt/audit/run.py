@@ -18,6 +18,7 @@ from exhunt.audit import agentlists, around, baseline
 from exhunt.audit.agentlists import AgentList
 from exhunt.audit.collection import Collection, Install, find_installs, fold, open_collection
 from exhunt.audit.judge import Context, FactsOf, SignatureOf, finding, judge_agent, settle_verdicts, source_of
+from exhunt.audit.model import q
 from exhunt.audit.server import server_name
 from exhunt.errors import UsageError
 
@@ -153,7 +154,7 @@ def list_findings(ctx: Context, alist: AgentList) -> list[dict[str, Any]]:
         if key in seen:
             f = dict(fields, AgentName=agent.name, AssemblyPath=agent.assembly_path, FactoryType=agent.factory)
             out.append(finding(ctx, "audit-duplicate-agent",
-                               [f"{agent.name!r} at {agent.source} is also registered at {seen[key]}", where],
+                               [f"{q(agent.name)} at {agent.source} is also registered at {seen[key]}", where],
                                f, source_of(agent), [fold(alist.windows or alist.source), key]))
         else:
             seen[key] = agent.source
@@ -166,12 +167,12 @@ def diff_findings(ctx: Context, live: AgentList, copy: AgentList) -> list[dict[s
         agent = d.live or d.copy
         assert agent is not None
         if d.kind == "added":
-            why = f"{d.name!r} is in the live list but not in {copy.role} copy {copy.source}"
+            why = f"{q(d.name)} is in the live list but not in {copy.role} copy {copy.source}"
         elif d.kind == "removed":
-            why = f"{d.name!r} is in {copy.role} copy {copy.source} ({copy.agents and d.copy and d.copy.source}) " \
+            why = f"{q(d.name)} is in {copy.role} copy {d.copy.source if d.copy else copy.source} " \
                   "but not in the live list"
         else:
-            why = f"{d.name!r} differs from {copy.role} copy {copy.source}: " + "; ".join(d.changes)
+            why = f"{q(d.name)} differs from {copy.role} copy {copy.source}: " + "; ".join(d.changes)
         fields = {"AgentName": agent.name, "TransportService": live.service, "AssemblyPath": agent.assembly_path,
                   "FactoryType": agent.factory, "ListRole": copy.role, "ExchangeRoot": live.exchange_root,
                   "Difference": d.kind}
