@@ -106,7 +106,6 @@ def test_builtin_name_with_a_foreign_path(tmp_path: Path) -> None:
     result = run(top)
     assert got(result) == sorted([*SHIPPED,
         ("audit-builtin-impersonation", "critical", "Connection Filtering Agent", "impersonates a built-in agent"),
-        ("audit-lightneuron-file", "high", V15 + r"\Bin\exdbdata.dll", "LightNeuron artefact"),
         ("audit-native-pinvoke", "high", "Connection Filtering Agent", "impersonates a built-in agent")])
     crit = next(f for f in result.findings if f["rule_id"] == "audit-builtin-impersonation")
     assert crit["Evidence"][:3] == [
@@ -130,7 +129,6 @@ def test_lightneuron_agent_in_bin(tmp_path: Path) -> None:
     assert got(result) == sorted([*SHIPPED,
         ("audit-bad-signature", "high", "Security Interop Agent", "LightNeuron (known hash)"),
         ("audit-builtin-impersonation", "critical", "Security Interop Agent", "LightNeuron (known hash)"),
-        ("audit-lightneuron-file", "high", dll, "LightNeuron artefact"),
         ("audit-lightneuron-hash", "critical", "Security Interop Agent", "LightNeuron (known hash)"),
         ("audit-yara-match", "high", "Security Interop Agent", "LightNeuron (known hash)")])
 
@@ -258,6 +256,8 @@ def test_look_around(tmp_path: Path) -> None:
     c = top / "C"
     placeholder(c / V15_REL / "Bin" / "helper.dll", dotnet=False)  # unsigned, unlisted
     placeholder(c / V15_REL / "Bin" / "Microsoft.Exchange.Foo.dll", dotnet=True, **MS)  # Microsoft-signed: fine
+    placeholder(c / V15_REL / "Bin" / "exrwdb.dll", dotnet=False)  # LightNeuron's companion name, no agent uses it
+    placeholder(c / V15_REL / "Bin" / "exdbdata.dll", dotnet=False, **MS)  # that name, but Microsoft's
     placeholder(c / V15_REL / "TransportRoles" / "agents" / "X" / "x.dll", signer="X Ltd")  # signed, not Microsoft
     (c / V15_REL / "TransportRoles" / "Logs").mkdir(parents=True)
     (c / V15_REL / "TransportRoles" / "Logs" / "log.dll").write_bytes(b"MZ")  # data folders are not searched
@@ -276,7 +276,9 @@ def test_look_around(tmp_path: Path) -> None:
         ("audit-lightneuron-file", "high", r"C:\Windows\ServiceProfiles\NetworkService\AppData\Local\Temp\winmail.dat",
          "LightNeuron artefact"),
         ("audit-lightneuron-file", "high", r"C:\Windows\System32\msinp.ps1", "LightNeuron artefact"),
+        ("audit-lightneuron-file", "high", V15 + r"\Bin\exrwdb.dll", "LightNeuron artefact"),
         ("audit-pickup-lingering", "medium", V15 + r"\TransportRoles\Pickup", "mail in Pickup"),
+        ("audit-unlisted-pe", "medium", V15 + r"\Bin\exrwdb.dll", "unlisted unsigned PE"),
         ("audit-unlisted-pe", "medium", V15 + r"\Bin\helper.dll", "unlisted unsigned PE"),
         ("audit-unlisted-pe", "medium", V15 + r"\TransportRoles\agents\X\x.dll", "unlisted unsigned PE")])
     pickup_finding = next(f for f in result.findings if f["rule_id"] == "audit-pickup-lingering")
@@ -284,7 +286,7 @@ def test_look_around(tmp_path: Path) -> None:
         "3 mail file(s) waiting to be sent, 2 named msg* (LightNeuron names its outgoing mail msg<tick count>)",
         f"C/{V15_REL}/TransportRoles/Pickup/msg7785421.eml", f"C/{V15_REL}/TransportRoles/Pickup/msg7785999",
         f"C/{V15_REL}/TransportRoles/Pickup/report.eml"]
-    assert (result.around.pe, result.around.signatures) == (4, 4)
+    assert (result.around.pe, result.around.signatures) == (6, 6)
 
 
 def test_look_around_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,6 +142,8 @@ def _artefacts(ctx: Context, inst: Install, drives_seen: set[str]) -> list[dict[
         hit = ctx.coll.find(winpath)
         if hit.local is None or ctx.coll.regular_file(hit.local):
             continue
+        if str(hit.local).casefold() in ctx.referenced:
+            continue  # an agent's DLL or its P/Invoke target: that agent's findings say it
         evidence = [art.what, f"{hit.windows}, file in the collection: {ctx.coll.shown(hit.local)}"]
         sig_text = ""
         signer = ""
