@@ -38,15 +38,15 @@ def _local(drive: Path, winpath: str) -> Path:
     return drive.joinpath(*winpath[3:].split("\\"))
 
 
-def layout(folder: Path, bin_files: int) -> tuple[Path, object | None]:
-    """The collection (and the built DLLs, None when the tools are missing)."""
+def layout(folder: Path, bin_files: int, real: bool = True) -> tuple[Path, object | None]:
+    """The collection (and the built DLLs, None when the tools are missing or `real` is off)."""
     from audit_layout import HUB_DEFAULT, agents_config, builtin_agent
 
     built = None
     try:
         import agent_build
 
-        if not agent_build.missing_tools():
+        if real and not agent_build.missing_tools():
             built = agent_build.build(folder / "dlls")
     except ImportError:
         pass
