@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from conftest import REPO
-
 from exhunt.audit.run import AuditOptions, audit
 
 
