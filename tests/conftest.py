@@ -37,3 +37,15 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
     """Run exhunt in-process; returns (exit code, stdout, stderr)."""
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="session")
+def agent_dlls(tmp_path_factory: pytest.TempPathFactory):  # -> agent_build.Built
+    """Real agent DLLs (mono-mcs) and signed copies (osslsigncode), built once per session;
+    skips with the missing tool's name where they cannot be built (tests/agent_build.py)."""
+    import agent_build
+
+    why = agent_build.missing_tools()
+    if why:
+        pytest.skip(why)
+    return agent_build.build(tmp_path_factory.mktemp("agent-dlls"))

@@ -166,12 +166,15 @@ def write_incident_table(
         console.print(Text(shown(title), style="bold"))
     console.print(Text(f"{len(incidents)} incident(s), {n_evidence} evidence, {n_alerts} alert(s)"))
     header = f"Time ({shown(zone)})" if len(shown(zone)) <= 9 else "Time"
+    # Findings without times (`exhunt audit`) get no empty time column.
+    timed = any(ev.timestamp for inc in incidents for ev in inc.evidence)
     for number, incident in enumerate(incidents, 1):
         console.print()
         _header(console, number, len(incidents), incident, zone)
         table = Table(expand=False, show_lines=False, pad_edge=False, box=None,
-                      caption=None if header.endswith(")") else Text(f"times in {shown(zone)}"))
-        table.add_column(header, no_wrap=True, min_width=16, max_width=16)
+                      caption=None if header.endswith(")") or not timed else Text(f"times in {shown(zone)}"))
+        if timed:
+            table.add_column(header, no_wrap=True, min_width=16, max_width=16)
         table.add_column("Sev", no_wrap=True, max_width=4)
         table.add_column("Found by / what happened", overflow="fold", ratio=1)
         for ev in incident.evidence:
@@ -185,7 +188,8 @@ def write_incident_table(
             ids = " ".join(shown(str(a.get("alert_id") or ""))[:8] for a in ev.alerts if a.get("alert_id"))
             if ids:
                 text.append("\nid " + ids, style="dim")
-            table.add_row(Text(shown(_minute(ev.timestamp or ""))), _label(ev.severity), text)
+            cells = [Text(shown(_minute(ev.timestamp or "")))] if timed else []
+            table.add_row(*cells, _label(ev.severity), text)
         console.print(table)
 
 

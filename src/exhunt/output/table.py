@@ -65,10 +65,12 @@ def write_table(
         return
     # The zone names the column when it fits its 16 characters, else a caption says it.
     header = f"Time ({shown(zone)})" if len(shown(zone)) <= 9 else "Time"
-    caption = None if header.endswith(")") else Text(f"times in {shown(zone)}")
+    timed = any(alert.get("Timestamp") for alert in alerts)  # `exhunt audit`'s findings have no time
+    caption = None if header.endswith(")") or not timed else Text(f"times in {shown(zone)}")
     table = Table(title=Text(shown(title)) if title else None, caption=caption, expand=False,
                   show_lines=False, pad_edge=False, box=None)
-    table.add_column(header, no_wrap=True, min_width=16, max_width=16)
+    if timed:
+        table.add_column(header, no_wrap=True, min_width=16, max_width=16)
     table.add_column("Sev", no_wrap=True, max_width=4)
     table.add_column("Device", overflow="fold", max_width=15)
     table.add_column("Rule / what happened", overflow="fold", ratio=1)
@@ -81,6 +83,7 @@ def write_table(
             short = detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "…"
             text.append("\n" + short)
         label = shown(SEVERITY_LABEL.get(sev, sev[:4].upper()))
-        table.add_row(Text(shown(when)), Text(label, style=SEVERITY_STYLE.get(sev, "")),
+        cells = [Text(shown(when))] if timed else []
+        table.add_row(*cells, Text(label, style=SEVERITY_STYLE.get(sev, "")),
                       Text(shown(short_host(str(alert.get("DeviceName", ""))))), text)
     console.print(table)
