@@ -317,3 +317,20 @@ def test_a_list_linked_out_of_the_collection_is_not_read(tmp_path: Path) -> None
     refused = [(r["rule_id"], r["Evidence"][0]) for r in rows if r["rule_id"].startswith("audit-list")]
     assert refused == [("audit-list-refused", "a link leading out of the collection: not followed")]
     assert "Mail Archiver" not in [r["AgentName"] for r in rows]
+
+
+@pytest.mark.parametrize(("name", "text"), [
+    ("agents.config", '<?xml version="1.0"?>\n<configuration><mexRuntime><agentList><agent name="X" '
+                      'baseType="B" classFactory="A.F" assemblyPath="C:\\Windows\\Temp\\x.dll" enabled="true"/>'
+                      '</agentList></mexRuntime></configuration>\n'),
+    ("saved-agents.txt", "Identity              : X\nEnabled               : True\nPriority              : 1\n"
+                         "TransportAgentFactory : A.F\nAssemblyPath          : C:\\Windows\\Temp\\x.dll\n"),
+])
+def test_detect_on_an_agent_list_points_to_audit(tmp_path: Path, name: str, text: str) -> None:
+    """`detect` reads telemetry, not configuration: given an agent list it fails (exit 2) and says
+    which command reads it, instead of "no alerts"."""
+    listing = tmp_path / name
+    listing.write_text(text, encoding="utf-8")
+    code, out, err = run_cli(["detect", str(listing), "-q"])
+    assert code == 2 and out == ""
+    assert "it is an Exchange agent list: judge its agents with `exhunt audit`" in err

@@ -40,6 +40,16 @@ POOL_MAX_FILE_BYTES = 64 << 20
 Event = tuple[FileReport, str, Batch | Relation]
 
 
+def _agent_list(name: str, head: bytes) -> bool:
+    """An Exchange agent list (agents.config, fetagents.config, their copies) or an admin's saved
+    Get-TransportAgent output: `exhunt audit` reads these, not `detect`."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if base.startswith(("agents.config", "fetagents.config")):
+        return True
+    text = head[:4096].replace(b"\x00", b"").lower()
+    return b"<agentlist>" in text or (b"transportagentfactory" in text and b"assemblypath" in text)
+
+
 def iter_source(
     src: SourceFile, input_format: str | None, table: str | None, reports: list[FileReport],
     direct: bool = True, parse_text: bool = False,
@@ -80,6 +90,8 @@ def iter_source(
     reader = sources.choose(src, head, input_format)
     if reader is None:
         report.error = "not a telemetry format exhunt reads (unknown file type)"
+        if _agent_list(src.display, head):
+            report.error += "; it is an Exchange agent list: judge its agents with `exhunt audit`"
         return
     report.format = reader.name
     src.faults.clear()  # the reader reads from the start again: what it meets is what counts
