@@ -105,7 +105,7 @@ def test_a_100_mb_list_is_refused_without_being_read(tmp_path: Path, monkeypatch
     with open(path, "wb") as fh:  # sparse: 100 MB that take no disk
         fh.truncate(100 << 20)
     opened: list[str] = []
-    monkeypatch.setattr(agentlists, "_open_nonblocking", lambda path: opened.append(str(path)))
+    monkeypatch.setattr(agentlists.readbound, "read_bounded", lambda path, limit: opened.append(str(path)))
     started = time.perf_counter()
     alist = _read(path)
     assert time.perf_counter() - started < 0.5

@@ -27,6 +27,7 @@ from typing import Any
 import defusedxml
 import defusedxml.sax
 
+from exhunt.audit import readbound
 from exhunt.audit.model import Agent, q
 
 #: The largest agent list read (Exchange's own are a few kilobytes).
@@ -67,14 +68,10 @@ class AgentList:
 
 # -- reading bytes -----------------------------------------------------------------------------
 
-def _open_nonblocking(path: Path) -> int:
-    """A descriptor for reading that never waits (a FIFO swapped in after the check)."""
-    return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-
-
 def read_bounded(path: Path, limit: int = MAX_LIST_BYTES) -> tuple[bytes | None, ListProblem | None, int, str]:
     """(data, problem, size, modified): at most `limit` bytes of a regular file. A larger file
-    is refused from its size without being opened; a device, FIFO or folder is refused unread."""
+    is refused from its size without being opened; a device, FIFO or folder is refused unread
+    (the bounded, non-blocking read itself is `readbound.read_bounded`, as for DLLs)."""
     try:
         st = os.stat(path)
     except OSError as exc:
@@ -85,29 +82,10 @@ def read_bounded(path: Path, limit: int = MAX_LIST_BYTES) -> tuple[bytes | None,
     if st.st_size > limit:
         return None, ListProblem(REFUSED, f"{st.st_size} bytes, over the {limit}-byte limit for an agent list: "
                                           "not read (Exchange's own lists are a few kilobytes)"), st.st_size, modified
-    try:
-        fd = _open_nonblocking(path)
-    except OSError as exc:
-        return None, ListProblem(REFUSED, f"cannot read: {exc.strerror or exc}"), st.st_size, modified
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, ListProblem(REFUSED, "not a regular file: not read"), 0, modified
-        chunks: list[bytes] = []
-        left = limit + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-    except OSError as exc:
-        return None, ListProblem(REFUSED, f"cannot read: {exc.strerror or exc}"), st.st_size, modified
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
-    if len(data) > limit:
-        return None, ListProblem(REFUSED, f"grew past the {limit}-byte limit while read: not read"), len(data), modified
-    return data, None, len(data), modified
+    got = readbound.read_bounded(path, limit)
+    if got.data is None:
+        return None, ListProblem(REFUSED, got.error or "cannot read: it is gone"), got.size, modified
+    return got.data, None, len(got.data), modified
 
 
 def decode(data: bytes) -> str:

@@ -211,14 +211,20 @@ class DuckDBBackend:
             return f"table {m.group(1)!r} does not exist (known tables: {', '.join(sorted(tables))})"
         return f"KQL error: {text}"
 
-    def query(self, kql: str, now: datetime | None = None, window: Window | None = None) -> pa.Table:
-        """Run KQL with now() pinned (the wall clock when None), over the rows of `window`."""
+    def _prepared(self, kql: str, now: datetime | None, window: Window | None) -> tuple[Translated, dict[str, Any]]:
+        """The query translated, its parameters with now() pinned (the wall clock when None), and
+        the session's window set to `window` (everything when None)."""
         check_stop()
         tr = self.translate(kql)
         params = dict(tr.params)
         if tr.uses_clock:
             params[CLOCK_SLOT] = now or datetime.utcnow()
         self.session.set_window(*(window or (EARLIEST, LATEST)))
+        return tr, params
+
+    def query(self, kql: str, now: datetime | None = None, window: Window | None = None) -> pa.Table:
+        """Run KQL with now() pinned (the wall clock when None), over the rows of `window`."""
+        tr, params = self._prepared(kql, now, window)
         try:
             # execute() plans once; the relation API (con.sql) binds and plans the statement
             # again when it runs, which doubles the cost of every replay window.
@@ -238,12 +244,7 @@ class DuckDBBackend:
         (an alert's values, which whoever wrote the logs chose). DuckDB pushes the comparisons
         down to the tables' scans where a column is passed on unchanged.
         """
-        check_stop()
-        tr = self.translate(kql)
-        params = dict(tr.params)
-        if tr.uses_clock:
-            params[CLOCK_SLOT] = now or datetime.utcnow()
-        self.session.set_window(*(window or (EARLIEST, LATEST)))
+        tr, params = self._prepared(kql, now, window)
         inner = f"SELECT * FROM ({tr.sql}) AS _exhunt_m"
         try:
             names = self._result_columns.get(tr.sql)
