@@ -37,7 +37,8 @@ RESERVED = frozenset({"list", "show", "run"})
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PARAM = re.compile(r"^param\s+(?P<name>\S+?)\s*:\s*(?P<type>\w+)\s*(?:=\s*(?P<default>.*?))?\s*(?:--\s*(?P<help>.*))?$")
+_PARAM = re.compile(r"^param\s+(?P<name>\S+?)\s*:\s*(?P<type>\w+)\s*"
+                    r"(?:=\s*(?P<default>.*?))?\s*(?:--\s*(?P<help>.*))?$")
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _FIELDS = ("name", "title", "description", "rules")
 
@@ -140,7 +141,8 @@ def parse(text: str, origin: str) -> Hunt:
             continue
         key, sep, value = content.partition(":")
         if not sep or key.strip() not in _FIELDS:
-            raise RuleError(f"{where}: a header line is `// {' | '.join(_FIELDS)}: ...` or `// param NAME: TYPE [= DEFAULT]`")
+            raise RuleError(f"{where}: a header line is `// {' | '.join(_FIELDS)}: ...` "
+                            "or `// param NAME: TYPE [= DEFAULT]`")
         if key.strip() in fields:
             raise RuleError(f"{where}: {key.strip()} given twice")
         fields[key.strip()] = value.strip()
