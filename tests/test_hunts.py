@@ -230,7 +230,8 @@ def test_a_bad_header_is_named_with_its_line() -> None:
     with pytest.raises(RuleError, match=r"x\.kql:2: 'int' is no parameter type"):
         hunts.parse("// name: x\n// param A: int\nT | where a == A", "x.kql")
     with pytest.raises(RuleError, match="declared but the query never reads it"):
-        hunts.parse("// name: x\n// title: t\n// description: d\n// rules: r\n// param A: long = 1\nT | take 1", "x.kql")
+        hunts.parse("// name: x\n// title: t\n// description: d\n// rules: r\n// param A: long = 1\nT | take 1",
+                    "x.kql")
     with pytest.raises(RuleError, match="cannot name a hunt"):
         hunts.parse("// name: list\n// title: t\n// description: d\n// rules: r\nT | take 1", "x.kql")
     with pytest.raises(RuleError, match="default is a JSON string"):
@@ -287,10 +288,13 @@ def test_grid_escapes_control_characters_and_notes_what_it_cuts() -> None:
     assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out
     assert "a\\x1b]0;t\\x07" in out and "x\\x1b[2Jy\\u202e" in out
     assert '{"k":[1]}' in out
-    assert "1 value(s) cut at 60 characters" in out
+    assert "1 value(s) cut to fit (at most 60 characters)" in out
     narrow = io.StringIO()
     write_grid([{f"column{i}": "v" * 20 for i in range(10)}], [f"column{i}" for i in range(10)], narrow, width=80)
     text = narrow.getvalue()
-    assert text.splitlines()[0].split() == ["column0", "column1", "column2"]
-    assert "7 column(s) not shown for width: column3" in text
+    header, row = text.splitlines()[:2]
+    assert header.split() == ["column0", "column1", "column2", "column3"]  # the fourth narrowed to the room left
+    assert row.split()[3] == "v" * 13 + "…"
+    assert "6 column(s) not shown for width: column4, column5" in text
+    assert "1 value(s) cut to fit" in text
     assert all(len(line) <= 80 for line in text.splitlines()[:2])

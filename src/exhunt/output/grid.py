@@ -8,6 +8,7 @@ out; a note under the grid says what was cut or left out and that -f csv/json ha
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import datetime
 from typing import Any, TextIO
@@ -18,9 +19,12 @@ from exhunt import safetext
 
 #: The widest a cell is shown; longer values end in an ellipsis.
 CELL = 60
-#: The width used when the output is not a terminal (a file, a pipe).
-PLAIN_WIDTH = 200
+#: The width used when the output is not a terminal (a file, a pipe) and $COLUMNS is not set:
+#: the 80 columns of exhunt's other tables.
+PLAIN_WIDTH = 80
 _GAP = 2
+#: A column that does not fit is still shown, cut, when this much room is left for it.
+_NARROWEST = 12
 
 
 def cell(value: Any) -> str:
@@ -37,11 +41,12 @@ def cell(value: Any) -> str:
 
 
 def width_of(out: TextIO) -> int:
-    """The terminal's width when `out` is one, else PLAIN_WIDTH."""
+    """The terminal's width when `out` is one, else $COLUMNS, else PLAIN_WIDTH."""
     isatty = getattr(out, "isatty", None)
     if isatty is not None and isatty():
         return max(40, shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns)
-    return PLAIN_WIDTH
+    columns = os.environ.get("COLUMNS", "")
+    return max(40, int(columns)) if columns.isdigit() else PLAIN_WIDTH
 
 
 def write_grid(rows: list[dict[str, Any]], columns: list[str], out: TextIO, width: int | None = None) -> None:
@@ -56,18 +61,31 @@ def write_grid(rows: list[dict[str, Any]], columns: list[str], out: TextIO, widt
     cut = sum(1 for line in texts for t in line if len(t) > CELL)
     texts = [[t if len(t) <= CELL else t[:CELL - 1] + "…" for t in line] for line in texts]
     shown: list[int] = []
+    limit: dict[int, int] = {}  # a last column narrowed to the room left
     used = 0
     for i, header in enumerate(headers):
         need = max([len(header), *(len(line[i]) for line in texts)])
-        if shown and used + _GAP + need > width:
+        room = width - used - (_GAP if shown else 0)
+        if shown and need > room:
+            if room >= _NARROWEST:
+                shown.append(i)
+                limit[i] = room
+                cut += sum(1 for line in texts if len(line[i]) > room)
             break
         shown.append(i)
         used += need + (_GAP if shown[1:] else 0)
-    table = Table(box=None, pad_edge=False, expand=False, show_edge=False, padding=(0, _GAP, 0, 0))
-    for i in shown:
-        table.add_column(headers[i], no_wrap=True, overflow="ellipsis", header_style="bold")
+    table = Table(box=None, pad_edge=False, expand=False, show_edge=False, show_header=True,
+                  padding=(0, 0, 0, 0), collapse_padding=True)
+    for n, i in enumerate(shown):
+        table.add_column(headers[i], no_wrap=True, overflow="ellipsis", header_style="bold",
+                         max_width=limit.get(i))
+        if n < len(shown) - 1:
+            table.add_column("", no_wrap=True, width=_GAP)  # the gap, so the last column ends the line
     for line in texts:
-        table.add_row(*(line[i] for i in shown))
+        cells = []
+        for n, i in enumerate(shown):
+            cells += [line[i]] if n == len(shown) - 1 else [line[i], ""]
+        table.add_row(*cells)
     console.print(table)
     if not rows:
         console.print("No rows.")
@@ -76,6 +94,6 @@ def write_grid(rows: list[dict[str, Any]], columns: list[str], out: TextIO, widt
     if hidden:
         notes.append(f"{len(hidden)} column(s) not shown for width: {', '.join(hidden)}")
     if cut:
-        notes.append(f"{cut} value(s) cut at {CELL} characters")
+        notes.append(f"{cut} value(s) cut to fit (at most {CELL} characters)")
     if notes:
-        console.print(f"note: {'; '.join(notes)} (-f csv or -f json has every column whole).", soft_wrap=True)
+        console.print(f"note: {'; '.join(notes)} (-f csv or -f json has every column whole).")
