@@ -192,6 +192,7 @@ def test_query_every_output_format(data: Path, monkeypatch: pytest.MonkeyPatch) 
     assert max(_widths(outs["table"])) <= 80, outs["table"]
     flat = " ".join(outs["table"].split())
     assert "cmd.exe" in flat and "notepad.exe" in flat and "6001" in flat
+    assert outs["table"].splitlines()[0].split()[:3] == ["Timestamp", "FileName", "ProcessId"]
 
 
 def test_query_errors_exit_2(data: Path) -> None:

@@ -408,8 +408,11 @@ def _report_runs(runs: list[RuleRun], n_alerts: int, quiet: bool, below: int = 0
 @app.command()
 @_guard
 def query(
-    kql: Annotated[str, typer.Argument(help="KQL query over the normalized tables.")],
+    kql: Annotated[str | None, typer.Argument(
+        help="KQL query over the normalized tables (none with --file).", show_default=False)] = None,
     paths: OptPathsArg = None,
+    query_file: Annotated[Path | None, typer.Option(
+        "--file", metavar="FILE", help="Run the KQL query in this file (instead of the KQL argument).")] = None,
     now: NowOpt = None,
     fmt: FormatOpt = "table",
     output_path: OutputOpt = None,
@@ -432,6 +435,7 @@ def query(
     """Ad-hoc hunting: run one KQL query over the same tables (files, a Kusto cluster or a workspace)."""
     _check_format(fmt)
     _check_output(output_path)
+    kql, paths = _query_text(kql, paths, query_file)
     pinned = parse_time(now) if now else None
     span = timerange.parse_range(time_from, time_to)
     zone = zones.parse_zone(tz) if tz else zones.UTC_ZONE
@@ -440,12 +444,49 @@ def query(
     remote = choose.remote(paths, cluster, database, workspace, auth, span)
     backend = remote if remote is not None else hunting.open_local(paths or [], [kql], options)[0]
     with backend:
-        result = backend.query(kql, pinned).to_pylist()
-        rows = [{k: alerting.jsonable(v) for k, v in r.items() if not k.startswith("_")} for r in result]
+        result = backend.query(kql, pinned)
+    write_results(result, fmt, output_path, zone, quiet)
+
+
+def _query_text(kql: str | None, paths: list[Path] | None, query_file: Path | None) -> tuple[str, list[Path] | None]:
+    """The query (the argument, or --file's text) and the input paths: with --file every
+    positional argument is a path, and the KQL argument is refused."""
+    if query_file is None:
+        if kql is None:
+            raise UsageError("give a KQL query, or --file FILE holding one")
+        return kql, paths
+    if kql is not None:
+        if not Path(kql).exists():
+            raise UsageError("--file and a KQL argument are two queries: give one "
+                             f"({safetext.shown(kql)[:40]!r} is not an input path)")
+        paths = [Path(kql), *(paths or [])]
+    try:
+        text = query_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--file {query_file}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"--file {query_file}: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise UsageError(f"--file {query_file}: holds no query")
+    return text, paths
+
+
+def write_results(result: Any, fmt: str, output_path: Path | None, zone: zones.Zone, quiet: bool) -> None:
+    """A query's rows (an Arrow table) in `fmt`: a grid of its own columns on a terminal
+    (output.grid), else json/jsonl/csv; provenance columns (`_...`) left out."""
+    from exhunt.output.grid import write_grid
+
+    columns = [c for c in result.column_names if not c.startswith("_")]
+    raw = result.to_pylist()
+    rows = [{k: alerting.jsonable(r[k]) for k in columns} for r in raw]
     if not quiet:
         err.print(f"{len(rows)} row(s).")
     if fmt in ("table", "csv"):
-        rows = zones.localize(rows, zone, zones.time_columns(result))
+        rows = zones.localize(rows, zone, zones.time_columns(raw))
+    if fmt == "table":
+        with _output(output_path) as out:
+            write_grid(rows, columns, out)
+        return
     _write(rows, fmt, output_path, zone=zone.label)
 
 
@@ -632,7 +673,7 @@ def rules_export(
 
 def _add_groups() -> None:
     """Command groups kept in their own modules: each adds itself to `app` when imported."""
-    from exhunt import cli_alerts, cli_audit  # noqa: F401
+    from exhunt import cli_alerts, cli_audit, cli_hunt  # noqa: F401
 
 
 _add_groups()
