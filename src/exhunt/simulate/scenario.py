@@ -89,7 +89,8 @@ def _build(node: yaml.Node) -> Any:
         out = Node()
         out.line = node.start_mark.line + 1
         for k, v in node.value:
-            out[str(yamltext.scalar(k)) if isinstance(k, yaml.ScalarNode) else str(k)] = _build(v)
+            # keys as written (YAML 1.1 would read `on:` as true)
+            out[str(k.value) if isinstance(k, yaml.ScalarNode) else str(k)] = _build(v)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_build(v) for v in node.value]
