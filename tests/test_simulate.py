@@ -27,12 +27,19 @@ class Ran:
 
 def cli(*args: str) -> Ran:
     return Ran(*run_cli(list(args)))
+
+
 RULES = load_rules(None)
 
 
 def test_the_shipped_scenarios_are_there() -> None:
-    assert {"atomic-t1505-002", "lightneuron-emulation", "benign-exchange-cu-media", "benign-get-transportagent",
-            "benign-edge-children"} <= set(SCENARIOS)
+    assert {
+        "atomic-t1505-002",
+        "lightneuron-emulation",
+        "benign-exchange-cu-media",
+        "benign-get-transportagent",
+        "benign-edge-children",
+    } <= set(SCENARIOS)
     assert set(writers()) >= {"mde-csv", "mde-api", "evtx-json"}
 
 
@@ -87,9 +94,14 @@ def test_windows_formats(tmp_path: Path) -> None:
     (path,) = writers()["evtx-json"].write(sim, tmp_path)
     docs = [json.loads(line)["Event"] for line in path.read_text().splitlines()]
     ids = {(d["System"]["Channel"], d["System"]["EventID"]) for d in docs}
-    assert {("Microsoft-Windows-Sysmon/Operational", 1), ("Security", 4688), ("Microsoft-Windows-Sysmon/Operational", 11),
-            ("Microsoft-Windows-Sysmon/Operational", 7), ("Microsoft-Windows-PowerShell/Operational", 4104),
-            ("MSExchange Management", 1)} <= ids
+    assert {
+        ("Microsoft-Windows-Sysmon/Operational", 1),
+        ("Security", 4688),
+        ("Microsoft-Windows-Sysmon/Operational", 11),
+        ("Microsoft-Windows-Sysmon/Operational", 7),
+        ("Microsoft-Windows-PowerShell/Operational", 4104),
+        ("MSExchange Management", 1),
+    } <= ids
     sysmon1 = next(d["EventData"] for d in docs if d["System"]["EventID"] == 1)
     assert len(sysmon1["UtcTime"]) == 23 and sysmon1["LogonId"].startswith("0x") and "\\" in sysmon1["User"]
     sec = next(d["EventData"] for d in docs if d["System"]["EventID"] == 4688)
@@ -109,7 +121,8 @@ title: cmd from the transport worker
 kind: attack
 steps:
   - id: child
-    process: {image: 'C:\\Windows\\System32\\cmd.exe', command_line: 'cmd /C ipconfig', parent: edge, user: NETWORK SERVICE}
+    process: {image: 'C:\\Windows\\System32\\cmd.exe', command_line: 'cmd /C ipconfig',
+              parent: edge, user: NETWORK SERVICE}
 expect:
   alert:
     - {rule: exchange-transport-process-child, steps: [child]}
@@ -142,8 +155,20 @@ def test_atomic_by_guid_and_technique() -> None:
 
 
 def test_write_and_list(tmp_path: Path) -> None:
-    r = cli("simulate", "benign-edge-children", "--format", "mde-api", "--out", str(tmp_path / "o"),
-                "--host", "mx9.fabrikam.test", "--start", "2027-01-02T03:04:05Z", "--noise", "5")
+    r = cli(
+        "simulate",
+        "benign-edge-children",
+        "--format",
+        "mde-api",
+        "--out",
+        str(tmp_path / "o"),
+        "--host",
+        "mx9.fabrikam.test",
+        "--start",
+        "2027-01-02T03:04:05Z",
+        "--noise",
+        "5",
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "o" / "DeviceProcessEvents-api.json").read_text())
     assert {row["DeviceName"] for row in doc["Results"]} == {"mx9.fabrikam.test"}
@@ -152,16 +177,27 @@ def test_write_and_list(tmp_path: Path) -> None:
     assert "lightneuron-emulation (attack)" in r.output and "must not:   exchange-transport-process-child" in r.output
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("id: x\ntitle: t\nkind: attack\nsteps:\n  - process: {image: a}\n", r"mine.yaml:5: process needs command_line"),
-    ("id: x\ntitle: t\nkind: evil\nsteps: []\n", r"mine.yaml:1: kind must be attack or benign"),
-    ("id: x\ntitle: t\nkind: attack\nsteps:\n  - fly: {}\n", r"mine.yaml:5: a step holds exactly one of"),
-    ("id: x\ntitle: t\nkind: attack\nsteps:\n  - id: a\n    file: {action: created, path: p}\nexpect:\n"
-     "  alert:\n    - {rule: r, steps: [b]}\n", r"mine.yaml:9: alert r: no step with id b"),
-    ("id: x\ntitle: [\n", r"mine.yaml:\d+: not valid YAML"),
-    ("id: x\ntitle: t\nkind: attack\nsteps:\n  - file: {action: created, path: p, by: nobody}\n",
-     r"mine.yaml:5: step step1: no process named 'nobody'"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "id: x\ntitle: t\nkind: attack\nsteps:\n  - process: {image: a}\n",
+            r"mine.yaml:5: process needs command_line",
+        ),
+        ("id: x\ntitle: t\nkind: evil\nsteps: []\n", r"mine.yaml:1: kind must be attack or benign"),
+        ("id: x\ntitle: t\nkind: attack\nsteps:\n  - fly: {}\n", r"mine.yaml:5: a step holds exactly one of"),
+        (
+            "id: x\ntitle: t\nkind: attack\nsteps:\n  - id: a\n    file: {action: created, path: p}\nexpect:\n"
+            "  alert:\n    - {rule: r, steps: [b]}\n",
+            r"mine.yaml:9: alert r: no step with id b",
+        ),
+        ("id: x\ntitle: [\n", r"mine.yaml:\d+: not valid YAML"),
+        (
+            "id: x\ntitle: t\nkind: attack\nsteps:\n  - file: {action: created, path: p, by: nobody}\n",
+            r"mine.yaml:5: step step1: no process named 'nobody'",
+        ),
+    ],
+)
 def test_errors_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "mine.yaml"
     path.write_text(text)
@@ -177,7 +213,10 @@ def test_unknown_scenario_and_format() -> None:
 
 
 def test_parse_keeps_on_key() -> None:
-    sc = parse("id: x\ntitle: t\nkind: attack\nsteps:\n  - id: a\n    process: {image: i, command_line: c}\n"
-               "expect:\n  alert:\n    - {rule: r, steps: [a], on: [windows]}\n", Path("x.yaml"))
+    sc = parse(
+        "id: x\ntitle: t\nkind: attack\nsteps:\n  - id: a\n    process: {image: i, command_line: c}\n"
+        "expect:\n  alert:\n    - {rule: r, steps: [a], on: [windows]}\n",
+        Path("x.yaml"),
+    )
     assert sc.expect[0].families == ("windows",)
     assert load_file(SCENARIOS["atomic-t1505-002"].path).atomic == ["43e92449-ff60-46e9-83a3-1a38089df94d"]

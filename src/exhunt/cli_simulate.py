@@ -46,21 +46,36 @@ def _list() -> None:
 @app.command("simulate")
 @_guard
 def simulate_command(
-    scenarios: Annotated[list[str] | None, typer.Argument(
-        metavar="SCENARIO", show_default=False,
-        help="Scenario ids (see --list) or scenario YAML files.")] = None,
-    fmt: Annotated[str | None, typer.Option("--format", "-f", help="Output format: "
-                                            + ", ".join(writers()) + " (--check: default every format).")] = None,
+    scenarios: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="SCENARIO", show_default=False, help="Scenario ids (see --list) or scenario YAML files."
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format", "-f", help="Output format: " + ", ".join(writers()) + " (--check: default every format)."
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder to write the files into.")] = None,
     host: Annotated[str, typer.Option("--host", help="The server's name.")] = DEFAULT_HOST,
     start: Annotated[str | None, typer.Option("--start", help="UTC time of the first step (ISO).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for ids, GUIDs and time fractions.")] = 1,
     noise: Annotated[int, typer.Option("--noise", min=0, help="Add N background events.")] = 0,
     list_: Annotated[bool, typer.Option("--list", help="List the shipped scenarios and their rules.")] = False,
-    check: Annotated[bool, typer.Option("--check", help="Generate, detect and compare with the scenario's"
-                                        " expectations (exit 1 on any miss or unexpected alert).")] = False,
-    atomic: Annotated[str | None, typer.Option("--atomic", help="Scenarios of an Atomic Red Team test:"
-                                               " its technique (T1505.002) or GUID.")] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Generate, detect and compare with the scenario's"
+            " expectations (exit 1 on any miss or unexpected alert).",
+        ),
+    ] = False,
+    atomic: Annotated[
+        str | None,
+        typer.Option("--atomic", help="Scenarios of an Atomic Red Team test: its technique (T1505.002) or GUID."),
+    ] = None,
 ) -> None:
     """Write attack or benign telemetry without a lab, or check that the rules catch it."""
     if list_:
@@ -83,8 +98,9 @@ def simulate_command(
             for name in [fmt] if fmt else list(known):
                 for v in checking.check(sc, name, host=host, start=when, seed=seed):
                     failed += not v.ok
-                    out_console.print(safetext.markup(
-                        f"{'PASS' if v.ok else 'FAIL'}  {v.scenario} [{v.format}]  {v.text}"))
+                    out_console.print(
+                        safetext.markup(f"{'PASS' if v.ok else 'FAIL'}  {v.scenario} [{v.format}]  {v.text}")
+                    )
         if failed:
             raise typer.Exit(1)
         return

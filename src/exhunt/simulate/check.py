@@ -48,8 +48,15 @@ def alerts_by_step(sim: Simulation, out: Path, rules: list[Rule]) -> dict[str, d
     return found
 
 
-def check(scenario: Scenario, fmt: str, *, host: str = DEFAULT_HOST, start: datetime = DEFAULT_START,
-          seed: int = 1, rules: list[Rule] | None = None) -> list[Verdict]:
+def check(
+    scenario: Scenario,
+    fmt: str,
+    *,
+    host: str = DEFAULT_HOST,
+    start: datetime = DEFAULT_START,
+    seed: int = 1,
+    rules: list[Rule] | None = None,
+) -> list[Verdict]:
     """One verdict per expectation, then one per unexpected alert (rule and step)."""
     writer = writers()[fmt]
     rules = rules if rules is not None else load_rules(None)
@@ -79,8 +86,14 @@ def check(scenario: Scenario, fmt: str, *, host: str = DEFAULT_HOST, start: date
         elif not exp.must:
             judged.add(exp.rule)
             ok = not got
-            verdicts.append(Verdict(ok, scenario.id, fmt, f"{exp.rule} does not alert"
-                                    + ("" if ok else f"; alerted on {', '.join(sorted(got))}")))
+            verdicts.append(
+                Verdict(
+                    ok,
+                    scenario.id,
+                    fmt,
+                    f"{exp.rule} does not alert" + ("" if ok else f"; alerted on {', '.join(sorted(got))}"),
+                )
+            )
     for slug in sorted(found):
         if slug in judged:
             continue

@@ -26,11 +26,15 @@ SCENARIO_GAP = timedelta(hours=6)
 EXCHANGE = r"C:\Program Files\Microsoft\Exchange Server\V15"
 SYSTEM32 = r"C:\Windows\System32"
 PLACES = {
-    "exchange": EXCHANGE, "bin": EXCHANGE + r"\Bin", "agents": EXCHANGE + r"\TransportRoles\agents",
-    "shared": EXCHANGE + r"\TransportRoles\Shared", "pickup": EXCHANGE + r"\TransportRoles\Pickup",
+    "exchange": EXCHANGE,
+    "bin": EXCHANGE + r"\Bin",
+    "agents": EXCHANGE + r"\TransportRoles\agents",
+    "shared": EXCHANGE + r"\TransportRoles\Shared",
+    "pickup": EXCHANGE + r"\TransportRoles\Pickup",
     "ns_temp": r"C:\Windows\ServiceProfiles\NetworkService\AppData\Local\Temp",
     "ns_roaming": r"C:\Windows\ServiceProfiles\NetworkService\AppData\Roaming",
-    "system32": SYSTEM32, "ps": SYSTEM32 + r"\WindowsPowerShell\v1.0\powershell.exe",
+    "system32": SYSTEM32,
+    "ps": SYSTEM32 + r"\WindowsPowerShell\v1.0\powershell.exe",
 }
 _PLACE = re.compile(r"\$\{(\w+)\}")
 
@@ -109,8 +113,11 @@ class Generator:
         key = text.strip().lower()
         if key in self._accounts:
             return self._accounts[key]
-        well_known = {"system": ("S-1-5-18", 0x3E7, "SYSTEM"), "network service": ("S-1-5-20", 0x3E4, "NETWORK SERVICE"),
-                      "local service": ("S-1-5-19", 0x3E5, "LOCAL SERVICE")}
+        well_known = {
+            "system": ("S-1-5-18", 0x3E7, "SYSTEM"),
+            "network service": ("S-1-5-20", 0x3E4, "NETWORK SERVICE"),
+            "local service": ("S-1-5-19", 0x3E5, "LOCAL SERVICE"),
+        }
         bare = key.split("\\")[-1]
         if bare in well_known and (key == bare or key.startswith("nt authority\\")):
             sid, logon, name = well_known[bare]
@@ -118,8 +125,12 @@ class Generator:
         else:
             domain, _, name = text.strip().rpartition("\\")
             rid = 1100 + self.rand.randrange(2000)
-            acct = Account((domain or self.netbios).upper(), name, f"{self.domain_sid}-{rid}",
-                           self.rand.randrange(0x100000, 0x8000000))
+            acct = Account(
+                (domain or self.netbios).upper(),
+                name,
+                f"{self.domain_sid}-{rid}",
+                self.rand.randrange(0x100000, 0x8000000),
+            )
         self._accounts[key] = acct
         return acct
 
@@ -134,13 +145,34 @@ class Generator:
         # Sysmon's ProcessGuid: a machine part, the start time's seconds, a counter
         stamp = int(when.timestamp()) & 0xFFFFFFFF
         machine = self.device_id[:8]
-        return (f"{{{machine}-{stamp >> 16:04x}-{stamp & 0xFFFF:04x}-"
-                f"{self.rand.getrandbits(16):04x}-{self.rand.getrandbits(48):012x}}}")
+        return (
+            f"{{{machine}-{stamp >> 16:04x}-{stamp & 0xFFFF:04x}-"
+            f"{self.rand.getrandbits(16):04x}-{self.rand.getrandbits(48):012x}}}"
+        )
 
-    def new_proc(self, image: str, command_line: str, account: Account, parent: Proc | None, when: datetime,
-                 integrity: str = "High", sha1: str = "", original: str = "") -> Proc:
-        return Proc(self._pid(), self._guid(when), image, command_line, account, parent, when, integrity,
-                    sha1 or fake_hash(image.lower()), original)
+    def new_proc(
+        self,
+        image: str,
+        command_line: str,
+        account: Account,
+        parent: Proc | None,
+        when: datetime,
+        integrity: str = "High",
+        sha1: str = "",
+        original: str = "",
+    ) -> Proc:
+        return Proc(
+            self._pid(),
+            self._guid(when),
+            image,
+            command_line,
+            account,
+            parent,
+            when,
+            integrity,
+            sha1 or fake_hash(image.lower()),
+            original,
+        )
 
     def _builtins(self) -> None:
         system = self.account("SYSTEM")
@@ -148,29 +180,71 @@ class Generator:
         boot = self._boot
         kernel = Proc(4, self._guid(boot), "System", "", system, None, boot, "System")
         services = self.new_proc(SYSTEM32 + r"\services.exe", SYSTEM32 + r"\services.exe", system, None, boot, "System")
-        svchost = self.new_proc(SYSTEM32 + r"\svchost.exe", SYSTEM32 + r"\svchost.exe -k DcomLaunch -p", system,
-                                services, boot, "System")
-        transport = self.new_proc(PLACES["bin"] + r"\MSExchangeTransport.exe", f'"{PLACES["bin"]}\\MSExchangeTransport.exe"',
-                                  network, services, boot, "System")
-        self.named.update({
-            "system": kernel, "services": services, "svchost": svchost, "transport": transport,
-            "edge": self.new_proc(PLACES["bin"] + r"\EdgeTransport.exe", '"EdgeTransport.exe"', network, transport,
-                                  boot, "System"),
-            "fet": self.new_proc(PLACES["bin"] + r"\MSExchangeFrontendTransport.exe",
-                                 f'"{PLACES["bin"]}\\MSExchangeFrontendTransport.exe"', network, services, boot, "System"),
-            "wmiprvse": self.new_proc(SYSTEM32 + r"\wbem\WmiPrvSE.exe", SYSTEM32 + r"\wbem\wmiprvse.exe -secured -Embedding",
-                                      network, svchost, boot, "System"),
-            "w3wp": self.new_proc(SYSTEM32 + r"\inetsrv\w3wp.exe",
-                                  r'c:\windows\system32\inetsrv\w3wp.exe -ap "MSExchangePowerShellAppPool" -v "v4.0"',
-                                  system, self.new_proc(SYSTEM32 + r"\svchost.exe", SYSTEM32 + r"\svchost.exe -k iissvcs",
-                                                        system, services, boot, "System"), boot, "System"),
-        })
+        svchost = self.new_proc(
+            SYSTEM32 + r"\svchost.exe", SYSTEM32 + r"\svchost.exe -k DcomLaunch -p", system, services, boot, "System"
+        )
+        transport = self.new_proc(
+            PLACES["bin"] + r"\MSExchangeTransport.exe",
+            f'"{PLACES["bin"]}\\MSExchangeTransport.exe"',
+            network,
+            services,
+            boot,
+            "System",
+        )
+        self.named.update(
+            {
+                "system": kernel,
+                "services": services,
+                "svchost": svchost,
+                "transport": transport,
+                "edge": self.new_proc(
+                    PLACES["bin"] + r"\EdgeTransport.exe", '"EdgeTransport.exe"', network, transport, boot, "System"
+                ),
+                "fet": self.new_proc(
+                    PLACES["bin"] + r"\MSExchangeFrontendTransport.exe",
+                    f'"{PLACES["bin"]}\\MSExchangeFrontendTransport.exe"',
+                    network,
+                    services,
+                    boot,
+                    "System",
+                ),
+                "wmiprvse": self.new_proc(
+                    SYSTEM32 + r"\wbem\WmiPrvSE.exe",
+                    SYSTEM32 + r"\wbem\wmiprvse.exe -secured -Embedding",
+                    network,
+                    svchost,
+                    boot,
+                    "System",
+                ),
+                "w3wp": self.new_proc(
+                    SYSTEM32 + r"\inetsrv\w3wp.exe",
+                    r'c:\windows\system32\inetsrv\w3wp.exe -ap "MSExchangePowerShellAppPool" -v "v4.0"',
+                    system,
+                    self.new_proc(
+                        SYSTEM32 + r"\svchost.exe",
+                        SYSTEM32 + r"\svchost.exe -k iissvcs",
+                        system,
+                        services,
+                        boot,
+                        "System",
+                    ),
+                    boot,
+                    "System",
+                ),
+            }
+        )
 
     def explorer(self, account: Account) -> Proc:
         key = "explorer:" + account.qualified.lower()
         if key not in self.named:
-            self.named[key] = self.new_proc(r"C:\Windows\explorer.exe", r"C:\Windows\Explorer.EXE", account, None,
-                                            self._boot + timedelta(hours=1), "Medium")
+            self.named[key] = self.new_proc(
+                r"C:\Windows\explorer.exe",
+                r"C:\Windows\Explorer.EXE",
+                account,
+                None,
+                self._boot + timedelta(hours=1),
+                "Medium",
+            )
         return self.named[key]
 
     # -- steps ------------------------------------------------------------------------
@@ -189,8 +263,10 @@ class Generator:
         if name.startswith("explorer:"):
             return self.explorer(self.account(name.split(":", 1)[1]))
         if name not in self.named:
-            raise UsageError(f"line {step.line}: step {step.id}: no process named {name!r} before it"
-                             f" (name one with `name:` in a process step, or use {', '.join(sorted(self.named))})")
+            raise UsageError(
+                f"line {step.line}: step {step.id}: no process named {name!r} before it"
+                f" (name one with `name:` in a process step, or use {', '.join(sorted(self.named))})"
+            )
         return self.named[name]
 
     def emit(self, kind: str, scenario: Scenario, step: Step, proc: Proc | None, **data: Any) -> Event:
@@ -215,9 +291,16 @@ class Generator:
         account = self.account(self.text(f.get("user") or f"{self.netbios}\\exadmin"))
         parent = self.proc_ref(f.get("parent"), step, "explorer:" + account.qualified)
         image = self.text(f["image"])
-        proc = self.new_proc(image, self.text(f["command_line"]), account, parent, self.clock,
-                             str(f.get("integrity") or ("System" if account.sid in ("S-1-5-18",) else "High")),
-                             str(f.get("sha1") or ""), str(f.get("original_file_name") or ""))
+        proc = self.new_proc(
+            image,
+            self.text(f["command_line"]),
+            account,
+            parent,
+            self.clock,
+            str(f.get("integrity") or ("System" if account.sid in ("S-1-5-18",) else "High")),
+            str(f.get("sha1") or ""),
+            str(f.get("original_file_name") or ""),
+        )
         if f.get("name"):
             self.named[str(f["name"])] = proc
         self.emit("process", sc, step, proc)
@@ -226,16 +309,22 @@ class Generator:
         smb = f.get("smb")
         proc = self.named["system"] if smb else self.proc_ref(f.get("by"), step, "edge")
         path = self.text(f["path"])
-        data: dict[str, Any] = {"action": f["action"], "path": path,
-                                "sha1": str(f.get("sha1") or fake_hash(path.lower() + sc.id)),
-                                "size": int(f.get("size") or 4096 + self.rand.randrange(200_000))}
+        data: dict[str, Any] = {
+            "action": f["action"],
+            "path": path,
+            "sha1": str(f.get("sha1") or fake_hash(path.lower() + sc.id)),
+            "size": int(f.get("size") or 4096 + self.rand.randrange(200_000)),
+        }
         if f.get("previous"):
             data["previous"] = self.text(f["previous"])
         if smb:
             if not isinstance(smb, dict) or "ip" not in smb or "user" not in smb:
                 raise UsageError(f"line {step.line}: file: smb needs ip and user")
-            data["smb"] = {"ip": str(smb["ip"]), "account": self.account(self.text(smb["user"])),
-                           "share": str(smb.get("share", "C$"))}
+            data["smb"] = {
+                "ip": str(smb["ip"]),
+                "account": self.account(self.text(smb["user"])),
+                "share": str(smb.get("share", "C$")),
+            }
         self.emit("file", sc, step, proc, **data)
 
     def _image_load(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
@@ -243,52 +332,113 @@ class Generator:
         path = self.text(f["path"])
         signer = str(f.get("signer") or "")
         signed = bool(f.get("signed", bool(signer)))
-        self.emit("image_load", sc, step, proc, path=path, sha1=str(f.get("sha1") or fake_hash(path.lower())),
-                  size=int(f.get("size") or 65536 + self.rand.randrange(2_000_000)), signer=signer, signed=signed)
+        self.emit(
+            "image_load",
+            sc,
+            step,
+            proc,
+            path=path,
+            sha1=str(f.get("sha1") or fake_hash(path.lower())),
+            size=int(f.get("size") or 65536 + self.rand.randrange(2_000_000)),
+            signer=signer,
+            signed=signed,
+        )
 
     def _service_restart(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
         service = str(f.get("service") or "MSExchangeTransport")
-        display = {"msexchangetransport": "Microsoft Exchange Transport",
-                   "msexchangefrontendtransport": "Microsoft Exchange Frontend Transport"}.get(service.lower(), service)
-        self.emit("event_log", sc, step, None, channel="System", provider="Service Control Manager", event_id=7036,
-                  params={"param1": display, "param2": "stopped"}, level=4, task=0)
+        display = {
+            "msexchangetransport": "Microsoft Exchange Transport",
+            "msexchangefrontendtransport": "Microsoft Exchange Frontend Transport",
+        }.get(service.lower(), service)
+        self.emit(
+            "event_log",
+            sc,
+            step,
+            None,
+            channel="System",
+            provider="Service Control Manager",
+            event_id=7036,
+            params={"param1": display, "param2": "stopped"},
+            level=4,
+            task=0,
+        )
         self.tick(3)
         network = self.account("NETWORK SERVICE")
         services = self.named["services"]
         if service.lower() == "msexchangefrontendtransport":
-            fet = self.new_proc(PLACES["bin"] + r"\MSExchangeFrontendTransport.exe",
-                                f'"{PLACES["bin"]}\\MSExchangeFrontendTransport.exe"', network, services, self.clock,
-                                "System")
+            fet = self.new_proc(
+                PLACES["bin"] + r"\MSExchangeFrontendTransport.exe",
+                f'"{PLACES["bin"]}\\MSExchangeFrontendTransport.exe"',
+                network,
+                services,
+                self.clock,
+                "System",
+            )
             self.named["fet"] = fet
             self.emit("process", sc, step, fet)
         else:
-            svc = self.new_proc(PLACES["bin"] + r"\MSExchangeTransport.exe", f'"{PLACES["bin"]}\\MSExchangeTransport.exe"',
-                                network, services, self.clock, "System")
+            svc = self.new_proc(
+                PLACES["bin"] + r"\MSExchangeTransport.exe",
+                f'"{PLACES["bin"]}\\MSExchangeTransport.exe"',
+                network,
+                services,
+                self.clock,
+                "System",
+            )
             self.named["transport"] = svc
             self.emit("process", sc, step, svc)
             self.tick(3)
-            edge = self.new_proc(PLACES["bin"] + r"\EdgeTransport.exe", '"EdgeTransport.exe"', network, svc, self.clock,
-                                 "System")
+            edge = self.new_proc(
+                PLACES["bin"] + r"\EdgeTransport.exe", '"EdgeTransport.exe"', network, svc, self.clock, "System"
+            )
             self.named["edge"] = edge
             self.emit("process", sc, step, edge)
         self.tick(1)
-        self.emit("event_log", sc, step, None, channel="System", provider="Service Control Manager", event_id=7036,
-                  params={"param1": display, "param2": "running"}, level=4, task=0)
+        self.emit(
+            "event_log",
+            sc,
+            step,
+            None,
+            channel="System",
+            provider="Service Control Manager",
+            event_id=7036,
+            params={"param1": display, "param2": "running"},
+            level=4,
+            task=0,
+        )
         if f.get("name"):
-            self.named[str(f["name"])] = self.named["fet" if service.lower() == "msexchangefrontendtransport" else "edge"]
+            self.named[str(f["name"])] = self.named[
+                "fet" if service.lower() == "msexchangefrontendtransport" else "edge"
+            ]
 
     def _cmdlet_log(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
         caller = self.account(self.text(f.get("caller") or f"{self.netbios}\\exadmin"))
         host_proc = self.proc_ref(f.get("host_process"), step, "w3wp")
-        self.emit("cmdlet_log", sc, step, host_proc, cmdlet=str(f["cmdlet"]), params=self.text(f.get("params") or ""),
-                  caller=caller, success=bool(f.get("success", True)), error=self.text(f.get("error") or ""))
+        self.emit(
+            "cmdlet_log",
+            sc,
+            step,
+            host_proc,
+            cmdlet=str(f["cmdlet"]),
+            params=self.text(f.get("params") or ""),
+            caller=caller,
+            success=bool(f.get("success", True)),
+            error=self.text(f.get("error") or ""),
+        )
 
     def _script_block(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
         proc = self.proc_ref(f.get("by"), step, "")
         block = f"{self.rand.getrandbits(128):032x}"
         block_id = f"{block[:8]}-{block[8:12]}-{block[12:16]}-{block[16:20]}-{block[20:]}"
-        self.emit("script_block", sc, step, proc, text=self.text(f["text"]), path=self.text(f.get("path") or ""),
-                  block_id=block_id)
+        self.emit(
+            "script_block",
+            sc,
+            step,
+            proc,
+            text=self.text(f["text"]),
+            path=self.text(f.get("path") or ""),
+            block_id=block_id,
+        )
 
     def _event_log(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
         params = f.get("params") or []
@@ -298,8 +448,18 @@ class Generator:
             params = [self.text(v) for v in params]
         else:
             raise UsageError(f"line {step.line}: event_log params: a list or a mapping")
-        self.emit("event_log", sc, step, None, channel=str(f["channel"]), provider=str(f["provider"]),
-                  event_id=int(f["event_id"]), params=params, level=int(f.get("level", 4)), task=int(f.get("task", 0)))
+        self.emit(
+            "event_log",
+            sc,
+            step,
+            None,
+            channel=str(f["channel"]),
+            provider=str(f["provider"]),
+            event_id=int(f["event_id"]),
+            params=params,
+            level=int(f.get("level", 4)),
+            task=int(f.get("task", 0)),
+        )
 
 
 @dataclass
@@ -311,8 +471,9 @@ class Simulation:
     device_id: str
 
 
-def generate(scenarios: list[Scenario], host: str = DEFAULT_HOST, start: datetime = DEFAULT_START,
-             seed: int = 1, noise: int = 0) -> Simulation:
+def generate(
+    scenarios: list[Scenario], host: str = DEFAULT_HOST, start: datetime = DEFAULT_START, seed: int = 1, noise: int = 0
+) -> Simulation:
     """Every scenario's events, one after the other on one host (SCENARIO_GAP apart), in time order."""
     gen = Generator(host, start, seed)
     for i, sc in enumerate(scenarios):
@@ -321,6 +482,7 @@ def generate(scenarios: list[Scenario], host: str = DEFAULT_HOST, start: datetim
         gen.run(sc)
     if noise:
         from exhunt.simulate.noise import add_noise
+
         add_noise(gen, noise, start)
     return Simulation(sorted(gen.events, key=lambda e: e.time), host, gen.device_id)
 

@@ -19,8 +19,10 @@ from exhunt.errors import UsageError
 
 #: Step kinds and the keys each takes (required first set, optional second).
 STEP_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "process": (frozenset({"image", "command_line"}),
-                frozenset({"name", "parent", "user", "integrity", "sha1", "original_file_name"})),
+    "process": (
+        frozenset({"image", "command_line"}),
+        frozenset({"name", "parent", "user", "integrity", "sha1", "original_file_name"}),
+    ),
     "file": (frozenset({"action", "path"}), frozenset({"by", "smb", "sha1", "size", "previous"})),
     "image_load": (frozenset({"path"}), frozenset({"by", "sha1", "size", "signer", "signed"})),
     "service_restart": (frozenset(), frozenset({"service", "name"})),
@@ -125,8 +127,10 @@ def _step(raw: Any, index: int, where: str) -> Step:
     kinds = [k for k in raw if k in STEP_KINDS]
     unknown = [k for k in raw if k not in STEP_KINDS and k not in ("id", "after")]
     if unknown or len(kinds) != 1:
-        raise UsageError(f"{at}: a step holds exactly one of {', '.join(STEP_KINDS)} (plus id, after);"
-                         f" found {', '.join(map(str, raw)) or 'nothing'}")
+        raise UsageError(
+            f"{at}: a step holds exactly one of {', '.join(STEP_KINDS)} (plus id, after);"
+            f" found {', '.join(map(str, raw)) or 'nothing'}"
+        )
     kind = kinds[0]
     body = raw[kind] or Node()
     if not isinstance(body, dict):
@@ -137,8 +141,9 @@ def _step(raw: Any, index: int, where: str) -> Step:
     if missing:
         raise UsageError(f"{at}: {kind} needs {', '.join(missing)}")
     if extra:
-        raise UsageError(f"{at}: {kind} does not take {', '.join(extra)}"
-                         f" (it takes {', '.join(sorted(required | optional))})")
+        raise UsageError(
+            f"{at}: {kind} does not take {', '.join(extra)} (it takes {', '.join(sorted(required | optional))})"
+        )
     if kind == "file" and body["action"] not in FILE_ACTIONS:
         raise UsageError(f"{at}: file action must be one of {', '.join(FILE_ACTIONS)}")
     step_id = str(raw.get("id", f"step{index + 1}"))
@@ -154,7 +159,9 @@ def _expectations(raw: Any, where: str, steps: set[str]) -> list[Expectation]:
         raise UsageError(f"{where}: expect: a mapping with `alert` and `no_alert`")
     bad = set(raw) - {"alert", "no_alert"}
     if bad:
-        raise UsageError(f"{where.rsplit(':', 1)[0]}:{raw.line}: expect takes alert and no_alert, not {', '.join(sorted(bad))}")
+        raise UsageError(
+            f"{where.rsplit(':', 1)[0]}:{raw.line}: expect takes alert and no_alert, not {', '.join(sorted(bad))}"
+        )
     out: list[Expectation] = []
     for item in raw.get("alert") or []:
         at = f"{where.rsplit(':', 1)[0]}:{getattr(item, 'line', raw.line)}"
@@ -225,10 +232,16 @@ def parse(text: str, path: Path) -> Scenario:
             raise UsageError(f"{path}:{s.line}: step id {s.id!r} used twice")
         seen.add(s.id)
     return Scenario(
-        id=str(doc["id"]), title=str(doc["title"]), kind=str(doc["kind"]), path=path,
+        id=str(doc["id"]),
+        title=str(doc["title"]),
+        kind=str(doc["kind"]),
+        path=path,
         description=str(doc.get("description") or "").strip(),
-        atomic=_strs(doc.get("atomic"), where), techniques=_strs(doc.get("techniques"), where),
-        steps=steps, expect=_expectations(doc.get("expect"), where, seen))
+        atomic=_strs(doc.get("atomic"), where),
+        techniques=_strs(doc.get("techniques"), where),
+        steps=steps,
+        expect=_expectations(doc.get("expect"), where, seen),
+    )
 
 
 def load_file(path: Path) -> Scenario:
@@ -263,8 +276,11 @@ def resolve(ref: str) -> list[Scenario]:
 def by_atomic(ref: str) -> list[Scenario]:
     """Scenarios replaying an Atomic Red Team test, given its GUID or its technique id."""
     low = ref.lower()
-    hit = [s for s in shipped() if low in (a.lower() for a in s.atomic)
-           or (s.atomic and low in (t.lower() for t in s.techniques))]
+    hit = [
+        s
+        for s in shipped()
+        if low in (a.lower() for a in s.atomic) or (s.atomic and low in (t.lower() for t in s.techniques))
+    ]
     if not hit:
         raise UsageError(f"no scenario replays the Atomic test {ref!r} (exhunt simulate --list shows the GUIDs)")
     return hit

@@ -29,11 +29,13 @@ def write(sim: Simulation, out: Path) -> list[Path]:
         schema = [{"Name": c, "Type": _type(c, sample[c])} for c in cols]
         results = [{c: r.get(c) for c in cols} for r in table_rows]
         path = out / f"{table}-api.json"
-        path.write_text(json.dumps({"Schema": schema, "Results": results}, indent=1) + "\n", encoding="utf-8",
-                        newline="")
+        path.write_text(
+            json.dumps({"Schema": schema, "Results": results}, indent=1) + "\n", encoding="utf-8", newline=""
+        )
         paths.append(path)
     return paths
 
 
-WRITER = Writer("mde-api", "defender", "Defender Advanced Hunting API JSON {Schema, Results}, one file per table",
-                write)
+WRITER = Writer(
+    "mde-api", "defender", "Defender Advanced Hunting API JSON {Schema, Results}, one file per table", write
+)
