@@ -13,6 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from exhunt.schema import table as table_schema
 from exhunt.simulate.events import Account, Event, Proc, Simulation, fake_hash
 from exhunt.winlog.powershell import cmdlets
 
@@ -172,6 +173,10 @@ def rows(sim: Simulation) -> dict[str, list[Row]]:
                         "AdditionalFields": json.dumps({"Command": name}),
                     },
                 )
+    # only the table's published columns (a real export has no others)
+    for name, table_rows in out.items():
+        keep = {c.name for c in table_schema(name).columns}
+        out[name] = [{k: v for k, v in r.items() if k in keep} for r in table_rows]
     return {t: r for t, r in out.items() if r}
 
 
