@@ -673,7 +673,7 @@ def rules_export(
 
 def _add_groups() -> None:
     """Command groups kept in their own modules: each adds itself to `app` when imported."""
-    from exhunt import cli_alerts, cli_audit, cli_hunt  # noqa: F401
+    from exhunt import cli_alerts, cli_audit, cli_hunt, cli_simulate  # noqa: F401
 
 
 _add_groups()

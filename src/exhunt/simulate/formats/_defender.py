@@ -1,0 +1,188 @@
+"""Events -> Defender Advanced Hunting rows, table by table, as a Defender for Endpoint host reports them.
+
+A process start is DeviceProcessEvents; a file write DeviceFileEvents (over SMB: the System process,
+with the remote side in Request*); a module load DeviceImageLoadEvents plus the file's signature in
+DeviceFileCertificateInfo; PowerShell script content DeviceEvents PowerShellCommand, one row per
+cmdlet. The Exchange cmdlet log and other Windows event logs are not Defender tables: they are
+left out (a Defender export never holds them).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from exhunt.schema import table as table_schema
+from exhunt.simulate.events import Account, Event, Proc, Simulation, fake_hash
+from exhunt.winlog.powershell import cmdlets
+
+Row = dict[str, Any]
+TABLES = (
+    "DeviceProcessEvents",
+    "DeviceFileEvents",
+    "DeviceImageLoadEvents",
+    "DeviceFileCertificateInfo",
+    "DeviceEvents",
+)
+_FILE_ACTION = {
+    "created": "FileCreated",
+    "modified": "FileModified",
+    "renamed": "FileRenamed",
+    "deleted": "FileDeleted",
+}
+
+
+def timestamp(t: datetime) -> str:
+    """Defender's form: seven fractional digits and Z."""
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def _acct(prefix: str, a: Account) -> Row:
+    return {
+        f"{prefix}AccountDomain": a.domain.lower(),
+        f"{prefix}AccountName": a.name.lower(),
+        f"{prefix}AccountSid": a.sid,
+    }
+
+
+def _initiating(p: Proc) -> Row:
+    """The InitiatingProcess* columns of the process that acted (and its parent)."""
+    row: Row = {
+        "InitiatingProcessFileName": p.file_name,
+        "InitiatingProcessFolderPath": p.image.lower() if "\\" in p.image else "",
+        "InitiatingProcessCommandLine": p.command_line,
+        "InitiatingProcessId": p.pid,
+        "InitiatingProcessCreationTime": timestamp(p.start),
+        "InitiatingProcessSHA1": p.sha1 if "\\" in p.image else "",
+        "InitiatingProcessIntegrityLevel": p.integrity,
+        "InitiatingProcessLogonId": p.account.logon_id,
+        **_acct("InitiatingProcess", p.account),
+    }
+    if p.parent is not None:
+        row["InitiatingProcessParentFileName"] = p.parent.file_name
+        row["InitiatingProcessParentId"] = p.parent.pid
+    return row
+
+
+def rows(sim: Simulation) -> dict[str, list[Row]]:
+    """Each Defender table's rows, in time order, ReportIds counting up per table."""
+    out: dict[str, list[Row]] = {t: [] for t in TABLES}
+    certs: set[str] = set()
+
+    def add(table: str, ev: Event, row: Row) -> None:
+        base = {"Timestamp": timestamp(ev.time), "DeviceId": sim.device_id, "DeviceName": sim.host}
+        out[table].append({**base, **row, "ReportId": 1000 + len(out[table])})
+
+    for ev in sim.events:
+        p = ev.proc
+        if ev.kind == "process" and p is not None:
+            parent = p.parent
+            add(
+                "DeviceProcessEvents",
+                ev,
+                {
+                    "ActionType": "ProcessCreated",
+                    "FileName": p.file_name,
+                    "FolderPath": p.image,
+                    "ProcessCommandLine": p.command_line,
+                    "ProcessId": p.pid,
+                    "ProcessCreationTime": timestamp(p.start),
+                    "ProcessIntegrityLevel": p.integrity,
+                    "LogonId": p.account.logon_id,
+                    **_acct("", p.account),
+                    "SHA1": p.sha1,
+                    "SHA256": fake_hash(p.image.lower() + "256", 64),
+                    "MD5": fake_hash(p.image.lower(), 32),
+                    "ProcessVersionInfoOriginalFileName": p.original_file_name or p.file_name,
+                    **(_initiating(parent) if parent is not None else {}),
+                },
+            )
+        elif ev.kind == "file" and p is not None:
+            d = ev.data
+            name = d["path"].rsplit("\\", 1)[-1]
+            row: Row = {
+                "ActionType": _FILE_ACTION[d["action"]],
+                "FileName": name,
+                "FolderPath": d["path"],
+                "SHA1": d["sha1"],
+                "SHA256": fake_hash(d["sha1"], 64),
+                "MD5": fake_hash(d["sha1"], 32),
+                "FileSize": d["size"],
+                "RequestProtocol": "Local",
+                **_initiating(p),
+            }
+            if "previous" in d:
+                row["PreviousFileName"] = d["previous"].rsplit("\\", 1)[-1]
+                row["PreviousFolderPath"] = d["previous"].rsplit("\\", 1)[0]
+            if "smb" in d:
+                smb = d["smb"]
+                row.update(
+                    {
+                        "RequestProtocol": "SMB",
+                        "RequestSourceIP": smb["ip"],
+                        "RequestAccountDomain": smb["account"].domain.lower(),
+                        "RequestAccountName": smb["account"].name.lower(),
+                        "RequestAccountSid": smb["account"].sid,
+                        "ShareName": smb["share"],
+                    }
+                )
+            add("DeviceFileEvents", ev, row)
+        elif ev.kind == "image_load" and p is not None:
+            d = ev.data
+            add(
+                "DeviceImageLoadEvents",
+                ev,
+                {
+                    "ActionType": "ImageLoaded",
+                    "FileName": d["path"].rsplit("\\", 1)[-1],
+                    "FolderPath": d["path"],
+                    "SHA1": d["sha1"],
+                    "SHA256": fake_hash(d["sha1"], 64),
+                    "MD5": fake_hash(d["sha1"], 32),
+                    "FileSize": d["size"],
+                    **_initiating(p),
+                },
+            )
+            if d["sha1"] not in certs:
+                certs.add(d["sha1"])
+                ms = d["signer"].startswith("Microsoft")
+                add(
+                    "DeviceFileCertificateInfo",
+                    ev,
+                    {
+                        "SHA1": d["sha1"],
+                        "IsSigned": d["signed"],
+                        "SignatureType": "Embedded" if d["signed"] else "",
+                        "Signer": d["signer"],
+                        "IsTrusted": d["signed"],
+                        "IsRootSignerMicrosoft": ms,
+                        "Issuer": "Microsoft Code Signing PCA 2011"
+                        if ms
+                        else (d["signer"] + " CA" if d["signed"] else ""),
+                    },
+                )
+        elif ev.kind == "script_block" and p is not None:
+            for name in cmdlets(ev.data["text"]):
+                add(
+                    "DeviceEvents",
+                    ev,
+                    {
+                        "ActionType": "PowerShellCommand",
+                        **_initiating(p),
+                        "AdditionalFields": json.dumps({"Command": name}),
+                    },
+                )
+    # only the table's published columns (a real export has no others)
+    for name, table_rows in out.items():
+        keep = {c.name for c in table_schema(name).columns}
+        out[name] = [{k: v for k, v in r.items() if k in keep} for r in table_rows]
+    return {t: r for t, r in out.items() if r}
+
+
+def columns(table_rows: list[Row]) -> list[str]:
+    """Every column any row has, in first-seen order (one header for the table)."""
+    cols: dict[str, None] = {}
+    for r in table_rows:
+        cols.update(dict.fromkeys(r))
+    return list(cols)

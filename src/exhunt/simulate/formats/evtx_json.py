@@ -1,0 +1,278 @@
+"""Windows event logs as `evtx_dump -o jsonl` renders them: one `<host>.evtx.jsonl` file.
+
+A process start is Sysmon 1 and Security 4688; a file write Sysmon 11 (created or modified; over SMB
+by the System process, pid 4: Sysmon does not see the remote side); a module load Sysmon 7 with its
+signature; script content PowerShell 4104; a cmdlet run through Exchange's management shell
+MSExchange Management 1 (or 6 when it failed); service and application events as themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from exhunt.simulate.events import Event, Proc, Simulation, fake_hash
+from exhunt.simulate.formats import Writer
+
+SYSMON = ("Microsoft-Windows-Sysmon/Operational", "Microsoft-Windows-Sysmon")
+SECURITY = ("Security", "Microsoft-Windows-Security-Auditing")
+PS_OP = ("Microsoft-Windows-PowerShell/Operational", "Microsoft-Windows-PowerShell")
+CMDLET_LOG = ("MSExchange Management", "MSExchange CmdletLogs")
+#: What the MSExchange Management record holds after the caller and host process (as make_demo writes it).
+_CMDLET_TAIL = [
+    "",
+    "1",
+    "00:00:01.2031250",
+    "View Entire Forest: 'False'",
+    "",
+    "",
+    "",
+    "",
+    "False",
+    "",
+    "",
+    "",
+    "",
+    "0",
+    "ActivityId: 00000000-0000-0000-0000-000000000000",
+    "",
+    "",
+    "en-US",
+]
+
+
+def system_time(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_time(t: datetime) -> str:
+    """Sysmon's UtcTime: milliseconds, a space before the time."""
+    return t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+class _Log:
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.records: dict[str, int] = {}
+        self.docs: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        source: tuple[str, str],
+        event_id: int,
+        t: datetime,
+        data: dict[str, Any] | list[str],
+        *,
+        level: int = 4,
+        task: int = 0,
+        sid: str = "S-1-5-18",
+        pid: int = 0,
+        version: int = 0,
+    ) -> None:
+        record = self.records.get(source[0], 1000 * (1 + len(self.records))) + 1
+        self.records[source[0]] = record
+        event_data: Any = {"Data": {"#text": data}} if isinstance(data, list) else data
+        self.docs.append(
+            {
+                "Event": {
+                    "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+                    "System": {
+                        "Provider": {"#attributes": {"Name": source[1]}},
+                        "EventID": event_id,
+                        "Version": version,
+                        "Level": level,
+                        "Task": task,
+                        "Opcode": 0,
+                        "Keywords": "0x8000000000000000",
+                        "TimeCreated": {"#attributes": {"SystemTime": system_time(t)}},
+                        "EventRecordID": record,
+                        "Correlation": None,
+                        "Execution": {"#attributes": {"ProcessID": pid, "ThreadID": 4000 + pid % 997}},
+                        "Channel": source[0],
+                        "Computer": self.host,
+                        "Security": {"#attributes": {"UserID": sid}},
+                    },
+                    "EventData": event_data,
+                }
+            }
+        )
+
+
+def _hashes(sha1: str) -> str:
+    return f"SHA1={sha1.upper()},MD5={fake_hash(sha1, 32).upper()},SHA256={fake_hash(sha1, 64).upper()}"
+
+
+def _process(log: _Log, ev: Event, p: Proc) -> None:
+    parent = p.parent
+    log.add(
+        SYSMON,
+        1,
+        ev.time,
+        {
+            "RuleName": "-",
+            "UtcTime": utc_time(ev.time),
+            "ProcessGuid": p.guid,
+            "ProcessId": p.pid,
+            "Image": p.image,
+            "FileVersion": "-",
+            "Description": "-",
+            "Product": "-",
+            "Company": "-",
+            "OriginalFileName": p.original_file_name or p.file_name,
+            "CommandLine": p.command_line,
+            "CurrentDirectory": "C:\\Windows\\system32\\",
+            "User": p.account.qualified,
+            "LogonGuid": "{" + fake_hash(p.account.sid, 8) + "-0000-0000-0000-000000000000}",
+            "LogonId": hex(p.account.logon_id),
+            "TerminalSessionId": 0,
+            "IntegrityLevel": p.integrity,
+            "Hashes": _hashes(p.sha1),
+            "ParentProcessGuid": parent.guid if parent else "-",
+            "ParentProcessId": parent.pid if parent else 0,
+            "ParentImage": parent.image if parent else "-",
+            "ParentCommandLine": parent.command_line if parent else "-",
+            "ParentUser": parent.account.qualified if parent else "-",
+        },
+        task=1,
+        version=5,
+    )
+    creator = parent.account if parent else p.account
+    same = parent is None or parent.account == p.account
+    log.add(
+        SECURITY,
+        4688,
+        ev.time,
+        {
+            "SubjectUserSid": creator.sid,
+            "SubjectUserName": creator.name,
+            "SubjectDomainName": creator.domain,
+            "SubjectLogonId": hex(creator.logon_id),
+            "NewProcessId": hex(p.pid),
+            "NewProcessName": p.image,
+            "TokenElevationType": "%%1937",
+            "ProcessId": hex(parent.pid if parent else 0),
+            "CommandLine": p.command_line,
+            "TargetUserSid": "S-1-0-0" if same else p.account.sid,
+            "TargetUserName": "-" if same else p.account.name,
+            "TargetDomainName": "-" if same else p.account.domain,
+            "TargetLogonId": "0x0" if same else hex(p.account.logon_id),
+            "ParentProcessName": parent.image if parent else "",
+            "MandatoryLabel": "S-1-16-12288",
+        },
+        level=0,
+        task=13312,
+        version=2,
+    )
+
+
+def write(sim: Simulation, out: Path) -> list[Path]:
+    log = _Log(sim.host)
+    for ev in sim.events:
+        p, d = ev.proc, ev.data
+        if ev.kind == "process" and p is not None:
+            _process(log, ev, p)
+        elif ev.kind == "file" and p is not None and d["action"] in ("created", "modified"):
+            log.add(
+                SYSMON,
+                11,
+                ev.time,
+                {
+                    "RuleName": "-",
+                    "UtcTime": utc_time(ev.time),
+                    "ProcessGuid": p.guid,
+                    "ProcessId": p.pid,
+                    "Image": p.image,
+                    "TargetFilename": d["path"],
+                    "CreationUtcTime": utc_time(ev.time),
+                    "User": p.account.qualified,
+                },
+                task=11,
+                version=2,
+            )
+        elif ev.kind == "image_load" and p is not None:
+            log.add(
+                SYSMON,
+                7,
+                ev.time,
+                {
+                    "RuleName": "-",
+                    "UtcTime": utc_time(ev.time),
+                    "ProcessGuid": p.guid,
+                    "ProcessId": p.pid,
+                    "Image": p.image,
+                    "ImageLoaded": d["path"],
+                    "FileVersion": "-",
+                    "Description": "-",
+                    "Product": "-",
+                    "Company": "-",
+                    "OriginalFileName": "-",
+                    "Hashes": _hashes(d["sha1"]),
+                    "Signed": "true" if d["signed"] else "false",
+                    "Signature": d["signer"] or "-",
+                    "SignatureStatus": "Valid" if d["signed"] else "Unavailable",
+                    "User": p.account.qualified,
+                },
+                task=7,
+                version=3,
+            )
+        elif ev.kind == "script_block" and p is not None:
+            log.add(
+                PS_OP,
+                4104,
+                ev.time,
+                {
+                    "MessageNumber": 1,
+                    "MessageTotal": 1,
+                    "ScriptBlockText": d["text"],
+                    "ScriptBlockId": d["block_id"],
+                    "Path": d["path"],
+                },
+                level=5,
+                task=2,
+                sid=p.account.sid,
+                pid=p.pid,
+                version=1,
+            )
+        elif ev.kind == "cmdlet_log" and p is not None:
+            caller = d["caller"]
+            who = f"{sim.host.split('.', 1)[-1]}/Users/{caller.name}"
+            items = [
+                d["cmdlet"],
+                d["params"],
+                who,
+                caller.sid,
+                f"{caller.sid}({who})",
+                "Remote-ManagementShell-Unknown",
+                f"{p.pid} {p.file_name.removesuffix('.exe')}#MSExchangePowerShellAppPool"
+                if p.file_name.lower() == "w3wp.exe"
+                else f"{p.pid} {p.file_name}",
+            ]
+            if d["success"]:
+                items += _CMDLET_TAIL
+            else:
+                items += ["", "6", "00:00:00.3125000", "View Entire Forest: 'False'", d["error"] or "Error"]
+            log.add(CMDLET_LOG, 1 if d["success"] else 6, ev.time, items, level=4 if d["success"] else 2, pid=p.pid)
+        elif ev.kind == "event_log":
+            params = d["params"]
+            log.add(
+                (d["channel"], d["provider"]),
+                d["event_id"],
+                ev.time,
+                params if isinstance(params, list) else dict(params),
+                level=d["level"],
+                task=d["task"],
+            )
+    path = out / f"{sim.host.split('.', 1)[0]}.evtx.jsonl"
+    path.write_text("".join(json.dumps(doc) + "\n" for doc in log.docs), encoding="utf-8", newline="")
+    return [path]
+
+
+WRITER = Writer(
+    "evtx-json",
+    "windows",
+    "Windows event logs as evtx_dump JSON lines (Sysmon 1/7/11, Security 4688, PowerShell 4104,"
+    " MSExchange Management, System/Application)",
+    write,
+)

@@ -1,0 +1,286 @@
+"""Scenario files: one YAML document per story (attack or benign), its steps and what the rules must do.
+
+A scenario is data, so adding one is adding a file (`scenarios/<id>.yaml`, or any path given on the
+command line). Every problem in a file is a UsageError naming the file and line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exhunt import yamltext
+from exhunt.errors import UsageError
+
+#: Step kinds and the keys each takes (required first set, optional second).
+STEP_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "process": (
+        frozenset({"image", "command_line"}),
+        frozenset({"name", "parent", "user", "integrity", "sha1", "original_file_name"}),
+    ),
+    "file": (frozenset({"action", "path"}), frozenset({"by", "smb", "sha1", "size", "previous"})),
+    "image_load": (frozenset({"path"}), frozenset({"by", "sha1", "size", "signer", "signed"})),
+    "service_restart": (frozenset(), frozenset({"service", "name"})),
+    "cmdlet_log": (frozenset({"cmdlet"}), frozenset({"params", "caller", "success", "host_process", "error"})),
+    "script_block": (frozenset({"text"}), frozenset({"by", "path"})),
+    "event_log": (frozenset({"channel", "provider", "event_id"}), frozenset({"params", "level", "task"})),
+}
+FILE_ACTIONS = ("created", "modified", "renamed", "deleted")
+KINDS = ("attack", "benign")
+#: Who collects the events: a Defender for Endpoint host, or Windows event logs (Sysmon, Security...).
+FAMILIES = ("defender", "windows")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
+
+
+class Node(dict[str, Any]):
+    """A mapping that remembers the line it started on (1-based)."""
+
+    line: int = 0
+
+
+@dataclass
+class Step:
+    """One abstract action: its kind, its fields, its id (for expectations) and its delay."""
+
+    kind: str
+    fields: dict[str, Any]
+    id: str
+    after: float
+    line: int
+
+
+@dataclass
+class Expectation:
+    """A rule that must alert on these steps (or, with must=False, must not alert at all)."""
+
+    rule: str
+    must: bool
+    steps: list[str] = field(default_factory=list)
+    families: tuple[str, ...] = FAMILIES
+    note: str = ""
+    line: int = 0
+
+
+@dataclass
+class Scenario:
+    id: str
+    title: str
+    kind: str
+    path: Path
+    description: str = ""
+    atomic: list[str] = field(default_factory=list)
+    techniques: list[str] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    expect: list[Expectation] = field(default_factory=list)
+
+    def must(self) -> list[Expectation]:
+        return [e for e in self.expect if e.must]
+
+    def must_not(self) -> list[Expectation]:
+        return [e for e in self.expect if not e.must]
+
+
+def _build(node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out = Node()
+        out.line = node.start_mark.line + 1
+        for k, v in node.value:
+            # keys as written (YAML 1.1 would read `on:` as true)
+            out[str(k.value) if isinstance(k, yaml.ScalarNode) else str(k)] = _build(v)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(v) for v in node.value]
+    assert isinstance(node, yaml.ScalarNode)
+    return yamltext.scalar(node)
+
+
+def duration(text: Any, where: str) -> float:
+    """`30s`, `2m`, `1h`, `250ms` or a number of seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool) and text >= 0:
+        return float(text)
+    m = _DURATION.match(str(text).strip())
+    if not m:
+        raise UsageError(f"{where}: not a duration: {text!r} (write 30s, 2m, 1h or 250ms)")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _strs(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise UsageError(f"{where}: expected a text or a list of texts")
+
+
+def _step(raw: Any, index: int, where: str) -> Step:
+    if not isinstance(raw, Node):
+        raise UsageError(f"{where}: step {index + 1} is not a mapping")
+    at = f"{where.rsplit(':', 1)[0]}:{raw.line}"
+    kinds = [k for k in raw if k in STEP_KINDS]
+    unknown = [k for k in raw if k not in STEP_KINDS and k not in ("id", "after")]
+    if unknown or len(kinds) != 1:
+        raise UsageError(
+            f"{at}: a step holds exactly one of {', '.join(STEP_KINDS)} (plus id, after);"
+            f" found {', '.join(map(str, raw)) or 'nothing'}"
+        )
+    kind = kinds[0]
+    body = raw[kind] or Node()
+    if not isinstance(body, dict):
+        raise UsageError(f"{at}: {kind}: expected a mapping of fields")
+    required, optional = STEP_KINDS[kind]
+    missing = sorted(required - set(body))
+    extra = sorted(set(body) - required - optional)
+    if missing:
+        raise UsageError(f"{at}: {kind} needs {', '.join(missing)}")
+    if extra:
+        raise UsageError(
+            f"{at}: {kind} does not take {', '.join(extra)} (it takes {', '.join(sorted(required | optional))})"
+        )
+    if kind == "file" and body["action"] not in FILE_ACTIONS:
+        raise UsageError(f"{at}: file action must be one of {', '.join(FILE_ACTIONS)}")
+    step_id = str(raw.get("id", f"step{index + 1}"))
+    if not _ID.match(step_id):
+        raise UsageError(f"{at}: step id {step_id!r}: use lower-case letters, digits, '.', '_' or '-'")
+    return Step(kind, dict(body), step_id, duration(raw.get("after", 2), at), raw.line)
+
+
+def _expectations(raw: Any, where: str, steps: set[str]) -> list[Expectation]:
+    if raw is None:
+        return []
+    if not isinstance(raw, Node):
+        raise UsageError(f"{where}: expect: a mapping with `alert` and `no_alert`")
+    bad = set(raw) - {"alert", "no_alert"}
+    if bad:
+        raise UsageError(
+            f"{where.rsplit(':', 1)[0]}:{raw.line}: expect takes alert and no_alert, not {', '.join(sorted(bad))}"
+        )
+    out: list[Expectation] = []
+    for item in raw.get("alert") or []:
+        at = f"{where.rsplit(':', 1)[0]}:{getattr(item, 'line', raw.line)}"
+        if not isinstance(item, Node) or "rule" not in item:
+            raise UsageError(f"{at}: each `alert` entry needs a rule (and the steps it alerts on)")
+        extra = set(item) - {"rule", "steps", "on", "note"}
+        if extra:
+            raise UsageError(f"{at}: an `alert` entry takes rule, steps, on, note; not {', '.join(sorted(extra))}")
+        step_ids = _strs(item.get("steps"), at)
+        if not step_ids:
+            raise UsageError(f"{at}: alert {item['rule']}: name the steps it must alert on")
+        unknown = [s for s in step_ids if s not in steps]
+        if unknown:
+            raise UsageError(f"{at}: alert {item['rule']}: no step with id {', '.join(unknown)}")
+        fams = tuple(_strs(item.get("on"), at)) or FAMILIES
+        if set(fams) - set(FAMILIES):
+            raise UsageError(f"{at}: `on` takes {', '.join(FAMILIES)}")
+        out.append(Expectation(str(item["rule"]), True, step_ids, fams, str(item.get("note", "")), item.line))
+    for item in raw.get("no_alert") or []:
+        line = getattr(raw.get("no_alert"), "line", raw.line)
+        if isinstance(item, Node):
+            at = f"{where.rsplit(':', 1)[0]}:{item.line}"
+            if "rule" not in item or set(item) - {"rule", "note"}:
+                raise UsageError(f"{at}: a `no_alert` entry is a rule name (or rule and note)")
+            out.append(Expectation(str(item["rule"]), False, note=str(item.get("note", "")), line=item.line))
+        elif isinstance(item, str):
+            out.append(Expectation(item, False, line=line))
+        else:
+            raise UsageError(f"{where}: no_alert: expected rule names")
+    return out
+
+
+def parse(text: str, path: Path) -> Scenario:
+    """A scenario from its YAML text (`path` names it in errors)."""
+    where = f"{path}:1"
+    try:
+        node = yamltext.compose(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise UsageError(f"{path}:{line}: not valid YAML: {exc.problem or exc}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: not valid YAML: {exc}") from None
+    if node is None:
+        raise UsageError(f"{where}: empty scenario file")
+    doc = _build(node)
+    if not isinstance(doc, Node):
+        raise UsageError(f"{where}: a scenario is a mapping (id, title, kind, steps, expect)")
+    where = f"{path}:{doc.line}"
+    known = {"id", "title", "kind", "atomic", "techniques", "description", "steps", "expect"}
+    extra = sorted(set(doc) - known)
+    if extra:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(extra)} (a scenario takes {', '.join(sorted(known))})")
+    for key in ("id", "title", "kind", "steps"):
+        if key not in doc:
+            raise UsageError(f"{where}: missing `{key}`")
+    if not _ID.match(str(doc["id"])):
+        raise UsageError(f"{where}: id {doc['id']!r}: use lower-case letters, digits, '.', '_' or '-'")
+    if doc["kind"] not in KINDS:
+        raise UsageError(f"{where}: kind must be attack or benign, not {doc['kind']!r}")
+    raw_steps = doc["steps"]
+    if not isinstance(raw_steps, list) or not raw_steps:
+        raise UsageError(f"{where}: steps: a non-empty list")
+    steps = [_step(s, i, where) for i, s in enumerate(raw_steps)]
+    seen: set[str] = set()
+    for s in steps:
+        if s.id in seen:
+            raise UsageError(f"{path}:{s.line}: step id {s.id!r} used twice")
+        seen.add(s.id)
+    return Scenario(
+        id=str(doc["id"]),
+        title=str(doc["title"]),
+        kind=str(doc["kind"]),
+        path=path,
+        description=str(doc.get("description") or "").strip(),
+        atomic=_strs(doc.get("atomic"), where),
+        techniques=_strs(doc.get("techniques"), where),
+        steps=steps,
+        expect=_expectations(doc.get("expect"), where, seen),
+    )
+
+
+def load_file(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the scenario: {exc}") from None
+    return parse(text, path)
+
+
+def shipped() -> list[Scenario]:
+    """The scenarios shipped in the package, by id."""
+    folder = resources.files("exhunt.simulate") / "scenarios"
+    out = [load_file(Path(str(p))) for p in folder.iterdir() if p.name.endswith(".yaml")]
+    return sorted(out, key=lambda s: s.id)
+
+
+def resolve(ref: str) -> list[Scenario]:
+    """A scenario by id, a scenario file path, or every scenario of an Atomic test (technique or GUID)."""
+    path = Path(ref)
+    if ref.endswith((".yaml", ".yml")) or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"{ref}: no such scenario file")
+        return [load_file(path)]
+    known = shipped()
+    hit = [s for s in known if s.id == ref]
+    if hit:
+        return hit
+    raise UsageError(f"no scenario named {ref!r} (exhunt simulate --list shows them; a file path also works)")
+
+
+def by_atomic(ref: str) -> list[Scenario]:
+    """Scenarios replaying an Atomic Red Team test, given its GUID or its technique id."""
+    low = ref.lower()
+    hit = [
+        s
+        for s in shipped()
+        if low in (a.lower() for a in s.atomic) or (s.atomic and low in (t.lower() for t in s.techniques))
+    ]
+    if not hit:
+        raise UsageError(f"no scenario replays the Atomic test {ref!r} (exhunt simulate --list shows the GUIDs)")
+    return hit
