@@ -373,6 +373,8 @@ def _report_tuning(outcome: tuning.Outcome, quiet: bool) -> None:
     for level, text in tuning.report(outcome):
         prefix = "[yellow]warning:[/yellow] " if level == "warning" else ""
         err.print(prefix + safetext.markup(text), soft_wrap=True)
+
+
 def _explain(paths: list[Path], rules: list[Rule], options: hunting.HuntOptions, ref: str, fmt: str,
              output_path: Path | None) -> None:
     """--explain: one alert's conditions, held or not on its rows, with the values they read."""
