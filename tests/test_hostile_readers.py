@@ -611,7 +611,8 @@ def test_a_run_that_read_nothing_exits_2(tmp_path: Path, what: str, command: str
     assert code == 2 and out == ""
     expected = {
         "text": [f"{folder}/notes.txt: not a telemetry format exhunt reads (unknown file type)"],
-        "agents-config": [f"{folder}/agents.config: not a telemetry format exhunt reads (unknown file type)"],
+        "agents-config": [f"{folder}/agents.config: not a telemetry format exhunt reads (unknown file type); "
+                          "it is an Exchange agent list: judge its agents with `exhunt audit`"],
         "empty-folder": [],
         "several": [f"{folder}/empty.csv: empty file",
                     f"{folder}/notes.txt: not a telemetry format exhunt reads (unknown file type)",
