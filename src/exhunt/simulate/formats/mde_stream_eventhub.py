@@ -11,7 +11,7 @@ from exhunt.simulate.formats import Writer
 from exhunt.simulate.formats._defender import streaming_records
 
 #: Records per message: small, so a run gives several messages mixing tables.
-BATCH = 25
+BATCH = 10
 
 
 def write(sim: Simulation, out: Path) -> list[Path]:
