@@ -231,6 +231,7 @@ READ_AS = {
     "mde-stream-storage": "mde-jsonl",
     "mde-stream-eventhub": "mde-jsonl",
     "parquet": "parquet",
+    "sentinel-export": "mde-jsonl",
     "evtx-json": "evtx-json",
     "winlogbeat-ecs": "winlogbeat-ecs",
     "otrf-json": "otrf-json",
