@@ -235,6 +235,7 @@ READ_AS = {
     "evtx-json": "evtx-json",
     "winlogbeat-ecs": "winlogbeat-ecs",
     "otrf-json": "otrf-json",
+    "sentinel-windows": "sentinel-windows",
 }
 
 
