@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli
 from exhunt.errors import UsageError
+from exhunt.hunt import HuntOptions, hunt
 from exhunt.rule import load_rules
 from exhunt.simulate.check import check
 from exhunt.simulate.events import generate
@@ -220,3 +222,45 @@ def test_parse_keeps_on_key() -> None:
     )
     assert sc.expect[0].families == ("windows",)
     assert load_file(SCENARIOS["atomic-t1505-002"].path).atomic == ["43e92449-ff60-46e9-83a3-1a38089df94d"]
+
+
+#: The reader exhunt picks for each writer's files (detection by content, as for a user's export).
+READ_AS = {
+    "mde-csv": "mde-csv",
+    "mde-api": "mde-json",
+    "mde-stream-storage": "mde-jsonl",
+    "mde-stream-eventhub": "mde-jsonl",
+    "parquet": "parquet",
+    "sentinel-export": "mde-jsonl",
+    "evtx-json": "evtx-json",
+    "winlogbeat-ecs": "winlogbeat-ecs",
+    "otrf-json": "otrf-json",
+    "sentinel-windows": "sentinel-windows",
+}
+
+
+def _tables_read(fmt: str, tmp_path: Path) -> tuple[set[str], Counter[str], int]:
+    out = tmp_path / fmt
+    out.mkdir()
+    writers()[fmt].write(generate([SCENARIOS["lightneuron-emulation"]], seed=5, noise=30), out)
+    reports = hunt(sorted(out.iterdir()), [], HuntOptions(jobs=1)).reports
+    used: Counter[str] = Counter()
+    for r in reports:
+        used.update(r.used)
+    return {r.format for r in reports}, used, sum(r.total_skipped + sum(r.coerced.values()) for r in reports)
+
+
+@pytest.mark.parametrize("family", ["defender", "windows"])
+def test_a_family_s_formats_give_the_same_rows(tmp_path: Path, family: str) -> None:
+    """Every format of a family is read by its own reader into the same tables, row for row."""
+    fmts = sorted(f for f, w in writers().items() if w.family == family and f in READ_AS)
+    assert len(fmts) >= (5 if family == "defender" else 3)
+    seen = {}
+    for fmt in fmts:
+        formats, used, problems = _tables_read(fmt, tmp_path)
+        assert formats == {READ_AS[fmt]}, fmt
+        assert problems == 0, fmt
+        seen[fmt] = used
+    first = seen[fmts[0]]
+    assert first["DeviceProcessEvents"] > 10
+    assert all(used == first for used in seen.values()), seen

@@ -1,9 +1,10 @@
 """`exhunt simulate --check`: generate a scenario, run the rules on it, compare with its `expect`.
 
 Alerts are tied to steps by time: an alert belongs to the last step that started at or before its
-Timestamp (every step starts at its own time, at least `after` past the one before). A rule that
-must alert passes when it alerts on each step named and on no other; a rule not expected to alert
-(listed under no_alert, or not listed at all) passes only when it raises nothing.
+Timestamp (every step starts at its own time, at least `after` past the one before), compared to
+the millisecond, as some forms keep no finer time. A rule that must alert passes when it alerts on
+each step named and on no other; a rule not expected to alert (listed under no_alert, or not listed
+at all) passes only when it raises nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def alerts_by_step(sim: Simulation, out: Path, rules: list[Rule]) -> dict[str, d
     """rule slug -> (scenario, step) -> alert count, from a hunt over the written files in `out`."""
     result = hunt(sorted(p for p in out.iterdir() if p.is_file()), rules, HuntOptions(jobs=1))
     starts = step_times(sim.events)
-    times = [t for t, _, _ in starts]
+    # to the millisecond: some forms keep no more (Winlogbeat's and Logstash's @timestamp)
+    times = [t.replace(microsecond=t.microsecond - t.microsecond % 1000) for t, _, _ in starts]
     found: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
     for alert, rule in zip(result.alerts, result.rules, strict=True):
         ts = alert.get("Timestamp")

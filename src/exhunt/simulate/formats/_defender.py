@@ -186,3 +186,28 @@ def columns(table_rows: list[Row]) -> list[str]:
     for r in table_rows:
         cols.update(dict.fromkeys(r))
     return list(cols)
+
+
+def tenant_id(sim: Simulation) -> str:
+    """A stable stand-in Entra tenant id for the simulated host's organisation."""
+    h = fake_hash("tenant:" + sim.host.split(".", 1)[-1].lower(), 32)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def streaming_records(sim: Simulation) -> list[Row]:
+    """Every row as the Streaming API sends it (`{time, tenantId, operationName, category, properties}`),
+    all tables merged in time order, the order Defender streams them."""
+    tenant = tenant_id(sim)
+    recs = [
+        {
+            "time": r["Timestamp"],
+            "tenantId": tenant,
+            "operationName": "Publish",
+            "category": f"AdvancedHunting-{table}",
+            "properties": r,
+        }
+        for table, table_rows in rows(sim).items()
+        for r in table_rows
+    ]
+    recs.sort(key=lambda rec: rec["time"])  # stable: a table's rows keep their order
+    return recs

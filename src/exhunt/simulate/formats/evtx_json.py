@@ -167,7 +167,9 @@ def _process(log: _Log, ev: Event, p: Proc) -> None:
     )
 
 
-def write(sim: Simulation, out: Path) -> list[Path]:
+def documents(sim: Simulation) -> list[dict[str, Any]]:
+    """The Windows records of the simulation, as the `evtx` parser renders them (the other Windows
+    writers render these same records in their own forms)."""
     log = _Log(sim.host)
     for ev in sim.events:
         p, d = ev.proc, ev.data
@@ -264,8 +266,12 @@ def write(sim: Simulation, out: Path) -> list[Path]:
                 level=d["level"],
                 task=d["task"],
             )
+    return log.docs
+
+
+def write(sim: Simulation, out: Path) -> list[Path]:
     path = out / f"{sim.host.split('.', 1)[0]}.evtx.jsonl"
-    path.write_text("".join(json.dumps(doc) + "\n" for doc in log.docs), encoding="utf-8", newline="")
+    path.write_text("".join(json.dumps(doc) + "\n" for doc in documents(sim)), encoding="utf-8", newline="")
     return [path]
 
 
