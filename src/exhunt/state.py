@@ -302,13 +302,9 @@ def reopen(store: Store, refs: list[str], by: str | None = None, comment: str | 
 
 def parse_since(text: str) -> str:
     """--since: ISO-8601 date or date-time (UTC unless it has an offset) -> a state time."""
-    raw = text.strip()
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--since: {raw!r} is not an ISO-8601 date or date-time "
-                         "(e.g. 2026-03-01 or 2026-03-01T12:00:00Z)") from None
-    return stamp(t if t.tzinfo else t.replace(tzinfo=UTC))
+    from exhunt.timerange import parse_bound  # here: timerange imports the engine, `alerts list` needs none
+
+    return stamp(parse_bound(text, "--since"))  # naive UTC; a date alone is its start
 
 
 def check_statuses(statuses: list[str] | None) -> list[str]:

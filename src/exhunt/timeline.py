@@ -24,7 +24,7 @@ from exhunt.alerts import iso, jsonable
 from exhunt.backends import kqltext
 from exhunt.backends.base import Backend
 from exhunt.errors import RuleError
-from exhunt.incidents import host_key
+from exhunt.incidents import host_key, parse_time
 from exhunt.replay import tables_of
 from exhunt.rule import Rule, tables_named_in
 
@@ -47,13 +47,11 @@ STEPS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), time
 PLOT_BUCKETS = 120
 
 
-def _parse(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
-    except ValueError:
-        return None
+def utc_naive(value: Any) -> datetime | None:
+    """An alert's time as the tables hold it (naive UTC); None when absent or not a time.
+    The parsing is incidents.parse_time's, so every view reads alert times the same way."""
+    t = parse_time(value)
+    return t.replace(tzinfo=None) if t is not None else None
 
 
 @dataclass
@@ -145,7 +143,7 @@ def _marks(row: Row, when: datetime, alerts: list[dict[str, Any]]) -> list[str]:
         if record and row.source_record:
             same = (file, record) == (row.source_file, row.source_record)
         else:
-            same = _parse(alert.get("Timestamp")) == when and file in ("", row.source_file or file)
+            same = utc_naive(alert.get("Timestamp")) == when and file in ("", row.source_file or file)
         if same:
             out.append(str(alert["alert_id"]))
     return out
@@ -153,7 +151,7 @@ def _marks(row: Row, when: datetime, alerts: list[dict[str, Any]]) -> list[str]:
 
 def _server_events(backend: Backend, host: str, alerts: list[dict[str, Any]], tables: list[str],
                    context: timedelta, cap: int) -> list[Segment]:
-    timed = [(t, str(a["alert_id"])) for a in alerts if (t := _parse(a.get("Timestamp"))) is not None]
+    timed = [(t, str(a["alert_id"])) for a in alerts if (t := utc_naive(a.get("Timestamp"))) is not None]
     by_id = {str(a["alert_id"]): a for a in alerts}
     out = []
     for start, end, ids in _segments(timed, context):

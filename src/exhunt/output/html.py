@@ -37,7 +37,7 @@ from exhunt.alerts import summary_line
 from exhunt.incidents import host_key, severity_rank
 from exhunt.rule import SEVERITIES, Rule
 from exhunt.safetext import shown
-from exhunt.timeline import Timeline
+from exhunt.timeline import Timeline, utc_naive
 
 #: The incident window `render` groups alerts with when not given incidents.
 INCIDENT_WINDOW = timedelta(hours=1)
@@ -226,12 +226,12 @@ def _pick(fields: dict[str, Any], names: Sequence[str]) -> str:
 def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list[dict[str, Any]]) -> dict[str, Any]:
     """Bars (events per bucket) and marks (alerts per bucket) per server, on one time axis."""
     step = timeline.activity.step if timeline is not None and timeline.activity is not None else None
-    times = [t for a in alerts if (t := _parse(a.get("Timestamp")))]
+    times = [t for a in alerts if (t := utc_naive(a.get("Timestamp")))]
     events: dict[str, dict[datetime, int]] = defaultdict(dict)
     if timeline is not None and timeline.activity is not None:
         for host, buckets in timeline.activity.events.items():
             for start, n in buckets.items():
-                t = _parse(start)
+                t = utc_naive(start)
                 if t is not None:
                     events[host][t] = n
     every = times + [t for b in events.values() for t in b]
@@ -258,7 +258,7 @@ def _plot(servers: list[dict[str, Any]], timeline: Timeline | None, alerts: list
             bucket_events[int((t - first) // step)] += n
         bucket_alerts: dict[int, list[str]] = defaultdict(list)
         for a in alerts:
-            t = _parse(a.get("Timestamp"))
+            t = utc_naive(a.get("Timestamp"))
             if t is not None and host_key(a.get("DeviceName")) == host:
                 bucket_alerts[int((t - first) // step)].append(str(a.get("severity") or "medium"))
         top = max(bucket_events.values(), default=0)
@@ -296,15 +296,6 @@ def _first(by_alert: dict[str, list[AlertView]], alert: dict[str, Any]) -> Alert
 
 def _bucket(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M")
-
-
-def _parse(iso: str | None) -> datetime | None:
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).replace(tzinfo=None)
-    except ValueError:
-        return None
 
 
 def model(alerts: list[dict[str, Any]], rules: Sequence[Rule], timeline: Timeline | None = None,
