@@ -344,24 +344,18 @@ class Generator:
             signed=signed,
         )
 
+    def _scm_state(self, sc: Scenario, step: Step, display: str, state: str) -> None:
+        """The Service Control Manager's 7036: the service entered the stopped/running state."""
+        self.emit("event_log", sc, step, None, channel="System", provider="Service Control Manager",
+                  event_id=7036, params={"param1": display, "param2": state}, level=4, task=0)
+
     def _service_restart(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
         service = str(f.get("service") or "MSExchangeTransport")
         display = {
             "msexchangetransport": "Microsoft Exchange Transport",
             "msexchangefrontendtransport": "Microsoft Exchange Frontend Transport",
         }.get(service.lower(), service)
-        self.emit(
-            "event_log",
-            sc,
-            step,
-            None,
-            channel="System",
-            provider="Service Control Manager",
-            event_id=7036,
-            params={"param1": display, "param2": "stopped"},
-            level=4,
-            task=0,
-        )
+        self._scm_state(sc, step, display, "stopped")
         self.tick(3)
         network = self.account("NETWORK SERVICE")
         services = self.named["services"]
@@ -394,18 +388,7 @@ class Generator:
             self.named["edge"] = edge
             self.emit("process", sc, step, edge)
         self.tick(1)
-        self.emit(
-            "event_log",
-            sc,
-            step,
-            None,
-            channel="System",
-            provider="Service Control Manager",
-            event_id=7036,
-            params={"param1": display, "param2": "running"},
-            level=4,
-            task=0,
-        )
+        self._scm_state(sc, step, display, "running")
         if f.get("name"):
             self.named[str(f["name"])] = self.named[
                 "fet" if service.lower() == "msexchangefrontendtransport" else "edge"
