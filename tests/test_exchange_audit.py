@@ -184,17 +184,23 @@ def test_only_admin_audit_headers_are_taken(tmp_path: Path) -> None:
     other.write_text("Timestamp,DeviceName,ActionType,FileName,FolderPath\n2026-11-21T02:00:00Z,x,FileCreated,a,b\n")
     notes = tmp_path / "notes.csv"
     notes.write_text("CmdletName,Comment\nInstall-TransportAgent,seen\n")
+    # Sentinel's own ExchangeAdminAuditLogs rows exported as CSV stay a Log Analytics export
+    sentinel = tmp_path / "ExchangeAdminAuditLogs.csv"
+    sentinel.write_text("TimeGenerated [UTC],Computer,Status,Caller,TargetObject,CmdletName,CmdletParameters\n"
+                        "2026-11-21T02:00:08Z,EXCH01,Success,c,A,Install-TransportAgent,-Name A\n")
     with Session(in_memory=True) as s:
         reports = {Path(r.path).name: r for r in s.load_files(list(sources.walk([tmp_path])))}
     assert reports["DeviceFileEvents.csv"].format == "mde-csv"
     assert reports["notes.csv"].format != "exchange-admin-audit"
+    assert (reports["ExchangeAdminAuditLogs.csv"].format, reports["ExchangeAdminAuditLogs.csv"].total_used) == (
+        "mde-csv", 1)
     forced = tmp_path / "forced"
     forced.mkdir()
     (forced / "notes.csv").write_text(notes.read_text())
     with Session(in_memory=True) as s:
         (report,) = s.load_files(list(sources.walk([forced])), "exchange-admin-audit", None)
-    assert report.error == ("line 1: not an admin audit log header (needs CmdletName and RunDate, Caller or "
-                            "Succeeded; found CmdletName, Comment)")
+    assert report.error == ("line 1: not an admin audit log header (needs CmdletName and RunDate; "
+                            "found CmdletName, Comment)")
 
 
 @pytest.mark.parametrize(("text", "iso"), [

@@ -42,9 +42,9 @@ from exhunt.winlog.common import dumps, text
 from exhunt.winlog.exchange import CANONICAL, parse_parameters, table_row
 
 TABLE = "ExchangeAdminAuditLogs"
-#: The properties that tell an admin audit log entry from any other record (lower-case).
-_NEEDED = "cmdletname"
-_ANY_OF = ("rundate", "caller", "succeeded", "originatingserver")
+#: The properties that tell an admin audit log entry from any other record (lower-case): RunDate is the
+#: audit log's own; a Sentinel export of the ExchangeAdminAuditLogs rows (TimeGenerated) is mde-csv's.
+_NEEDED = ("cmdletname", "rundate")
 
 _TYPE_LINE = "#TYPE"
 #: `Microsoft.Exchange.Data.MultiValuedProperty`1[...]`, `System.Collections.ArrayList`, `Deserialized.…`
@@ -243,7 +243,7 @@ def _header_line(head: str) -> tuple[list[str], bool]:
 
 def _is_entry(keys: list[str]) -> bool:
     low = {k.lower() for k in keys}
-    return _NEEDED in low and any(k in low for k in _ANY_OF)
+    return all(k in low for k in _NEEDED)
 
 
 class ExchangeAudit:
@@ -319,8 +319,8 @@ class ExchangeAudit:
             except (StopIteration, csv.Error):
                 header = []
             if not _is_entry(header):
-                report.error = (f"line {first}: not an admin audit log header (needs CmdletName and RunDate, "
-                                f"Caller or Succeeded; found {printable(shorten(', '.join(header[:8]), 120))})")
+                report.error = (f"line {first}: not an admin audit log header (needs CmdletName and RunDate; "
+                                f"found {printable(shorten(', '.join(header[:8]), 120))})")
                 return
             seen: set[str] = set()
             names = []
