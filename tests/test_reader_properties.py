@@ -64,6 +64,15 @@ def _sentinel() -> list[dict[str, Any]]:
              "CommandLine": f"cmd /c echo {i}", "SubjectUserName": "svc"} for i in range(3)]
 
 
+def _admin_audit() -> bytes:
+    from exhunt.simulate.events import generate
+    from exhunt.simulate.formats import exchange_admin_audit
+    from exhunt.simulate.scenario import shipped
+
+    lightneuron = [s for s in shipped() if s.id == "lightneuron-emulation"]
+    return exchange_admin_audit.csv_text(exchange_admin_audit.entries(generate(lightneuron))).encode()
+
+
 def _parquet() -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = helpers.write_parquet(Path(tmp) / "DeviceFileEvents.parquet", "DeviceFileEvents", helpers.FILE_ROWS)
@@ -92,6 +101,7 @@ SAMPLES: dict[str, tuple[str, bytes]] = {
     "otrf-json": ("otrf.json", _lines([otrf(e) for e in NAMED[:4]])),
     "winlogbeat-ecs": ("ecs.json", json.dumps([ecs(e) for e in NAMED[:4]], indent=1).encode()),
     "sentinel-windows": ("SecurityEvent.json", _lines(_sentinel())),
+    "exchange-admin-audit": ("admin-audit.csv", _admin_audit()),
     # Two chunks (the .evtx reader has property tests of its own: test_evtx_fuzz).
     "evtx": ("log.evtx", gen.evtx_bytes([*gen.numbered(SYSMON11, 4, 1), *gen.numbered(SEC4688, 4, 5)],
                                         per_chunk=4)[0]),

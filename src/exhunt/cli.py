@@ -580,10 +580,13 @@ def ingest(
 @app.command()
 def formats() -> None:
     """List the input formats exhunt recognises."""
-    for name, reader in sorted(sources.readers().items()):
-        typer.echo(f"{name:18} {reader.description}")
-    for c in sources.containers():
-        typer.echo(f"{c.name:18} archive (read without extracting)")
+    readers = sorted(sources.readers().items())
+    containers = sources.containers()
+    width = max(len(n) for n in [*(n for n, _ in readers), *(c.name for c in containers)])
+    for name, reader in readers:
+        typer.echo(f"{name:{width}} {reader.description}")
+    for c in containers:
+        typer.echo(f"{c.name:{width}} archive (read without extracting)")
 
 
 @rules_app.command("list")

@@ -33,6 +33,11 @@ def _start(text: str | None) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+#: What `--format` cannot give, said wherever the formats are listed.
+NO_EVTX = ("Binary .evtx files are not written: evtx-json holds the same records as evtx_dump renders them "
+           "(exhunt reads both).")
+
+
 def _list() -> None:
     for sc in shipped():
         must = ", ".join(sorted({e.rule for e in sc.must()})) or "-"
@@ -41,6 +46,10 @@ def _list() -> None:
         out_console.print(safetext.markup(f"{sc.id} ({sc.kind}): {sc.title}{atomic}"))
         out_console.print(safetext.markup(f"    must alert: {must}"))
         out_console.print(safetext.markup(f"    must not:   {must_not}"))
+    out_console.print("\nFormats (--format), by family:")
+    for w in sorted(writers().values(), key=lambda w: (w.family, w.name)):
+        out_console.print(safetext.markup(f"    {w.name:22} {w.family:9} {w.description}"))
+    out_console.print(safetext.markup(NO_EVTX))
 
 
 @app.command("simulate")
@@ -55,7 +64,10 @@ def simulate_command(
     fmt: Annotated[
         str | None,
         typer.Option(
-            "--format", "-f", help="Output format: " + ", ".join(writers()) + " (--check: default every format)."
+            "--format",
+            "-f",
+            help="Output format: " + ", ".join(writers()) + " (--check: default every format). Binary .evtx"
+            " files are not written (evtx-json is their evtx_dump form); --list describes each format.",
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder to write the files into.")] = None,
@@ -98,9 +110,7 @@ def simulate_command(
             for name in [fmt] if fmt else list(known):
                 for v in checking.check(sc, name, host=host, start=when, seed=seed):
                     failed += not v.ok
-                    out_console.print(
-                        safetext.markup(f"{'PASS' if v.ok else 'FAIL'}  {v.scenario} [{v.format}]  {v.text}")
-                    )
+                    out_console.print(safetext.markup(f"{v.label}  {v.scenario} [{v.format}]  {v.text}"))
         if failed:
             raise typer.Exit(1)
         return

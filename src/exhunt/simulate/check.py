@@ -1,10 +1,14 @@
 """`exhunt simulate --check`: generate a scenario, run the rules on it, compare with its `expect`.
 
 Alerts are tied to steps by time: an alert belongs to the last step that started at or before its
-Timestamp (every step starts at its own time, at least `after` past the one before), compared to
-the millisecond, as some forms keep no finer time. A rule that must alert passes when it alerts on
-each step named and on no other; a rule not expected to alert (listed under no_alert, or not listed
-at all) passes only when it raises nothing.
+Timestamp (every step starts at its own time, at least `after` past the one before), compared at the
+format's resolution (the millisecond; the second for an export that keeps no finer time). A rule that
+must alert passes when it alerts on each step named and on no other; a rule not expected to alert
+(listed under no_alert, or not listed at all) passes only when it raises nothing.
+
+Every expectation gets a verdict. One a format cannot judge is "n/a", with the reason: it is meant
+for another family of formats (`on`), its rule reads no table the format fills, or none of the steps
+it must alert on is of a kind the format holds (the admin audit log holds cmdlets only).
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ import bisect
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from exhunt.hunt import HuntOptions, hunt
-from exhunt.rule import Rule, load_rules
+from exhunt.rule import Rule, load_rules, tables_named_in
+from exhunt.schema import tables
 from exhunt.simulate.events import DEFAULT_HOST, DEFAULT_START, Simulation, generate, step_times
-from exhunt.simulate.formats import writers
-from exhunt.simulate.scenario import Scenario
+from exhunt.simulate.formats import Writer, writers
+from exhunt.simulate.scenario import Expectation, Scenario
 
 
 @dataclass
@@ -29,14 +34,27 @@ class Verdict:
     scenario: str
     format: str
     text: str
+    #: False: the format cannot judge the expectation (ok is then True; `text` says why).
+    applies: bool = True
+
+    @property
+    def label(self) -> str:
+        return "N/A " if not self.applies else "PASS" if self.ok else "FAIL"
 
 
-def alerts_by_step(sim: Simulation, out: Path, rules: list[Rule]) -> dict[str, dict[tuple[str, str], int]]:
+def _floor(t: datetime, resolution: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1, tzinfo=t.tzinfo)
+    return t - (t - epoch) % resolution
+
+
+def alerts_by_step(
+    sim: Simulation, out: Path, rules: list[Rule], resolution: timedelta = timedelta(milliseconds=1)
+) -> dict[str, dict[tuple[str, str], int]]:
     """rule slug -> (scenario, step) -> alert count, from a hunt over the written files in `out`."""
     result = hunt(sorted(p for p in out.iterdir() if p.is_file()), rules, HuntOptions(jobs=1))
     starts = step_times(sim.events)
-    # to the millisecond: some forms keep no more (Winlogbeat's and Logstash's @timestamp)
-    times = [t.replace(microsecond=t.microsecond - t.microsecond % 1000) for t, _, _ in starts]
+    # at the format's resolution: some forms keep no more (Winlogbeat's @timestamp: the millisecond)
+    times = [_floor(t, resolution) for t, _, _ in starts]
     found: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
     for alert, rule in zip(result.alerts, result.rules, strict=True):
         ts = alert.get("Timestamp")
@@ -48,6 +66,19 @@ def alerts_by_step(sim: Simulation, out: Path, rules: list[Rule]) -> dict[str, d
         key = (starts[i][1], starts[i][2]) if i >= 0 else ("", "(before the scenario)")
         found[rule.slug][key] += 1
     return found
+
+
+def not_applicable(exp: Expectation, writer: Writer, rule: Rule, kinds: dict[str, str]) -> str | None:
+    """Why `writer`'s format cannot judge `exp` (None: it can). `kinds`: step id -> step kind."""
+    if exp.must and writer.family not in exp.families:
+        return f"meant for {', '.join(exp.families)} formats"
+    if writer.tables is not None:
+        read = tables_named_in(rule.query, tables()) or rule.required_tables
+        if not set(read) & writer.tables:
+            return f"the rule reads {', '.join(read)}; this format fills {', '.join(sorted(writer.tables))} only"
+    if exp.must and writer.kinds is not None and not any(kinds.get(s) in writer.kinds for s in exp.steps):
+        return f"none of its steps is a {' or '.join(sorted(writer.kinds))} step, all this format holds"
+    return None
 
 
 def check(
@@ -65,36 +96,37 @@ def check(
     sim = generate([scenario], host, start, seed)
     with tempfile.TemporaryDirectory(prefix="exhunt-simulate-") as tmp:
         writer.write(sim, Path(tmp))
-        found = alerts_by_step(sim, Path(tmp), rules)
+        found = alerts_by_step(sim, Path(tmp), rules, writer.resolution)
     verdicts: list[Verdict] = []
     judged: set[str] = set()
-    known = {r.slug for r in rules}
+    known = {r.slug: r for r in rules}
+    kinds = {s.id: s.kind for s in scenario.steps}
     for exp in scenario.expect:
         if exp.rule not in known:
             verdicts.append(Verdict(False, scenario.id, fmt, f"{exp.rule}: no such rule"))
             continue
         got = {st for (sc, st), n in found.get(exp.rule, {}).items() if n}
-        if exp.must and writer.family in exp.families:
+        what = f"{exp.rule} alerts on {', '.join(exp.steps)}" if exp.must else f"{exp.rule} does not alert"
+        reason = not_applicable(exp, writer, known[exp.rule], kinds)
+        if reason is not None:
+            verdicts.append(Verdict(True, scenario.id, fmt, f"{what}: n/a ({reason})", applies=False))
+            continue
+        if exp.must:
             judged.add(exp.rule)
             missed = [s for s in exp.steps if s not in got]
             extra = sorted(got - set(exp.steps))
             ok = not missed and not extra
-            text = f"{exp.rule} alerts on {', '.join(exp.steps)}"
+            text = what
             if missed:
                 text += f"; missed {', '.join(missed)}"
             if extra:
                 text += f"; also alerted on {', '.join(extra)}"
             verdicts.append(Verdict(ok, scenario.id, fmt, text))
-        elif not exp.must:
+        else:
             judged.add(exp.rule)
             ok = not got
             verdicts.append(
-                Verdict(
-                    ok,
-                    scenario.id,
-                    fmt,
-                    f"{exp.rule} does not alert" + ("" if ok else f"; alerted on {', '.join(sorted(got))}"),
-                )
+                Verdict(ok, scenario.id, fmt, what + ("" if ok else f"; alerted on {', '.join(sorted(got))}"))
             )
     for slug in sorted(found):
         if slug in judged:

@@ -32,8 +32,9 @@ STEP_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
 }
 FILE_ACTIONS = ("created", "modified", "renamed", "deleted")
 KINDS = ("attack", "benign")
-#: Who collects the events: a Defender for Endpoint host, or Windows event logs (Sysmon, Security...).
-FAMILIES = ("defender", "windows")
+#: Who collects the events: a Defender for Endpoint host, Windows event logs (Sysmon, Security...), or
+#: Exchange itself (the admin audit log: cmdlets only).
+FAMILIES = ("defender", "windows", "exchange")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 

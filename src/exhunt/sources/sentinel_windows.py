@@ -13,7 +13,7 @@ from exhunt.winlog.forms import SENTINEL_TYPES, from_sentinel
 class SentinelWindows(WinJsonReader):
     name = "sentinel-windows"
     description = "Sentinel / Log Analytics SecurityEvent, Event and WindowsEvent exports"
-    what = "SecurityEvent / Event row"
+    what = "SecurityEvent / Event / WindowsEvent row"
     score = 90
     convert = staticmethod(from_sentinel)
 

@@ -71,6 +71,30 @@ def _error(items: list[str]) -> str:
     return next((i for i in items[7:] if "Exception" in i or "error" in i.lower()), "")
 
 
+def table_row(
+    *, time: str, computer: str, event_id: int | None, succeeded: bool | None, caller: str, cmdlet: str,
+    parameters_text: str, parameters: dict[str, str], runspace_type: str = "", host_process: str = "",
+    error: str = "", event_data: str = "", target: str = "",
+) -> Row:
+    """One ExchangeAdminAuditLogs row, whatever recorded the cmdlet (this log, or the admin audit log
+    export: exhunt.sources.exchange_audit), so every source fills the same columns the same way."""
+    return {
+        "TimeGenerated": time,
+        "Computer": computer,
+        "EventID": event_id,
+        "Status": "" if succeeded is None else "Success" if succeeded else "Failure",
+        "Caller": caller,
+        "TargetObject": parameters.get("Identity") or parameters.get("Name") or target,
+        "CmdletName": cmdlet,
+        "CmdletParameters": parameters_text,
+        "Parameters": dumps(parameters),
+        "RunspaceType": runspace_type,
+        "HostProcess": host_process,
+        "ErrorMessage": error,
+        "EventData": event_data,
+    }
+
+
 def audit_row(ev: WinEvent) -> Row | None:
     """The ExchangeAdminAuditLogs row, or None when the record holds no cmdlet."""
     items = list(ev.data_list) if ev.data_list else []
@@ -84,19 +108,17 @@ def audit_row(ev: WinEvent) -> Row | None:
         return None
     original = list(items)
     items += [""] * (7 - len(items)) if len(items) < 7 else []
-    params = parse_parameters(items[1])
-    return {
-        "TimeGenerated": ev.time,
-        "Computer": ev.computer,
-        "EventID": ev.event_id,
-        "Status": "Success" if ev.event_id == 1 else "Failure",
-        "Caller": items[2],
-        "TargetObject": params.get("Identity") or params.get("Name") or "",
-        "CmdletName": items[0],
-        "CmdletParameters": items[1],
-        "Parameters": dumps(params),
-        "RunspaceType": items[5],
-        "HostProcess": items[6],
-        "ErrorMessage": _error(items) if ev.event_id == 6 else "",
-        "EventData": dumps(original),
-    }
+    return table_row(
+        time=ev.time,
+        computer=ev.computer,
+        event_id=ev.event_id,
+        succeeded=ev.event_id == 1,
+        caller=items[2],
+        cmdlet=items[0],
+        parameters_text=items[1],
+        parameters=parse_parameters(items[1]),
+        runspace_type=items[5],
+        host_process=items[6],
+        error=_error(items) if ev.event_id == 6 else "",
+        event_data=dumps(original),
+    )

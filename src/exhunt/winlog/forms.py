@@ -263,7 +263,31 @@ _SENTINEL_SYSTEM = frozenset((
     "EventCategory", "UserName", "RenderedDescription", "ParameterXml", "AzureDeploymentID", "Role",
     "Provider", "EventRecordId", "EventRecordID", "Keywords", "Opcode", "Correlation", "SystemProcessId",
     "SystemThreadId", "SystemUserId", "TimeCreated", "Version", "Data", "EventLevelName", "Message",
+    "RawEventData",
 ))
+
+
+def _sentinel_data(ev: WinEvent, data: Any) -> None:
+    """A row's EventData: the agent's XML text (Event, SecurityEvent), or the WindowsEvent table's
+    dynamic object, which an export gives as an object or as its JSON text. An object holding only
+    `Data` (and `Binary`) is unnamed, positional data; a bare list is too."""
+    if isinstance(data, str):
+        s = data.strip()
+        if s.startswith("<"):
+            _from_xml_data(ev, s)
+            return
+        if not s.startswith(("[", "{")):
+            return
+        import json
+
+        try:
+            data = json.loads(s)
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to read
+            return
+    if isinstance(data, dict):
+        _event_data(ev, data)
+    elif isinstance(data, list):
+        ev.data_list = [text(v) for v in data]
 
 
 def from_sentinel(doc: Any) -> WinEvent | None:
@@ -290,29 +314,25 @@ def from_sentinel(doc: Any) -> WinEvent | None:
     ev.task = to_int(row.get("Task") if "Task" in row else row.get("EventCategory"))
     ev.record_id = to_int(row.get("EventRecordId") or row.get("EventRecordID"))
     ev.message = text(row.get("RenderedDescription") or row.get("Message"))
+    if typ == "WindowsEvent":
+        # the System properties the WindowsEvent table keeps as columns
+        ev.user_sid = text(row.get("SystemUserId"))
+        ev.version = to_int(row.get("Version"))
+        ev.opcode = to_int(row.get("Opcode"))
+        ev.keywords = text(row.get("Keywords"))
     data = row.get("EventData")
-    if isinstance(data, dict):
-        ev.data = data
-    elif isinstance(data, list):
-        ev.data_list = [text(v) for v in data]
-    elif isinstance(data, str) and data.strip():
-        s = data.strip()
-        if s.startswith("<"):
-            _from_xml_data(ev, s)
-        elif s.startswith(("[", "{")):
-            import json
-
-            try:
-                parsed = json.loads(s)
-            except (ValueError, RecursionError):  # not JSON, or nested too deep to read
-                parsed = None
-            if isinstance(parsed, dict):
-                ev.data = parsed
-            elif isinstance(parsed, list):
-                ev.data_list = [text(v) for v in parsed]
-    if not ev.data and not ev.data_list and isinstance(row.get("ParameterXml"), str):
-        _from_xml_data(ev, row["ParameterXml"])
-    if not ev.data:
+    if data is None and typ == "WindowsEvent":
+        data = row.get("Data")
+    _sentinel_data(ev, data)
+    if not ev.data and ev.data_list is None:
+        # WindowsEvent: EventData is null when the agent could not parse the record; its XML is
+        # then in RawEventData. Event: unnamed values are also in ParameterXml.
+        for raw in (row.get("RawEventData"), row.get("ParameterXml")):
+            if isinstance(raw, str) and raw.lstrip().startswith("<"):
+                _from_xml_data(ev, raw)
+                if ev.data or ev.data_list is not None:
+                    break
+    if not ev.data and ev.data_list is None:
         flat = {k: v for k, v in row.items() if k not in _SENTINEL_SYSTEM and not k.startswith("_")}
         if flat:
             ev.data = flat

@@ -10,6 +10,9 @@ from typing import Any
 from exhunt.simulate.events import Simulation
 from exhunt.simulate.formats.evtx_json import documents
 
+#: Level -> the name Log Analytics shows (`EventLevelName`).
+LEVEL_NAMES = {0: "Information", 1: "Critical", 2: "Error", 3: "Warning", 4: "Information", 5: "Verbose"}
+
 
 @dataclass(frozen=True)
 class Record:
@@ -29,6 +32,8 @@ class Record:
     data: dict[str, str] | None
     #: unnamed, positional EventData
     data_list: list[str] | None
+    opcode: int = 0
+    keywords: str = ""
 
 
 def text(v: Any) -> str:
@@ -61,6 +66,8 @@ def records(sim: Simulation) -> list[Record]:
                 thread=execution["ThreadID"],
                 data=None if positional else {k: text(v) for k, v in raw.items()},
                 data_list=[text(v) for v in raw["Data"]["#text"]] if positional else None,
+                opcode=s["Opcode"],
+                keywords=s["Keywords"],
             )
         )
     return out

@@ -12,10 +12,9 @@ from xml.sax.saxutils import escape, quoteattr
 from exhunt.simulate.events import Simulation
 from exhunt.simulate.formats import Writer
 from exhunt.simulate.formats._defender import tenant_id, timestamp
-from exhunt.simulate.formats._winrec import Record, records
+from exhunt.simulate.formats._winrec import LEVEL_NAMES, Record, records
 
 _NS = "http://schemas.microsoft.com/win/2004/08/events/event"
-_LEVEL = {0: "Information", 1: "Critical", 2: "Error", 3: "Warning", 4: "Information", 5: "Verbose"}
 
 
 def _event_data(r: Record) -> str:
@@ -49,7 +48,7 @@ def row(r: Record, tenant: str) -> dict[str, Any]:
         "EventLog": r.channel,
         "Source": r.provider,
         "EventLevel": r.level,
-        "EventLevelName": _LEVEL.get(r.level, "Information"),
+        "EventLevelName": LEVEL_NAMES.get(r.level, "Information"),
         "EventCategory": r.task,
         "UserName": "",
         "RenderedDescription": "",
