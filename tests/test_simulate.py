@@ -51,10 +51,12 @@ def test_matrix(scenario: str, fmt: str) -> None:
     verdicts = check(SCENARIOS[scenario], fmt, rules=RULES)
     failed = [v.text for v in verdicts if not v.ok]
     assert not failed, failed
-    # every expectation that applies to this format gave a verdict
+    # every expectation that applies to this format gave a verdict (and so did each one under tuning)
     sc = SCENARIOS[scenario]
     family = writers()[fmt].family
-    assert len(verdicts) == len([e for e in sc.expect if not e.must or family in e.families])
+    tuned = [v.text for v in verdicts if v.text.startswith("tuned with ")]
+    assert len(verdicts) - len(tuned) == len([e for e in sc.expect if not e.must or family in e.families])
+    assert len([t for t in tuned if " alerts on " in t]) == len([e for e in sc.tuned if family in e.families])
 
 
 def test_lightneuron_alerts_by_step() -> None:
