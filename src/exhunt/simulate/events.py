@@ -26,7 +26,6 @@ SCENARIO_GAP = timedelta(hours=6)
 
 #: Where Exchange lives unless a scenario (`exchange_root:`) or `--exchange-root` says otherwise.
 DEFAULT_EXCHANGE_ROOT = r"C:\Program Files\Microsoft\Exchange Server\V15"
-EXCHANGE = DEFAULT_EXCHANGE_ROOT
 SYSTEM32 = r"C:\Windows\System32"
 
 
@@ -46,8 +45,6 @@ def places(root: str = DEFAULT_EXCHANGE_ROOT) -> dict[str, str]:
     }
 
 
-#: The places of the default install.
-PLACES = places()
 _PLACE = re.compile(r"\$\{(\w+)\}")
 
 
