@@ -51,13 +51,16 @@ def test_matrix(scenario: str, fmt: str) -> None:
     verdicts = check(SCENARIOS[scenario], fmt, rules=RULES)
     failed = [v.text for v in verdicts if not v.ok]
     assert not failed, failed
-    # every expectation gave one verdict; a format that holds everything its family collects judges
-    # all those meant for its family (the others are n/a)
+    # every expectation gave one verdict (and each one under tuning); a format that holds everything
+    # its family collects judges all those meant for its family (the others are n/a)
     sc = SCENARIOS[scenario]
     writer = writers()[fmt]
-    assert len(verdicts) == len(sc.expect)
+    tuned = [v for v in verdicts if v.text.startswith("tuned with ")]
+    plain = [v for v in verdicts if not v.text.startswith("tuned with ")]
+    assert len(plain) == len(sc.expect)
     if writer.tables is None and writer.kinds is None:
-        assert [v.applies for v in verdicts] == [not e.must or writer.family in e.families for e in sc.expect]
+        assert [v.applies for v in plain] == [not e.must or writer.family in e.families for e in sc.expect]
+    assert len([v for v in tuned if " alerts on " in v.text]) == len(sc.tuned)
 
 
 def test_lightneuron_alerts_by_step() -> None:

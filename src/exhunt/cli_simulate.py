@@ -16,9 +16,9 @@ from exhunt import safetext
 from exhunt.cli import _guard, app
 from exhunt.errors import UsageError
 from exhunt.simulate import check as checking
-from exhunt.simulate.events import DEFAULT_HOST, DEFAULT_START, generate
+from exhunt.simulate.events import DEFAULT_HOST, DEFAULT_START, generate, install_root
 from exhunt.simulate.formats import writers
-from exhunt.simulate.scenario import Scenario, by_atomic, resolve, shipped
+from exhunt.simulate.scenario import Scenario, by_atomic, resolve, root_option, shipped
 
 out_console = safetext.console(highlight=False, soft_wrap=True)
 
@@ -46,6 +46,12 @@ def _list() -> None:
         out_console.print(safetext.markup(f"{sc.id} ({sc.kind}): {sc.title}{atomic}"))
         out_console.print(safetext.markup(f"    must alert: {must}"))
         out_console.print(safetext.markup(f"    must not:   {must_not}"))
+        if sc.tuning is not None:
+            name = sc.tuning if isinstance(sc.tuning, str) else sc.tuning.name
+            still = ", ".join(sorted({e.rule for e in sc.tuned})) or "-"
+            out_console.print(safetext.markup(f"    tuned with {name}, still alerts: {still}"))
+        if sc.exchange_root:
+            out_console.print(safetext.markup(f"    Exchange at: {sc.exchange_root}"))
     out_console.print("\nFormats (--format), by family:")
     for w in sorted(writers().values(), key=lambda w: (w.family, w.name)):
         out_console.print(safetext.markup(f"    {w.name:22} {w.family:9} {w.description}"))
@@ -72,6 +78,14 @@ def simulate_command(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder to write the files into.")] = None,
     host: Annotated[str, typer.Option("--host", help="The server's name.")] = DEFAULT_HOST,
+    exchange_root: Annotated[
+        str | None,
+        typer.Option(
+            "--exchange-root",
+            help="Exchange's install folder on the server (default C:\\Program Files\\Microsoft\\Exchange Server\\V15,"
+            " or the scenario's exchange_root).",
+        ),
+    ] = None,
     start: Annotated[str | None, typer.Option("--start", help="UTC time of the first step (ISO).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for ids, GUIDs and time fractions.")] = 1,
     noise: Annotated[int, typer.Option("--noise", min=0, help="Add N background events.")] = 0,
@@ -104,11 +118,14 @@ def simulate_command(
     if fmt is not None and fmt not in known:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(known)}")
     when = _start(start)
+    if exchange_root is not None:
+        exchange_root = root_option(exchange_root)
+    install_root(chosen, exchange_root)  # scenarios that need another server fail here, before any output
     if check:
         failed = 0
         for sc in chosen:
             for name in [fmt] if fmt else list(known):
-                for v in checking.check(sc, name, host=host, start=when, seed=seed):
+                for v in checking.check(sc, name, host=host, start=when, seed=seed, exchange_root=exchange_root):
                     failed += not v.ok
                     out_console.print(safetext.markup(f"{v.label}  {v.scenario} [{v.format}]  {v.text}"))
         if failed:
@@ -117,6 +134,6 @@ def simulate_command(
     if fmt is None or out is None:
         raise UsageError("give --format and --out (or --check, or --list)")
     out.mkdir(parents=True, exist_ok=True)
-    sim = generate(chosen, host, when, seed, noise)
+    sim = generate(chosen, host, when, seed, noise, exchange_root)
     for path in known[fmt].write(sim, out):
         out_console.print(safetext.markup(str(path)))

@@ -9,6 +9,10 @@ must alert passes when it alerts on each step named and on no other; a rule not 
 Every expectation gets a verdict. One a format cannot judge is "n/a", with the reason: it is meant
 for another family of formats (`on`), its rule reads no table the format fills, or none of the steps
 it must alert on is of a kind the format holds (the admin audit log holds cmdlets only).
+
+Under `expect.tuned` the same alerts go through the scenario's tuning file (tuning.apply, as
+`detect --tuning` does): each rule listed there must still alert on exactly its steps, and every
+other rule's alerts must all be suppressed.
 """
 
 from __future__ import annotations
@@ -19,13 +23,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from exhunt import tuning as tuning_mod
 from exhunt.hunt import HuntOptions, hunt
 from exhunt.rule import Rule, load_rules, tables_named_in
 from exhunt.schema import tables
 from exhunt.simulate.events import DEFAULT_HOST, DEFAULT_START, Simulation, generate, step_times
 from exhunt.simulate.formats import Writer, writers
-from exhunt.simulate.scenario import Expectation, Scenario
+from exhunt.simulate.scenario import KNOWN_VENDORS, Expectation, Scenario
+
+#: rule slug -> (scenario, step) -> alert count
+Found = dict[str, dict[tuple[str, str], int]]
 
 
 @dataclass
@@ -47,16 +56,21 @@ def _floor(t: datetime, resolution: timedelta) -> datetime:
     return t - (t - epoch) % resolution
 
 
-def alerts_by_step(
-    sim: Simulation, out: Path, rules: list[Rule], resolution: timedelta = timedelta(milliseconds=1)
-) -> dict[str, dict[tuple[str, str], int]]:
-    """rule slug -> (scenario, step) -> alert count, from a hunt over the written files in `out`."""
+def run_rules(out: Path, rules: list[Rule]) -> list[tuple[dict[str, Any], Rule]]:
+    """Every alert of a hunt over the written files in `out`, with its rule."""
     result = hunt(sorted(p for p in out.iterdir() if p.is_file()), rules, HuntOptions(jobs=1))
+    return list(zip(result.alerts, result.rules, strict=True))
+
+
+def by_step(
+    sim: Simulation, alerts: list[tuple[dict[str, Any], Rule]], resolution: timedelta = timedelta(milliseconds=1)
+) -> Found:
+    """rule slug -> (scenario, step) -> alert count: each alert tied to the step it followed."""
     starts = step_times(sim.events)
     # at the format's resolution: some forms keep no more (Winlogbeat's @timestamp: the millisecond)
     times = [_floor(t, resolution) for t, _, _ in starts]
-    found: dict[str, dict[tuple[str, str], int]] = defaultdict(lambda: defaultdict(int))
-    for alert, rule in zip(result.alerts, result.rules, strict=True):
+    found: Found = defaultdict(lambda: defaultdict(int))
+    for alert, rule in alerts:
         ts = alert.get("Timestamp")
         if isinstance(ts, str):
             ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
@@ -81,6 +95,57 @@ def not_applicable(exp: Expectation, writer: Writer, rule: Rule, kinds: dict[str
     return None
 
 
+def load_tuning(scenario: Scenario) -> tuning_mod.Tuning:
+    """The scenario's `expect.tuned` tuning file (the shipped known vendors by name)."""
+    if scenario.tuning == KNOWN_VENDORS:
+        return tuning_mod.load(vendors=True)
+    assert scenario.tuning is not None
+    return tuning_mod.load([scenario.tuning])
+
+
+def _must(exp: Expectation, found: Found, scenario: Scenario, fmt: str, prefix: str = "") -> Verdict:
+    got = {st for (sc, st), n in found.get(exp.rule, {}).items() if n}
+    missed = [s for s in exp.steps if s not in got]
+    extra = sorted(got - set(exp.steps))
+    text = f"{prefix}{exp.rule} alerts on {', '.join(exp.steps)}"
+    if missed:
+        text += f"; missed {', '.join(missed)}"
+    if extra:
+        text += f"; also alerted on {', '.join(extra)}"
+    return Verdict(not missed and not extra, scenario.id, fmt, text)
+
+
+def _tuned(
+    scenario: Scenario, writer: Writer, fmt: str, sim: Simulation, alerts: list[tuple[dict[str, Any], Rule]],
+    known: dict[str, Rule],
+) -> list[Verdict]:
+    """Verdicts under the scenario's tuning: what must still alert, and every other rule suppressed."""
+    outcome = tuning_mod.apply([a for a, _ in alerts], load_tuning(scenario), [r for _, r in alerts])
+    kept = by_step(sim, [alerts[i] for i in outcome.kept_index], writer.resolution)
+    raw = by_step(sim, alerts, writer.resolution)
+    name = KNOWN_VENDORS if scenario.tuning == KNOWN_VENDORS else Path(str(scenario.tuning)).name
+    prefix = f"tuned with {name}: "
+    verdicts: list[Verdict] = []
+    kinds = {s.id: s.kind for s in scenario.steps}
+    still: set[str] = set()
+    for exp in scenario.tuned:
+        reason = not_applicable(exp, writer, known[exp.rule], kinds) if exp.rule in known else None
+        if reason is not None:
+            text = f"{prefix}{exp.rule} alerts on {', '.join(exp.steps)}: n/a ({reason})"
+            verdicts.append(Verdict(True, scenario.id, fmt, text, applies=False))
+            continue
+        still.add(exp.rule)
+        verdicts.append(_must(exp, kept, scenario, fmt, prefix))
+    for slug in sorted(set(raw) - still):
+        left = sorted(st for (_, st), n in kept.get(slug, {}).items() if n)
+        gone = sum(raw[slug].values()) - sum(kept.get(slug, {}).values())
+        text = f"{prefix}{slug} suppressed ({gone} alert(s))"
+        if left:
+            text += f"; still alerts on {', '.join(left)}"
+        verdicts.append(Verdict(not left, scenario.id, fmt, text))
+    return verdicts
+
+
 def check(
     scenario: Scenario,
     fmt: str,
@@ -89,14 +154,17 @@ def check(
     start: datetime = DEFAULT_START,
     seed: int = 1,
     rules: list[Rule] | None = None,
+    exchange_root: str | None = None,
 ) -> list[Verdict]:
-    """One verdict per expectation, then one per unexpected alert (rule and step)."""
+    """One verdict per expectation, then one per unexpected alert (rule and step), then (with
+    `expect.tuned`) one per rule under the scenario's tuning."""
     writer = writers()[fmt]
     rules = rules if rules is not None else load_rules(None)
-    sim = generate([scenario], host, start, seed)
+    sim = generate([scenario], host, start, seed, exchange_root=exchange_root)
     with tempfile.TemporaryDirectory(prefix="exhunt-simulate-") as tmp:
         writer.write(sim, Path(tmp))
-        found = alerts_by_step(sim, Path(tmp), rules, writer.resolution)
+        alerts = run_rules(Path(tmp), rules)
+    found = by_step(sim, alerts, writer.resolution)
     verdicts: list[Verdict] = []
     judged: set[str] = set()
     known = {r.slug: r for r in rules}
@@ -113,15 +181,7 @@ def check(
             continue
         if exp.must:
             judged.add(exp.rule)
-            missed = [s for s in exp.steps if s not in got]
-            extra = sorted(got - set(exp.steps))
-            ok = not missed and not extra
-            text = what
-            if missed:
-                text += f"; missed {', '.join(missed)}"
-            if extra:
-                text += f"; also alerted on {', '.join(extra)}"
-            verdicts.append(Verdict(ok, scenario.id, fmt, text))
+            verdicts.append(_must(exp, found, scenario, fmt))
         else:
             judged.add(exp.rule)
             ok = not got
@@ -134,4 +194,6 @@ def check(
         steps = sorted(st for (_, st), n in found[slug].items() if n)
         if steps:
             verdicts.append(Verdict(False, scenario.id, fmt, f"{slug}: unexpected alert on {', '.join(steps)}"))
+    if scenario.tuning is not None:
+        verdicts += _tuned(scenario, writer, fmt, sim, alerts, known)
     return verdicts

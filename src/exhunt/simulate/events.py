@@ -17,25 +17,34 @@ from typing import Any
 
 from exhunt.errors import UsageError
 from exhunt.simulate.scenario import Scenario, Step
+from exhunt.winlog.powershell import cmdlets
 
 DEFAULT_HOST = "exch01.contoso.local"
 DEFAULT_START = datetime(2026, 11, 21, 2, 0, 0, tzinfo=UTC)
 #: Gap between one scenario and the next when several are generated into one run.
 SCENARIO_GAP = timedelta(hours=6)
 
-EXCHANGE = r"C:\Program Files\Microsoft\Exchange Server\V15"
+#: Where Exchange lives unless a scenario (`exchange_root:`) or `--exchange-root` says otherwise.
+DEFAULT_EXCHANGE_ROOT = r"C:\Program Files\Microsoft\Exchange Server\V15"
 SYSTEM32 = r"C:\Windows\System32"
-PLACES = {
-    "exchange": EXCHANGE,
-    "bin": EXCHANGE + r"\Bin",
-    "agents": EXCHANGE + r"\TransportRoles\agents",
-    "shared": EXCHANGE + r"\TransportRoles\Shared",
-    "pickup": EXCHANGE + r"\TransportRoles\Pickup",
-    "ns_temp": r"C:\Windows\ServiceProfiles\NetworkService\AppData\Local\Temp",
-    "ns_roaming": r"C:\Windows\ServiceProfiles\NetworkService\AppData\Roaming",
-    "system32": SYSTEM32,
-    "ps": SYSTEM32 + r"\WindowsPowerShell\v1.0\powershell.exe",
-}
+
+
+def places(root: str = DEFAULT_EXCHANGE_ROOT) -> dict[str, str]:
+    """The names a step's text may use (${bin}, ${agents}...), for Exchange installed at `root`."""
+    root = root.rstrip("\\")
+    return {
+        "exchange": root,
+        "bin": root + r"\Bin",
+        "agents": root + r"\TransportRoles\agents",
+        "shared": root + r"\TransportRoles\Shared",
+        "pickup": root + r"\TransportRoles\Pickup",
+        "ns_temp": r"C:\Windows\ServiceProfiles\NetworkService\AppData\Local\Temp",
+        "ns_roaming": r"C:\Windows\ServiceProfiles\NetworkService\AppData\Roaming",
+        "system32": SYSTEM32,
+        "ps": SYSTEM32 + r"\WindowsPowerShell\v1.0\powershell.exe",
+    }
+
+
 _PLACE = re.compile(r"\$\{(\w+)\}")
 
 
@@ -63,6 +72,10 @@ class Proc:
     integrity: str = "High"
     sha1: str = ""
     original_file_name: str = ""
+    #: The image's signature as the host records it (Defender's certificate table, Sysmon 7 of the
+    #: process's own image): None when the scenario says nothing, else signed or not and by whom.
+    signed: bool | None = None
+    signer: str = ""
 
     @property
     def file_name(self) -> str:
@@ -90,8 +103,15 @@ def fake_hash(text: str, length: int = 40) -> str:
 class Generator:
     """The state of one run: the host, its accounts and processes, the clock and the random source."""
 
-    def __init__(self, host: str = DEFAULT_HOST, start: datetime = DEFAULT_START, seed: int = 1) -> None:
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        start: datetime = DEFAULT_START,
+        seed: int = 1,
+        exchange_root: str = DEFAULT_EXCHANGE_ROOT,
+    ) -> None:
         self.host = host
+        self.places = places(exchange_root)
         labels = host.split(".")
         self.netbios = (labels[1] if len(labels) > 1 else "WORKGROUP").upper()
         self.dns_domain = ".".join(labels[1:]) or "workgroup"
@@ -175,6 +195,7 @@ class Generator:
         )
 
     def _builtins(self) -> None:
+        bin_ = self.places["bin"]
         system = self.account("SYSTEM")
         network = self.account("NETWORK SERVICE")
         boot = self._boot
@@ -184,8 +205,8 @@ class Generator:
             SYSTEM32 + r"\svchost.exe", SYSTEM32 + r"\svchost.exe -k DcomLaunch -p", system, services, boot, "System"
         )
         transport = self.new_proc(
-            PLACES["bin"] + r"\MSExchangeTransport.exe",
-            f'"{PLACES["bin"]}\\MSExchangeTransport.exe"',
+            bin_ + r"\MSExchangeTransport.exe",
+            f'"{bin_}\\MSExchangeTransport.exe"',
             network,
             services,
             boot,
@@ -198,11 +219,11 @@ class Generator:
                 "svchost": svchost,
                 "transport": transport,
                 "edge": self.new_proc(
-                    PLACES["bin"] + r"\EdgeTransport.exe", '"EdgeTransport.exe"', network, transport, boot, "System"
+                    bin_ + r"\EdgeTransport.exe", '"EdgeTransport.exe"', network, transport, boot, "System"
                 ),
                 "fet": self.new_proc(
-                    PLACES["bin"] + r"\MSExchangeFrontendTransport.exe",
-                    f'"{PLACES["bin"]}\\MSExchangeFrontendTransport.exe"',
+                    bin_ + r"\MSExchangeFrontendTransport.exe",
+                    f'"{bin_}\\MSExchangeFrontendTransport.exe"',
                     network,
                     services,
                     boot,
@@ -251,7 +272,7 @@ class Generator:
 
     def text(self, value: Any) -> str:
         """A step's text with ${bin}, ${agents}, ${host}... filled in (an unknown name stays as written)."""
-        places = {**PLACES, "host": self.host, "domain": self.netbios, "dns_domain": self.dns_domain}
+        places = {**self.places, "host": self.host, "domain": self.netbios, "dns_domain": self.dns_domain}
 
         def fill(m: re.Match[str]) -> str:
             return places.get(m.group(1).lower(), m.group(0))
@@ -291,6 +312,9 @@ class Generator:
         account = self.account(self.text(f.get("user") or f"{self.netbios}\\exadmin"))
         parent = self.proc_ref(f.get("parent"), step, "explorer:" + account.qualified)
         image = self.text(f["image"])
+        signed, signer = _signature(f, step)
+        # a file's hash is its content: a differently signed copy at the same path is another file
+        sha1 = str(f.get("sha1") or (fake_hash(f"{image.lower()}|{signer}|{signed}") if signed is not None else ""))
         proc = self.new_proc(
             image,
             self.text(f["command_line"]),
@@ -298,9 +322,10 @@ class Generator:
             parent,
             self.clock,
             str(f.get("integrity") or ("System" if account.sid in ("S-1-5-18",) else "High")),
-            str(f.get("sha1") or ""),
+            sha1,
             str(f.get("original_file_name") or ""),
         )
+        proc.signed, proc.signer = signed, signer
         if f.get("name"):
             self.named[str(f["name"])] = proc
         self.emit("process", sc, step, proc)
@@ -330,8 +355,7 @@ class Generator:
     def _image_load(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
         proc = self.proc_ref(f.get("by"), step, "edge")
         path = self.text(f["path"])
-        signer = str(f.get("signer") or "")
-        signed = bool(f.get("signed", bool(signer)))
+        signed, signer = _signature(f, step)
         self.emit(
             "image_load",
             sc,
@@ -341,7 +365,7 @@ class Generator:
             sha1=str(f.get("sha1") or fake_hash(path.lower())),
             size=int(f.get("size") or 65536 + self.rand.randrange(2_000_000)),
             signer=signer,
-            signed=signed,
+            signed=bool(signed),
         )
 
     def _scm_state(self, sc: Scenario, step: Step, display: str, state: str) -> None:
@@ -359,10 +383,11 @@ class Generator:
         self.tick(3)
         network = self.account("NETWORK SERVICE")
         services = self.named["services"]
+        bin_ = self.places["bin"]
         if service.lower() == "msexchangefrontendtransport":
             fet = self.new_proc(
-                PLACES["bin"] + r"\MSExchangeFrontendTransport.exe",
-                f'"{PLACES["bin"]}\\MSExchangeFrontendTransport.exe"',
+                bin_ + r"\MSExchangeFrontendTransport.exe",
+                f'"{bin_}\\MSExchangeFrontendTransport.exe"',
                 network,
                 services,
                 self.clock,
@@ -372,8 +397,8 @@ class Generator:
             self.emit("process", sc, step, fet)
         else:
             svc = self.new_proc(
-                PLACES["bin"] + r"\MSExchangeTransport.exe",
-                f'"{PLACES["bin"]}\\MSExchangeTransport.exe"',
+                bin_ + r"\MSExchangeTransport.exe",
+                f'"{bin_}\\MSExchangeTransport.exe"',
                 network,
                 services,
                 self.clock,
@@ -383,7 +408,7 @@ class Generator:
             self.emit("process", sc, step, svc)
             self.tick(3)
             edge = self.new_proc(
-                PLACES["bin"] + r"\EdgeTransport.exe", '"EdgeTransport.exe"', network, svc, self.clock, "System"
+                bin_ + r"\EdgeTransport.exe", '"EdgeTransport.exe"', network, svc, self.clock, "System"
             )
             self.named["edge"] = edge
             self.emit("process", sc, step, edge)
@@ -413,14 +438,20 @@ class Generator:
         proc = self.proc_ref(f.get("by"), step, "")
         block = f"{self.rand.getrandbits(128):032x}"
         block_id = f"{block[:8]}-{block[8:12]}-{block[12:16]}-{block[16:20]}-{block[20:]}"
+        text = self.text(f["text"])
+        runs = f.get("runs")
+        if runs is not None and not (isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
+            raise UsageError(f"line {step.line}: script_block runs: a list of command names")
         self.emit(
             "script_block",
             sc,
             step,
             proc,
-            text=self.text(f["text"]),
+            text=text,
             path=self.text(f.get("path") or ""),
             block_id=block_id,
+            # what the block invokes (Defender's PowerShellCommand rows); by default every Verb-Noun in it
+            runs=list(runs) if runs is not None else cmdlets(text),
         )
 
     def _event_log(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
@@ -454,11 +485,49 @@ class Simulation:
     device_id: str
 
 
+def _signature(f: dict[str, Any], step: Step) -> tuple[bool | None, str]:
+    """A step's `signed`/`signer`: (None, "") when it gives neither; a signer alone means signed."""
+    signer = str(f.get("signer") or "")
+    signed = f.get("signed", True if signer else None)
+    if signed is not None and not isinstance(signed, bool):
+        raise UsageError(f"line {step.line}: signed: true or false, not {signed!r}")
+    if signer and signed is False:
+        raise UsageError(f"line {step.line}: signed: false with a signer ({signer!r}): give one or the other")
+    return signed, signer
+
+
+def install_root(scenarios: list[Scenario], exchange_root: str | None = None) -> str:
+    """The run's Exchange install: `exchange_root` (--exchange-root) or the one the scenarios set.
+
+    One run is one server, so scenarios that set different roots, or a root that differs from the
+    option, cannot share a run.
+    """
+    root = exchange_root.rstrip("\\") if exchange_root else None
+    by: Scenario | None = None
+    for sc in scenarios:
+        if not sc.exchange_root:
+            continue
+        if root is None:
+            root, by = sc.exchange_root, sc
+        elif root.lower() != sc.exchange_root.lower():
+            where = f"--exchange-root is {root}" if by is None else f"scenario {by.id} ({by.path}) sets {root}"
+            raise UsageError(
+                f"{sc.path}: scenario {sc.id} installs Exchange at {sc.exchange_root}, but {where}:"
+                " one run is one server (generate them apart)"
+            )
+    return root or DEFAULT_EXCHANGE_ROOT
+
+
 def generate(
-    scenarios: list[Scenario], host: str = DEFAULT_HOST, start: datetime = DEFAULT_START, seed: int = 1, noise: int = 0
+    scenarios: list[Scenario],
+    host: str = DEFAULT_HOST,
+    start: datetime = DEFAULT_START,
+    seed: int = 1,
+    noise: int = 0,
+    exchange_root: str | None = None,
 ) -> Simulation:
     """Every scenario's events, one after the other on one host (SCENARIO_GAP apart), in time order."""
-    gen = Generator(host, start, seed)
+    gen = Generator(host, start, seed, install_root(scenarios, exchange_root))
     for i, sc in enumerate(scenarios):
         if i:
             gen.clock += SCENARIO_GAP

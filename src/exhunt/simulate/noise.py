@@ -20,7 +20,7 @@ _MS_SIGNER = "Microsoft Corporation"
 
 def add_noise(gen: Generator, count: int, start: datetime) -> None:
     """`count` background events spread from `start` to the run's last event."""
-    from exhunt.simulate.events import PLACES, SYSTEM32, fake_hash
+    from exhunt.simulate.events import SYSTEM32, fake_hash
 
     saved = gen.clock
     span = max((saved - start).total_seconds(), 3600.0)
@@ -52,7 +52,7 @@ def add_noise(gen: Generator, count: int, start: datetime) -> None:
                 step,
                 edge,
                 action="created",
-                path=PLACES["exchange"] + rf"\TransportRoles\Logs\MessageTracking\MSGTRK{hour}-{i}.LOG",
+                path=gen.places["exchange"] + rf"\TransportRoles\Logs\MessageTracking\MSGTRK{hour}-{i}.LOG",
                 sha1=f"{gen.rand.getrandbits(160):040x}",
                 size=gen.rand.randrange(1000, 90000),
             )

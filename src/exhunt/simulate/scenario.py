@@ -21,13 +21,13 @@ from exhunt.errors import UsageError
 STEP_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "process": (
         frozenset({"image", "command_line"}),
-        frozenset({"name", "parent", "user", "integrity", "sha1", "original_file_name"}),
+        frozenset({"name", "parent", "user", "integrity", "sha1", "original_file_name", "signer", "signed"}),
     ),
     "file": (frozenset({"action", "path"}), frozenset({"by", "smb", "sha1", "size", "previous"})),
     "image_load": (frozenset({"path"}), frozenset({"by", "sha1", "size", "signer", "signed"})),
     "service_restart": (frozenset(), frozenset({"service", "name"})),
     "cmdlet_log": (frozenset({"cmdlet"}), frozenset({"params", "caller", "success", "host_process", "error"})),
-    "script_block": (frozenset({"text"}), frozenset({"by", "path"})),
+    "script_block": (frozenset({"text"}), frozenset({"by", "path", "runs"})),
     "event_log": (frozenset({"channel", "provider", "event_id"}), frozenset({"params", "level", "task"})),
 }
 FILE_ACTIONS = ("created", "modified", "renamed", "deleted")
@@ -37,6 +37,10 @@ KINDS = ("attack", "benign")
 FAMILIES = ("defender", "windows", "exchange")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
+#: An install root: a local drive and at least one folder (Exchange is never installed on a share).
+_ROOT = re.compile(r'^[A-Za-z]:(\\[^\\/:*?"<>|\x00-\x1f]+)+\\?$')
+#: `expect.tuned.tuning` naming the tuning file shipped in the package instead of a path.
+KNOWN_VENDORS = "known-vendors"
 
 
 class Node(dict[str, Any]):
@@ -79,6 +83,11 @@ class Scenario:
     techniques: list[str] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     expect: list[Expectation] = field(default_factory=list)
+    #: Exchange's install root on this scenario's server ("" = the default, or --exchange-root).
+    exchange_root: str = ""
+    #: `expect.tuned`: a tuning file (a path, or KNOWN_VENDORS) and the alerts left once it is applied.
+    tuning: Path | str | None = None
+    tuned: list[Expectation] = field(default_factory=list)
 
     def must(self) -> list[Expectation]:
         return [e for e in self.expect if e.must]
@@ -121,6 +130,13 @@ def _strs(value: Any, where: str) -> list[str]:
     raise UsageError(f"{where}: expected a text or a list of texts")
 
 
+def root_option(text: str, where: str = "--exchange-root") -> str:
+    """An Exchange install root as given (a local folder), without its trailing backslash."""
+    if not _ROOT.match(text):
+        raise UsageError(f"{where} {text!r}: a local folder such as E:\\Exchange\\V15")
+    return text.rstrip("\\")
+
+
 def _step(raw: Any, index: int, where: str) -> Step:
     if not isinstance(raw, Node):
         raise UsageError(f"{where}: step {index + 1} is not a mapping")
@@ -153,19 +169,16 @@ def _step(raw: Any, index: int, where: str) -> Step:
     return Step(kind, dict(body), step_id, duration(raw.get("after", 2), at), raw.line)
 
 
-def _expectations(raw: Any, where: str, steps: set[str]) -> list[Expectation]:
-    if raw is None:
+def _alerts(items: Any, where: str, steps: set[str]) -> list[Expectation]:
+    """An `alert` list: rule, the steps it alerts on, the families (`on`) and a note."""
+    if items is None:
         return []
-    if not isinstance(raw, Node):
-        raise UsageError(f"{where}: expect: a mapping with `alert` and `no_alert`")
-    bad = set(raw) - {"alert", "no_alert"}
-    if bad:
-        raise UsageError(
-            f"{where.rsplit(':', 1)[0]}:{raw.line}: expect takes alert and no_alert, not {', '.join(sorted(bad))}"
-        )
+    if not isinstance(items, list):
+        raise UsageError(f"{where}: alert: a list of {{rule, steps}} entries")
     out: list[Expectation] = []
-    for item in raw.get("alert") or []:
-        at = f"{where.rsplit(':', 1)[0]}:{getattr(item, 'line', raw.line)}"
+    file, line = where.rsplit(":", 1)
+    for item in items:
+        at = f"{file}:{getattr(item, 'line', line)}"
         if not isinstance(item, Node) or "rule" not in item:
             raise UsageError(f"{at}: each `alert` entry needs a rule (and the steps it alerts on)")
         extra = set(item) - {"rule", "steps", "on", "note"}
@@ -181,6 +194,39 @@ def _expectations(raw: Any, where: str, steps: set[str]) -> list[Expectation]:
         if set(fams) - set(FAMILIES):
             raise UsageError(f"{at}: `on` takes {', '.join(FAMILIES)}")
         out.append(Expectation(str(item["rule"]), True, step_ids, fams, str(item.get("note", "")), item.line))
+    return out
+
+
+def _tuned(raw: Any, where: str, steps: set[str], path: Path) -> tuple[Path | str, list[Expectation]]:
+    """`expect.tuned`: the tuning file (relative to the scenario, or known-vendors) and what still alerts."""
+    at = f"{path}:{raw.line}" if isinstance(raw, Node) else where
+    if not isinstance(raw, Node) or "tuning" not in raw or set(raw) - {"tuning", "alert"}:
+        raise UsageError(f"{at}: expect.tuned takes tuning (a tuning file) and alert (what still alerts under it)")
+    ref = raw["tuning"]
+    if not isinstance(ref, str) or not ref.strip():
+        raise UsageError(
+            f"{at}: expect.tuned.tuning: a tuning file's path (relative to the scenario) or {KNOWN_VENDORS}"
+        )
+    tuning: Path | str = ref
+    if ref != KNOWN_VENDORS:
+        tuning = Path(ref) if Path(ref).is_absolute() else path.parent / ref
+        if not tuning.is_file():
+            raise UsageError(f"{at}: expect.tuned.tuning: no such file {tuning}")
+    return tuning, _alerts(raw.get("alert"), at, steps)
+
+
+def _expectations(raw: Any, where: str, steps: set[str]) -> list[Expectation]:
+    if raw is None:
+        return []
+    if not isinstance(raw, Node):
+        raise UsageError(f"{where}: expect: a mapping with `alert` and `no_alert`")
+    bad = set(raw) - {"alert", "no_alert", "tuned"}
+    if bad:
+        raise UsageError(
+            f"{where.rsplit(':', 1)[0]}:{raw.line}: expect takes alert, no_alert and tuned,"
+            f" not {', '.join(sorted(bad))}"
+        )
+    out = _alerts(raw.get("alert"), f"{where.rsplit(':', 1)[0]}:{raw.line}", steps)
     for item in raw.get("no_alert") or []:
         line = getattr(raw.get("no_alert"), "line", raw.line)
         if isinstance(item, Node):
@@ -212,7 +258,7 @@ def parse(text: str, path: Path) -> Scenario:
     if not isinstance(doc, Node):
         raise UsageError(f"{where}: a scenario is a mapping (id, title, kind, steps, expect)")
     where = f"{path}:{doc.line}"
-    known = {"id", "title", "kind", "atomic", "techniques", "description", "steps", "expect"}
+    known = {"id", "title", "kind", "atomic", "techniques", "description", "exchange_root", "steps", "expect"}
     extra = sorted(set(doc) - known)
     if extra:
         raise UsageError(f"{where}: unknown key(s) {', '.join(extra)} (a scenario takes {', '.join(sorted(known))})")
@@ -232,6 +278,13 @@ def parse(text: str, path: Path) -> Scenario:
         if s.id in seen:
             raise UsageError(f"{path}:{s.line}: step id {s.id!r} used twice")
         seen.add(s.id)
+    root = doc.get("exchange_root")
+    if root is not None:
+        root = root_option(str(root), f"{where}: exchange_root")
+    expect = doc.get("expect")
+    tuning, tuned = (
+        _tuned(expect["tuned"], where, seen, path) if isinstance(expect, Node) and "tuned" in expect else (None, [])
+    )
     return Scenario(
         id=str(doc["id"]),
         title=str(doc["title"]),
@@ -241,7 +294,10 @@ def parse(text: str, path: Path) -> Scenario:
         atomic=_strs(doc.get("atomic"), where),
         techniques=_strs(doc.get("techniques"), where),
         steps=steps,
-        expect=_expectations(doc.get("expect"), where, seen),
+        expect=_expectations(expect, where, seen),
+        exchange_root=root or "",
+        tuning=tuning,
+        tuned=tuned,
     )
 
 

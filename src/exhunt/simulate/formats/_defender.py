@@ -1,10 +1,12 @@
 """Events -> Defender Advanced Hunting rows, table by table, as a Defender for Endpoint host reports them.
 
-A process start is DeviceProcessEvents; a file write DeviceFileEvents (over SMB: the System process,
-with the remote side in Request*); a module load DeviceImageLoadEvents plus the file's signature in
+A process start is DeviceProcessEvents (plus its image's signature in DeviceFileCertificateInfo when
+the step gives one); a file write DeviceFileEvents (over SMB: the System process, with the remote side
+in Request*); a module load DeviceImageLoadEvents plus the file's signature in
 DeviceFileCertificateInfo; PowerShell script content DeviceEvents PowerShellCommand, one row per
-cmdlet. The Exchange cmdlet log and other Windows event logs are not Defender tables: they are
-left out (a Defender export never holds them).
+command the block runs (a block that only defines functions, as a proxy module does, runs none).
+The Exchange cmdlet log and other Windows event logs are not Defender tables: they are left out (a
+Defender export never holds them).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Any
 
 from exhunt.schema import table as table_schema
 from exhunt.simulate.events import Account, Event, Proc, Simulation, fake_hash
-from exhunt.winlog.powershell import cmdlets
 
 Row = dict[str, Any]
 TABLES = (
@@ -65,6 +66,20 @@ def _initiating(p: Proc) -> Row:
     return row
 
 
+def _certificate(sha1: str, signed: bool, signer: str) -> Row:
+    """A DeviceFileCertificateInfo row: what Defender knows of a file's signature, by its SHA1."""
+    ms = signer.startswith("Microsoft")
+    return {
+        "SHA1": sha1,
+        "IsSigned": signed,
+        "SignatureType": "Embedded" if signed else "",
+        "Signer": signer,
+        "IsTrusted": signed,
+        "IsRootSignerMicrosoft": ms,
+        "Issuer": "Microsoft Code Signing PCA 2011" if ms else (signer + " CA" if signed else ""),
+    }
+
+
 def rows(sim: Simulation) -> dict[str, list[Row]]:
     """Each Defender table's rows, in time order, ReportIds counting up per table."""
     out: dict[str, list[Row]] = {t: [] for t in TABLES}
@@ -98,6 +113,9 @@ def rows(sim: Simulation) -> dict[str, list[Row]]:
                     **(_initiating(parent) if parent is not None else {}),
                 },
             )
+            if p.signed is not None and p.sha1 not in certs:
+                certs.add(p.sha1)
+                add("DeviceFileCertificateInfo", ev, _certificate(p.sha1, p.signed, p.signer))
         elif ev.kind == "file" and p is not None:
             d = ev.data
             name = d["path"].rsplit("\\", 1)[-1]
@@ -146,24 +164,9 @@ def rows(sim: Simulation) -> dict[str, list[Row]]:
             )
             if d["sha1"] not in certs:
                 certs.add(d["sha1"])
-                ms = d["signer"].startswith("Microsoft")
-                add(
-                    "DeviceFileCertificateInfo",
-                    ev,
-                    {
-                        "SHA1": d["sha1"],
-                        "IsSigned": d["signed"],
-                        "SignatureType": "Embedded" if d["signed"] else "",
-                        "Signer": d["signer"],
-                        "IsTrusted": d["signed"],
-                        "IsRootSignerMicrosoft": ms,
-                        "Issuer": "Microsoft Code Signing PCA 2011"
-                        if ms
-                        else (d["signer"] + " CA" if d["signed"] else ""),
-                    },
-                )
+                add("DeviceFileCertificateInfo", ev, _certificate(d["sha1"], d["signed"], d["signer"]))
         elif ev.kind == "script_block" and p is not None:
-            for name in cmdlets(ev.data["text"]):
+            for name in ev.data["runs"]:
                 add(
                     "DeviceEvents",
                     ev,

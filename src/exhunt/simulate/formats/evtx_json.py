@@ -1,9 +1,11 @@
 """Windows event logs as `evtx_dump -o jsonl` renders them: one `<host>.evtx.jsonl` file.
 
-A process start is Sysmon 1 and Security 4688; a file write Sysmon 11 (created or modified; over SMB
-by the System process, pid 4: Sysmon does not see the remote side); a module load Sysmon 7 with its
-signature; script content PowerShell 4104; a cmdlet run through Exchange's management shell
-MSExchange Management 1 (or 6 when it failed); service and application events as themselves.
+A process start is Sysmon 1 and Security 4688 (and, when the step gives its signature, the Sysmon 7
+of the process loading its own image: Sysmon records an executable's signer there, not in event 1);
+a file write Sysmon 11 (created or modified; over SMB by the System process, pid 4: Sysmon does not
+see the remote side); a module load Sysmon 7 with its signature; script content PowerShell 4104; a
+cmdlet run through Exchange's management shell MSExchange Management 1 (or 6 when it failed);
+service and application events as themselves.
 """
 
 from __future__ import annotations
@@ -167,6 +169,34 @@ def _process(log: _Log, ev: Event, p: Proc) -> None:
     )
 
 
+def _image_load(log: _Log, ev: Event, p: Proc, path: str, sha1: str, signed: bool, signer: str) -> None:
+    log.add(
+        SYSMON,
+        7,
+        ev.time,
+        {
+            "RuleName": "-",
+            "UtcTime": utc_time(ev.time),
+            "ProcessGuid": p.guid,
+            "ProcessId": p.pid,
+            "Image": p.image,
+            "ImageLoaded": path,
+            "FileVersion": "-",
+            "Description": "-",
+            "Product": "-",
+            "Company": "-",
+            "OriginalFileName": "-",
+            "Hashes": _hashes(sha1),
+            "Signed": "true" if signed else "false",
+            "Signature": signer or "-",
+            "SignatureStatus": "Valid" if signed else "Unavailable",
+            "User": p.account.qualified,
+        },
+        task=7,
+        version=3,
+    )
+
+
 def documents(sim: Simulation) -> list[dict[str, Any]]:
     """The Windows records of the simulation, as the `evtx` parser renders them (the other Windows
     writers render these same records in their own forms)."""
@@ -175,6 +205,8 @@ def documents(sim: Simulation) -> list[dict[str, Any]]:
         p, d = ev.proc, ev.data
         if ev.kind == "process" and p is not None:
             _process(log, ev, p)
+            if p.signed is not None:
+                _image_load(log, ev, p, p.image, p.sha1, p.signed, p.signer)
         elif ev.kind == "file" and p is not None and d["action"] in ("created", "modified"):
             log.add(
                 SYSMON,
@@ -194,31 +226,7 @@ def documents(sim: Simulation) -> list[dict[str, Any]]:
                 version=2,
             )
         elif ev.kind == "image_load" and p is not None:
-            log.add(
-                SYSMON,
-                7,
-                ev.time,
-                {
-                    "RuleName": "-",
-                    "UtcTime": utc_time(ev.time),
-                    "ProcessGuid": p.guid,
-                    "ProcessId": p.pid,
-                    "Image": p.image,
-                    "ImageLoaded": d["path"],
-                    "FileVersion": "-",
-                    "Description": "-",
-                    "Product": "-",
-                    "Company": "-",
-                    "OriginalFileName": "-",
-                    "Hashes": _hashes(d["sha1"]),
-                    "Signed": "true" if d["signed"] else "false",
-                    "Signature": d["signer"] or "-",
-                    "SignatureStatus": "Valid" if d["signed"] else "Unavailable",
-                    "User": p.account.qualified,
-                },
-                task=7,
-                version=3,
-            )
+            _image_load(log, ev, p, d["path"], d["sha1"], d["signed"], d["signer"])
         elif ev.kind == "script_block" and p is not None:
             log.add(
                 PS_OP,
