@@ -11,6 +11,7 @@ is off (seal): a rule reads the tables, no file.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import threading
 import warnings
@@ -26,6 +27,7 @@ from exhunt import kqlcache, sqlguard, sqlopt
 from exhunt.backends.base import SLICE_END, Events, Later, Source, Window
 from exhunt.engine import EARLIEST, LATEST, Session, check_stop, key_match
 from exhunt.errors import RuleError
+from exhunt.kql import compat
 from exhunt.rule import tables_named_in
 from exhunt.schema import SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.sqltext import ident as _q
@@ -176,16 +178,19 @@ class DuckDBBackend:
         if cached is not None:
             return cached
         schema = self.session.kql_schema()
+        # Keyed by the text as written and the workarounds' version: a warm run rewrites nothing.
         entry = kqlcache.inputs(kql, schema, EARLIEST)
+        entry = dataclasses.replace(entry, translator=f"{entry.translator}+compat{compat.VERSION}")
         stored = kqlcache.get(entry)
         fresh = stored is None
         if stored is None:
             import duckdb_kql
 
             try:
-                result = duckdb_kql.to_sql(kql, schema=schema, query_now=EARLIEST)
+                rewritten = compat.rewrite(kql, schema, self._columns_of).kql
+                result = duckdb_kql.to_sql(rewritten, schema=schema, query_now=EARLIEST)
             except duckdb_kql.KqlUnsupportedError as exc:
-                raise RuleError(f"the query uses KQL the engine cannot run: {exc}") from None
+                raise RuleError(compat.explain(str(exc))) from None
             except duckdb_kql.KqlError as exc:
                 raise RuleError(self._kql_message(kql, exc)) from None
             stored = (str(result), dict(result.parameters))
@@ -202,6 +207,18 @@ class DuckDBBackend:
         out = Translated(sql, params, CLOCK_SLOT in params)
         cache.entries[kql] = out
         return out
+
+    def _columns_of(self, kql: str) -> list[str]:
+        """The result columns of a query (compat's project-reorder needs its input's)."""
+        tr = self.translate(kql)
+        params = dict(tr.params)
+        if tr.uses_clock:
+            params[CLOCK_SLOT] = EARLIEST
+        try:
+            cur = self.con.execute(f"SELECT * FROM ({tr.sql}) AS _exhunt_c LIMIT 0", params)
+        except duckdb.Error as exc:
+            raise RuleError(self.failure(exc, tr)) from None
+        return [str(d[0]) for d in cur.description or ()]
 
     def _kql_message(self, kql: str, exc: Exception) -> str:
         text = str(exc)

@@ -48,6 +48,8 @@ MANY_ROWS = frozenset({
     "percentiles_array", "percentilew", "percentilesw", "stdev", "stdevif", "stdevp", "sum", "sumif", "take_any",
     "take_anyif", "tdigest", "tdigest_merge", "merge_tdigest", "variance", "varianceif", "variancep", "next", "prev",
     "row_number", "row_cumsum", "row_rank_dense", "row_rank_min", "row_window_session",
+    # deprecated names kql.compat rewrites into the above
+    "makeset", "makelist", "argmax", "argmin", "make_dictionary", "makeset_if", "makelist_if",
 })
 #: Operators and functions that reach tables without naming them, or rows by a computed name.
 REACHES_UNNAMED = frozenset({

@@ -1,0 +1,335 @@
+"""Every workaround for what duckdb-kql cannot translate yet, in one place.
+
+Analysts' KQL must run unchanged, so before a query reaches the translator the constructs it
+rejects but Kusto accepts are rewritten into equivalents it does translate. Each rewrite edits
+the query text only at the exact span of a parse-tree node (strings and comments are never
+touched, and a column that happens to be named `makeset` stays a column):
+
+- deprecated names: makeset, makelist, parsejson, argmax, argmin, columnifexists, arraylength,
+  array_strcat -> their current names (`RENAMES`);
+- `extractjson`/`extract_json(path, text[, typeof(T)])` with a literal `$.a.b[0]['c']` path ->
+  `tostring(parse_json(text).a.b[0]['c'])` (or `toT(...)`);
+- `split(s, d, i)` -> `array_slice(split(s, d), i, i)` (Kusto returns a one-element array, or
+  an empty one when `i` is out of range);
+- `column_ifexists('X', d)` -> `['X']` when a table the query reads has the column X, else `(d)`;
+- `ingestion_time()` -> `datetime(null)`: exhunt's tables keep no ingestion time (a note says so);
+- `project-reorder A, B*` -> `project A, B..., <the other columns in input order>`; the input
+  columns come from the caller (`columns_of`: the columns of the query up to that operator);
+- `project-away A, A` -> `project-away A` (DuckDB refuses a name twice in EXCLUDE), and
+  `project-away Initiating*` -> the input columns the wildcard matches;
+- a parenthesised pipeline source `(union T, U) | ...` -> `union T, U | ...` (pipes are
+  left-associative: the same query).
+
+What has no rewrite (top-nested, partition, evaluate plugins, parse_xml, parse_command_line,
+make_bag...) gets an error in plain words (`explain`). tests/test_kql_compat.py holds, for
+each workaround, a canary asserting duckdb-kql still rejects the original construct: when one
+fails, the translator learned it and the workaround can go.
+
+`VERSION` is part of the translation cache's key (kqlcache): bump it when a rewrite changes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from exhunt.errors import RuleError
+from exhunt.kql.tree import _children, call_name, name_of, node_kind, parse, tokens, walk
+
+#: Part of the translation cache's key: bump it whenever a rewrite changes.
+VERSION = "1"
+
+#: Deprecated (or alternative) function names -> the names duckdb-kql translates.
+RENAMES = {
+    "makeset": "make_set", "makelist": "make_list", "parsejson": "parse_json", "argmax": "arg_max",
+    "argmin": "arg_min", "columnifexists": "column_ifexists", "arraylength": "array_length",
+    "array_strcat": "strcat_array",
+}
+#: Lower-case words whose presence makes a query worth parsing here (others pass untouched).
+_TRIGGERS = frozenset({*RENAMES, "extractjson", "extract_json", "split", "column_ifexists",
+                       "ingestion_time", "project-reorder", "project-away"})
+_JSON_PATH = re.compile(r"\$((?:\.[A-Za-z_]\w*|\[\d+\]|\['[^'\\]*'\]|\[\"[^\"\\]*\"\])*)")
+_PATH_STEP = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]|\['([^'\\]*)'\]|\[\"([^\"\\]*)\"\]")
+_TYPES = {"string": "tostring", "long": "tolong", "int": "toint", "real": "toreal", "double": "todouble",
+          "bool": "tobool", "boolean": "tobool", "datetime": "todatetime", "timespan": "totimespan",
+          "dynamic": "todynamic", "guid": "toguid", "decimal": "todecimal"}
+#: Rounds of rewriting (nested constructs are rewritten innermost first, one level a round).
+_ROUNDS = 16
+
+#: Columns of a query's result, by its KQL text (the caller translates and describes it).
+ColumnsOf = Callable[[str], list[str]]
+
+
+@dataclass
+class Rewritten:
+    """The query as duckdb-kql gets it, and what the user should know about the rewrite."""
+
+    kql: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _span(node: Any) -> tuple[int, int]:
+    return node.start.start, node.stop.stop + 1
+
+
+def _text(kql: str, node: Any) -> str:
+    a, b = _span(node)
+    return kql[a:b]
+
+
+def _args(call: Any) -> list[Any]:
+    """A function call's argument expressions."""
+    out = []
+    for kid in _children(call)[1:]:
+        if node_kind(kid) == "ArgumentList":
+            out += [k for k in _children(kid) if node_kind(k)]
+        elif node_kind(kid):
+            out.append(kid)
+    return out
+
+
+def _string_value(node: Any) -> str | None:
+    from exhunt.kql.tree import _literal
+
+    return _literal(node)
+
+
+def _escaped(name: str) -> str:
+    """A column name as KQL text that is always a name: ['...']."""
+    return "['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
+
+
+def _declared_functions(root: Any) -> set[str]:
+    names = set()
+    for n in walk(root):
+        if node_kind(n) == "LetFunctionDeclaration":
+            first = next((k for k in _children(n) if node_kind(k).startswith("Identifier")), None)
+            if first is not None:
+                names.add(name_of(first).lower())
+    return names
+
+
+def _enclosing(node: Any, kind: str) -> Any | None:
+    p = node.parentCtx
+    while p is not None and node_kind(p) != kind:
+        p = p.parentCtx
+    return p
+
+
+class _Round:
+    """One pass over the parse tree: the edits (start, end, text) it finds."""
+
+    def __init__(self, kql: str, root: Any, schema: dict[str, list[str]], columns_of: ColumnsOf | None,
+                 notes: list[str]) -> None:
+        self.kql, self.root, self.schema, self.columns_of, self.notes = kql, root, schema, columns_of, notes
+        self.declared = _declared_functions(root)
+        self.edits: list[tuple[int, int, str]] = []
+
+    def run(self) -> list[tuple[int, int, str]]:
+        for n in walk(self.root):
+            kind = node_kind(n)
+            if kind == "NamedFunctionCallExpression":
+                self._call(n)
+            elif kind == "ProjectReorderOperator":
+                self._reorder(n)
+            elif kind == "ParenthesizedExpression":
+                self._paren_source(n)
+            elif kind == "ProjectAwayOperator":
+                self._away_twice(n)
+        # innermost first: an edit containing another waits for the next round
+        inner = [e for e in self.edits
+                 if not any(o is not e and e[0] <= o[0] and o[1] <= e[1] for o in self.edits)]
+        return inner
+
+    def _call(self, call: Any) -> None:
+        name = call_name(call)
+        if name in self.declared:
+            return  # the query's own function of that name
+        args = _args(call)
+        if name in RENAMES:
+            a, b = _span(_children(call)[0])
+            self.edits.append((a, b, RENAMES[name]))
+        elif name in ("extractjson", "extract_json") and len(args) in (2, 3):
+            self._extract_json(call, args)
+        elif name == "split" and len(args) == 3:
+            s, d, i = (_text(self.kql, a) for a in args)
+            self.edits.append((*_span(call), f"array_slice(split({s}, {d}), {i}, {i})"))
+        elif name == "column_ifexists" and len(args) == 2:
+            column = _string_value(args[0])
+            if column is None:
+                return
+            known = {c for t in self._tables() for c in self.schema.get(t, [])}
+            repl = _escaped(column) if column in known else f"({_text(self.kql, args[1])})"
+            self.edits.append((*_span(call), repl))
+        elif name == "ingestion_time" and not args:
+            self.edits.append((*_span(call), "datetime(null)"))
+            note = "ingestion_time() is null here: exhunt's tables keep no ingestion time"
+            if note not in self.notes:
+                self.notes.append(note)
+
+    def _tables(self) -> list[str]:
+        from exhunt.kql.tree import tables
+
+        return [t for t in tables(self.kql) if t in self.schema]
+
+    def _extract_json(self, call: Any, args: list[Any]) -> None:
+        path = _string_value(args[0])
+        m = _JSON_PATH.fullmatch(path or "")
+        if m is None:
+            return  # left for the translator to refuse, in plain words (explain)
+        steps = []
+        for step in _PATH_STEP.finditer(m.group(1)):
+            key = step.group(1) or step.group(3) or step.group(4)
+            steps.append(f"[{step.group(2)}]" if step.group(2) is not None else f"[{_kql_string(key or '')}]")
+        convert = "tostring"
+        if len(args) == 3:
+            target = _text(self.kql, args[2]).replace(" ", "")
+            t = re.fullmatch(r"typeof\((\w+)\)", target)
+            if t is None or t.group(1).lower() not in _TYPES:
+                return
+            convert = _TYPES[t.group(1).lower()]
+        value = f"parse_json({_text(self.kql, args[1])}){''.join(steps)}"
+        self.edits.append((*_span(call), f"{convert}({value})"))
+
+    def _reorder(self, op: Any) -> None:
+        words = [t.getText().lower() for t in walk(op) if not node_kind(t)]
+        if any(w in ("asc", "desc", "granny-asc", "granny-desc") for w in words):
+            raise RuleError("`project-reorder` with asc/desc (columns sorted by name) is not supported by the "
+                            "local engine; name the columns in order, or run the query on Azure Data Explorer "
+                            "or Log Analytics (--cluster/--database or --workspace)")
+        columns = self._input_columns(op)
+        if columns is None:
+            return
+        specs = [_reorder_spec(e) for e in walk(op) if node_kind(e) == "ProjectReorderExpression"]
+        first: list[str] = []
+        for spec in specs:
+            for c in columns:
+                if c not in first and (fnmatch.fnmatchcase(c, spec) if "*" in spec else c == spec):
+                    first.append(c)
+        order = first + [c for c in columns if c not in first]
+        self.edits.append((*_span(op), "project " + ", ".join(_escaped(c) for c in order)))
+
+    def _input_columns(self, op: Any) -> list[str] | None:
+        """The columns reaching a piped operator: those of the query up to it (the statements
+        before its own, then its pipeline up to the pipe), from the caller."""
+        piped = _enclosing(op, "PipedOperator")
+        pipe = _enclosing(op, "PipeExpression")
+        if piped is None or pipe is None or self.columns_of is None:
+            return None
+        statement = pipe
+        while statement.parentCtx is not None and node_kind(statement.parentCtx) not in ("Query", "Top"):
+            statement = statement.parentCtx
+        before = self.kql[:statement.start.start] if node_kind(statement) == "Statement" else ""
+        return self.columns_of(before + self.kql[pipe.start.start:piped.start.start])
+
+    def _away_twice(self, op: Any) -> None:
+        """`project-away A, A`: DuckDB refuses a name twice in EXCLUDE; once removes the same.
+        `project-away Initiating*`: the translator takes names only, so a wildcard becomes the
+        input columns it matches."""
+        kids = _children(op)
+        specs = [_reorder_spec(k) for k in kids if node_kind(k) == "SimpleOrWildcardedNameReference"]
+        if any("*" in spec for spec in specs):
+            columns = self._input_columns(op)
+            if columns is None:
+                return
+            gone = [c for c in columns if any(fnmatch.fnmatchcase(c, p) if "*" in p else c == p for p in specs)]
+            first = next(k for k in kids if node_kind(k))
+            if gone:
+                self.edits.append((_span(first)[0], _span(op)[1], ", ".join(_escaped(c) for c in gone)))
+            else:  # nothing to remove: the operator passes its rows on unchanged
+                self.edits.append((*_span(op), "where true"))
+            return
+        seen: set[str] = set()
+        for i, kid in enumerate(kids):
+            if node_kind(kid) != "SimpleOrWildcardedNameReference":
+                continue
+            name = _reorder_spec(kid)
+            if name in seen and i > 0:
+                comma = kids[i - 1]  # the comma before it goes too
+                self.edits.append((comma.symbol.start, _span(kid)[1], ""))
+            seen.add(name)
+
+    def _paren_source(self, paren: Any) -> None:
+        """`(union T, U) | ...` -> `union T, U | ...`: only a pipeline's source."""
+        child, parent = paren, paren.parentCtx
+        while parent is not None and node_kind(parent) != "PipeExpression" and len(_children(parent)) == 1:
+            child, parent = parent, parent.parentCtx
+        if parent is None or node_kind(parent) != "PipeExpression" or len(_children(parent)) < 2:
+            return
+        if _children(parent)[0] is not child:
+            return
+        inner = next(k for k in _children(paren) if node_kind(k))
+        self.edits.append((*_span(paren), _text(self.kql, inner)))
+
+
+def _reorder_spec(expr: Any) -> str:
+    """A project-reorder item's name or wildcard pattern (`Device*`)."""
+    for n in walk(expr):
+        if node_kind(n) in ("SimpleNameReference", "WildcardedName"):
+            return name_of(n) if node_kind(n) == "SimpleNameReference" else str(n.getText())
+    return str(expr.getText())
+
+
+def _kql_string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def needed(kql: str) -> bool:
+    """Does the query hold any word a rewrite looks for (cheap: the lexer, no parse)?"""
+    words = [t.text.lower() for t in tokens(kql) if t.kind not in ("STRINGLITERAL", "COMMENT")]
+    return any(w in _TRIGGERS or (w == "(" and nxt == "union") for w, nxt in zip(words, [*words[1:], ""]))
+
+
+def rewrite(kql: str, schema: dict[str, list[str]], columns_of: ColumnsOf | None = None) -> Rewritten:
+    """The query with every workaround applied (unchanged when none applies or it does not parse)."""
+    out = Rewritten(kql)
+    if not needed(kql):
+        return out
+    for _ in range(_ROUNDS):
+        root = parse(out.kql)
+        if root is None:
+            return out
+        edits = _Round(out.kql, root, schema, columns_of, out.notes).run()
+        if not edits:
+            return out
+        text = out.kql
+        for a, b, repl in sorted(edits, reverse=True):
+            text = text[:a] + repl + text[b:]
+        out.kql = text
+    return out
+
+
+#: duckdb-kql construct names -> what the user wrote, for the errors.
+_CONSTRUCTS = {
+    "TopNestedOperatorPart": "`top-nested`", "TopNestedOperator": "`top-nested`", "PartitionOperator": "`partition`",
+    "ProjectReorderOperator": "`project-reorder`", "ScanOperator": "`scan`", "MakeSeriesOperator": "`make-series`",
+}
+
+
+def explain(message: str) -> str:
+    """A duckdb-kql 'unsupported construct' message in plain words, naming what to do instead."""
+    m = re.search(r"unsupported KQL construct '([^']+)'(?:.*?near '([^']*)')?", message)
+    what = "a KQL construct"
+    if m:
+        construct, near = m.group(1), m.group(2) or ""
+        kind, _, name = construct.partition(":")
+        if kind in ("function", "aggregate") and name:
+            what = f"the {'aggregation' if kind == 'aggregate' else 'function'} `{name}()`"
+            arity = re.search(r"\(([^()]*takes[^()]*)\)", message)
+            if arity:
+                what += " with these arguments"
+        elif construct == "EvaluateOperator":
+            plugin = re.match(r"evaluate([A-Za-z_]\w*)", near)
+            what = f"`evaluate {plugin.group(1)}`" if plugin else "`evaluate`"
+        elif kind == "source":
+            what = "this kind of pipeline source"
+        elif construct in _CONSTRUCTS:
+            what = _CONSTRUCTS[construct]
+        else:
+            words = re.sub(r"(Operator|Expression|Part)$", "", construct)
+            what = "`" + re.sub(r"(?<!^)(?=[A-Z])", "-", words).lower() + "`"
+    return (f"{what} is not supported by the local engine; run the query on Azure Data Explorer or "
+            f"Log Analytics (--cluster/--database or --workspace), or rewrite that part")
