@@ -19,7 +19,7 @@ COLUMNS = ["Timestamp", "DeviceName", "FileName", "AccountName"]
 
 
 def _rw(kql: str) -> str:
-    return compat.rewrite(kql, SCHEMA, lambda prefix: COLUMNS).kql
+    return compat.rewrite(kql, SCHEMA, lambda prefix: [(c, "VARCHAR") for c in COLUMNS]).kql
 
 
 # -- the rewrites ---------------------------------------------------------------------------
@@ -62,6 +62,32 @@ def test_nested_rewrites_are_all_applied() -> None:
         ("DeviceProcessEvents | summarize make_set(array_slice(split(parse_json(AdditionalFields).a, ','), 0, 0))")
 
 
+def test_make_set_size_limit_kept() -> None:
+    assert _rw("DeviceProcessEvents | summarize makeset(FileName, 5), L = make_list(AccountName, 2), "
+               "n = array_length(make_set(DeviceName, 1)), make_set(tolower(FileName), 3)") == (
+        "DeviceProcessEvents | summarize set_FileName = array_slice(make_set(FileName), 0, (5) - 1), "
+        "L = array_slice(make_list(AccountName), 0, (2) - 1), "
+        "n = array_length(array_slice(make_set(DeviceName), 0, (1) - 1)), make_set(tolower(FileName), 3)")
+
+
+def test_between_with_a_computed_datetime_bound_and_a_span() -> None:
+    asked: list[str] = []
+
+    def typed(prefix: str) -> list[tuple[str, str]]:
+        asked.append(prefix)
+        return [("_exhunt_lo", "TIMESTAMP")] if "Timestamp" in prefix.split("project")[-1] else [("_exhunt_lo", "INTERVAL")]
+
+    kql = "DeviceProcessEvents | where Timestamp between ((Timestamp - 5min) .. 10min)"
+    assert compat.rewrite(kql, SCHEMA, typed).kql == \
+        "DeviceProcessEvents | where Timestamp between ((Timestamp - 5min) .. (((Timestamp - 5min)) + 10min))"
+    assert asked == ["DeviceProcessEvents | project _exhunt_lo = ((Timestamp - 5min)) | take 0"]
+    # a timespan lower bound is a timespan range; a datetime literal the translator does itself
+    for kept in ("DeviceProcessEvents | where Duration between ((Gap - 1min) .. 10min)",
+                 "DeviceProcessEvents | where Timestamp between (datetime(2026-03-01) .. 1d)",
+                 "DeviceProcessEvents | where Gap between (1min .. 10min)"):
+        assert compat.rewrite(kept, SCHEMA, typed).kql == kept
+
+
 def test_column_ifexists() -> None:
     assert _rw("DeviceProcessEvents | extend a = column_ifexists('AccountName', ''), "
                "b = column_ifexists('AccountUpn', strcat('x', FileName))") == (
@@ -89,9 +115,9 @@ def test_ingestion_time_is_null_with_a_note() -> None:
 def test_project_reorder_names_wildcards_then_the_rest() -> None:
     seen: list[str] = []
 
-    def columns(prefix: str) -> list[str]:
+    def columns(prefix: str) -> list[tuple[str, str]]:
         seen.append(prefix)
-        return COLUMNS
+        return [(c, "VARCHAR") for c in COLUMNS]
 
     out = compat.rewrite("let x = 1; DeviceProcessEvents | where FileName != '' | project-reorder AccountName, "
                          "Device* | take 5", SCHEMA, columns)
@@ -178,6 +204,30 @@ def test_canary_translator_still_rejects(name: str) -> None:
         duckdb_kql.to_sql(CANARIES[name], schema=SCHEMA)
     # ... and the rewrite is one it accepts
     duckdb_kql.to_sql(_rw(CANARIES[name]), schema=SCHEMA)
+
+
+def _run_translated(kql: str, rows: list[tuple[str, str]]) -> list[tuple[object, ...]]:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute('CREATE TABLE "DeviceFileEvents" ("Timestamp" TIMESTAMP, "DeviceName" VARCHAR, '
+                '"FileName" VARCHAR, "FolderPath" VARCHAR)')
+    con.executemany('INSERT INTO "DeviceFileEvents" VALUES (TIMESTAMP \'2026-03-01 10:00\', ?, ?, \'\')', rows)
+    return con.execute(str(duckdb_kql.to_sql(kql, schema=SCHEMA))).fetchall()
+
+
+def test_canary_translator_still_drops_make_set_size() -> None:
+    rows = _run_translated("DeviceFileEvents | summarize S = make_set(FileName, 1) | project n = array_length(S)",
+                           [("ex01", "a.aspx"), ("ex01", "b.aspx")])
+    assert rows == [(2,)]  # Kusto: 1
+
+
+def test_canary_translator_still_compares_a_time_with_a_span() -> None:
+    import duckdb
+
+    with pytest.raises(duckdb.Error):
+        _run_translated("DeviceFileEvents | where Timestamp between ((Timestamp - 5min) .. 10min)",
+                        [("ex01", "a.aspx")])
 
 
 def test_canary_duckdb_still_refuses_a_repeated_exclude() -> None:

@@ -208,8 +208,9 @@ class DuckDBBackend:
         cache.entries[kql] = out
         return out
 
-    def _columns_of(self, kql: str) -> list[str]:
-        """The result columns of a query (compat's project-reorder needs its input's)."""
+    def _columns_of(self, kql: str) -> list[tuple[str, str]]:
+        """The result columns of a query and their DuckDB types (compat's rewrites need the
+        columns reaching an operator, and the type of a between's bound)."""
         tr = self.translate(kql)
         params = dict(tr.params)
         if tr.uses_clock:
@@ -218,7 +219,7 @@ class DuckDBBackend:
             cur = self.con.execute(f"SELECT * FROM ({tr.sql}) AS _exhunt_c LIMIT 0", params)
         except duckdb.Error as exc:
             raise RuleError(self.failure(exc, tr)) from None
-        return [str(d[0]) for d in cur.description or ()]
+        return [(str(d[0]), str(d[1])) for d in cur.description or ()]
 
     def _kql_message(self, kql: str, exc: Exception) -> str:
         text = str(exc)

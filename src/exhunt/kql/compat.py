@@ -9,6 +9,8 @@ touched, and a column that happens to be named `makeset` stays a column):
   array_strcat -> their current names (`RENAMES`);
 - `extractjson`/`extract_json(path, text[, typeof(T)])` with a literal `$.a.b[0]['c']` path ->
   `tostring(parse_json(text).a.b[0]['c'])` (or `toT(...)`);
+- `make_set(x, n)`, `make_list(x, n)` -> `array_slice(make_set(x), 0, n - 1)` (the translator
+  drops the size limit; an unnamed one keeps its name `set_x`);
 - `split(s, d, i)` -> `array_slice(split(s, d), i, i)` (Kusto returns a one-element array, or
   an empty one when `i` is out of range);
 - `column_ifexists('X', d)` -> `['X']` when a table the query reads has the column X, else `(d)`;
@@ -17,6 +19,8 @@ touched, and a column that happens to be named `makeset` stays a column):
   columns come from the caller (`columns_of`: the columns of the query up to that operator);
 - `project-away A, A` -> `project-away A` (DuckDB refuses a name twice in EXCLUDE), and
   `project-away Initiating*` -> the input columns the wildcard matches;
+- `X between ((t - 5min) .. 10min)` with a computed datetime lower bound -> `.. ((t - 5min) + 10min)`
+  (the bound's type asked of the engine through `columns_of`);
 - a parenthesised pipeline source `(union T, U) | ...` -> `union T, U | ...` (pipes are
   left-associative: the same query).
 
@@ -49,8 +53,8 @@ RENAMES = {
     "array_strcat": "strcat_array",
 }
 #: Lower-case words whose presence makes a query worth parsing here (others pass untouched).
-_TRIGGERS = frozenset({*RENAMES, "extractjson", "extract_json", "split", "column_ifexists",
-                       "ingestion_time", "project-reorder", "project-away"})
+_TRIGGERS = frozenset({*RENAMES, "extractjson", "extract_json", "split", "column_ifexists", "make_set", "make_list",
+                       "ingestion_time", "project-reorder", "project-away", "between", "!between"})
 _JSON_PATH = re.compile(r"\$((?:\.[A-Za-z_]\w*|\[\d+\]|\['[^'\\]*'\]|\[\"[^\"\\]*\"\])*)")
 _PATH_STEP = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]|\['([^'\\]*)'\]|\[\"([^\"\\]*)\"\]")
 _TYPES = {"string": "tostring", "long": "tolong", "int": "toint", "real": "toreal", "double": "todouble",
@@ -59,8 +63,12 @@ _TYPES = {"string": "tostring", "long": "tolong", "int": "toint", "real": "torea
 #: Rounds of rewriting (nested constructs are rewritten innermost first, one level a round).
 _ROUNDS = 16
 
-#: Columns of a query's result, by its KQL text (the caller translates and describes it).
-ColumnsOf = Callable[[str], list[str]]
+#: Columns of a query's result (name, DuckDB type), by its KQL text (the caller translates and
+#: describes it).
+ColumnsOf = Callable[[str], list[tuple[str, str]]]
+_TIMESPAN_LITERAL = re.compile(
+    r"\d+(\.\d+)?(d|h|m|s|ms|min|sec|second|seconds|minute|minutes|hour|hours|day|days|tick|ticks|"
+    r"microsecond|microseconds|millisecond|milliseconds)", re.IGNORECASE)
 
 
 @dataclass
@@ -139,6 +147,8 @@ class _Round:
                 self._paren_source(n)
             elif kind == "ProjectAwayOperator":
                 self._away_twice(n)
+            elif kind == "BetweenEqualityExpression":
+                self._between_span(n)
         # innermost first: an edit containing another waits for the next round
         inner = [e for e in self.edits
                  if not any(o is not e and e[0] <= o[0] and o[1] <= e[1] for o in self.edits)]
@@ -154,6 +164,8 @@ class _Round:
             self.edits.append((a, b, RENAMES[name]))
         elif name in ("extractjson", "extract_json") and len(args) in (2, 3):
             self._extract_json(call, args)
+        elif name in ("make_set", "make_list") and len(args) == 2:
+            self._max_size(call, name, args)
         elif name == "split" and len(args) == 3:
             s, d, i = (_text(self.kql, a) for a in args)
             self.edits.append((*_span(call), f"array_slice(split({s}, {d}), {i}, {i})"))
@@ -169,6 +181,21 @@ class _Round:
             note = "ingestion_time() is null here: exhunt's tables keep no ingestion time"
             if note not in self.notes:
                 self.notes.append(note)
+
+    def _max_size(self, call: Any, name: str, args: list[Any]) -> None:
+        """`make_set(x, n)`: the translator drops the size limit; keep the first n elements.
+        Unnamed, the column keeps Kusto's name (`set_x`, `list_x`) when x is a plain column."""
+        value, size = (_text(self.kql, a) for a in args)
+        repl = f"array_slice({name}({value}), 0, ({size}) - 1)"
+        holder = call.parentCtx
+        while holder is not None and node_kind(holder) != "NamedExpression" and len(_children(holder)) == 1:
+            holder = holder.parentCtx
+        if (holder is not None and node_kind(holder) == "NamedExpression" and len(_children(holder)) == 1
+                and node_kind(holder.parentCtx) != "ArgumentExpression"):
+            if node_kind(_core_of(args[0])) != "SimpleNameReference":
+                return  # Kusto's own name for it is not ours to guess: left as the translator does it
+            repl = f"{'set' if name == 'make_set' else 'list'}_{name_of(_core_of(args[0]))} = {repl}"
+        self.edits.append((*_span(call), repl))
 
     def _tables(self) -> list[str]:
         from exhunt.kql.tree import tables
@@ -212,9 +239,9 @@ class _Round:
         order = first + [c for c in columns if c not in first]
         self.edits.append((*_span(op), "project " + ", ".join(_escaped(c) for c in order)))
 
-    def _input_columns(self, op: Any) -> list[str] | None:
-        """The columns reaching a piped operator: those of the query up to it (the statements
-        before its own, then its pipeline up to the pipe), from the caller."""
+    def _prefix(self, op: Any) -> str | None:
+        """The query up to the piped operator holding `op`: the statements before its own,
+        then its pipeline up to the pipe (None when `op` is not in a piped operator)."""
         piped = _enclosing(op, "PipedOperator")
         pipe = _enclosing(op, "PipeExpression")
         if piped is None or pipe is None or self.columns_of is None:
@@ -223,7 +250,38 @@ class _Round:
         while statement.parentCtx is not None and node_kind(statement.parentCtx) not in ("Query", "Top"):
             statement = statement.parentCtx
         before = self.kql[:statement.start.start] if node_kind(statement) == "Statement" else ""
-        return self.columns_of(before + self.kql[pipe.start.start:piped.start.start])
+        return before + self.kql[pipe.start.start:piped.start.start]
+
+    def _input_columns(self, op: Any) -> list[str] | None:
+        """The columns reaching a piped operator, from the caller."""
+        prefix = self._prefix(op)
+        if prefix is None or self.columns_of is None:
+            return None
+        return [name for name, _ in self.columns_of(prefix)]
+
+    def _between_span(self, node: Any) -> None:
+        """`T between ((t - 5min) .. 10min)`: Kusto reads a timespan upper bound after a datetime
+        lower one as lower + span; the translator does so only for a datetime literal, else
+        compares a time with a span. The lower bound's type comes from the engine."""
+        parts = [k for k in _children(node) if node_kind(k)]
+        if len(parts) != 2:
+            return
+        lo, hi = parts
+        hi_text = _text(self.kql, hi).strip()
+        if not _TIMESPAN_LITERAL.fullmatch(hi_text) or _TIMESPAN_LITERAL.fullmatch(_text(self.kql, lo).strip()):
+            return
+        if node_kind(_core_of(lo)) == "NamedFunctionCallExpression" and call_name(_core_of(lo)) == "datetime":
+            return  # the translator does this one itself
+        prefix = self._prefix(node)
+        if prefix is None or self.columns_of is None:
+            return
+        lo_text = _text(self.kql, lo)
+        try:
+            typed = self.columns_of(f"{prefix}| project _exhunt_lo = ({lo_text}) | take 0")
+        except RuleError:
+            return
+        if typed and typed[0][1].upper().startswith("TIMESTAMP"):
+            self.edits.append((*_span(hi), f"(({lo_text}) + {hi_text})"))
 
     def _away_twice(self, op: Any) -> None:
         """`project-away A, A`: DuckDB refuses a name twice in EXCLUDE; once removes the same.
@@ -263,6 +321,13 @@ class _Round:
             return
         inner = next(k for k in _children(paren) if node_kind(k))
         self.edits.append((*_span(paren), _text(self.kql, inner)))
+
+
+def _core_of(node: Any) -> Any:
+    """The node an expression comes down to through one-child wrappers (a name stays a name)."""
+    while node_kind(node) != "SimpleNameReference" and len(_children(node)) == 1 and node_kind(_children(node)[0]):
+        node = _children(node)[0]
+    return node
 
 
 def _reorder_spec(expr: Any) -> str:
