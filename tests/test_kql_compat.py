@@ -75,7 +75,8 @@ def test_between_with_a_computed_datetime_bound_and_a_span() -> None:
 
     def typed(prefix: str) -> list[tuple[str, str]]:
         asked.append(prefix)
-        return [("_exhunt_lo", "TIMESTAMP")] if "Timestamp" in prefix.split("project")[-1] else [("_exhunt_lo", "INTERVAL")]
+        kind = "TIMESTAMP" if "Timestamp" in prefix.split("project")[-1] else "INTERVAL"
+        return [("_exhunt_lo", kind)]
 
     kql = "DeviceProcessEvents | where Timestamp between ((Timestamp - 5min) .. 10min)"
     assert compat.rewrite(kql, SCHEMA, typed).kql == \
@@ -163,10 +164,13 @@ def test_queries_without_a_trigger_are_not_parsed(monkeypatch: pytest.MonkeyPatc
     ("unsupported KQL construct 'function:parse_xml' (no DuckDB mapping in this wave; see translate/functions.py)",
      "the function `parse_xml()`"),
     ("unsupported KQL construct 'aggregate:make_bag' (no DuckDB mapping)", "the aggregation `make_bag()`"),
+    ("unsupported KQL construct 'source:ExternalDataExpression' at 1:0 (near 'externaldata')",
+     "`externaldata` as a pipeline source"),
 ])
 def test_unsupported_in_plain_words(message: str, words: str) -> None:
     text = compat.explain(message)
-    assert text.startswith(f"{words} is not supported by the local engine; run the query on Azure Data Explorer")
+    assert text.startswith(f"the query uses KQL the engine cannot run: {words} is not supported by the local "
+                           f"engine; run the query on Azure Data Explorer")
     assert "translate/functions.py" not in text and "wave" not in text
 
 

@@ -345,7 +345,7 @@ def _kql_string(value: str) -> str:
 def needed(kql: str) -> bool:
     """Does the query hold any word a rewrite looks for (cheap: the lexer, no parse)?"""
     words = [t.text.lower() for t in tokens(kql) if t.kind not in ("STRINGLITERAL", "COMMENT")]
-    return any(w in _TRIGGERS or (w == "(" and nxt == "union") for w, nxt in zip(words, [*words[1:], ""]))
+    return any(w in _TRIGGERS or (w == "(" and nxt == "union") for w, nxt in zip(words, [*words[1:], ""], strict=True))
 
 
 def rewrite(kql: str, schema: dict[str, list[str]], columns_of: ColumnsOf | None = None) -> Rewritten:
@@ -390,11 +390,13 @@ def explain(message: str) -> str:
             plugin = re.match(r"evaluate([A-Za-z_]\w*)", near)
             what = f"`evaluate {plugin.group(1)}`" if plugin else "`evaluate`"
         elif kind == "source":
-            what = "this kind of pipeline source"
+            what = ("a parenthesised pipeline source" if name == "ParenthesizedExpression"
+                    else "`" + re.sub(r"(Expression|Operator)$", "", name).lower() + "` as a pipeline source")
         elif construct in _CONSTRUCTS:
             what = _CONSTRUCTS[construct]
         else:
             words = re.sub(r"(Operator|Expression|Part)$", "", construct)
             what = "`" + re.sub(r"(?<!^)(?=[A-Z])", "-", words).lower() + "`"
-    return (f"{what} is not supported by the local engine; run the query on Azure Data Explorer or "
+    return (f"the query uses KQL the engine cannot run: {what} is not supported by the local engine; "
+            f"run the query on Azure Data Explorer or "
             f"Log Analytics (--cluster/--database or --workspace), or rewrite that part")
