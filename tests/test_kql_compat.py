@@ -4,6 +4,8 @@ construct: remove that workaround from compat.py (and its canary), keep the corp
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb_kql
 import pytest
 
@@ -244,3 +246,26 @@ def test_canary_duckdb_still_refuses_a_repeated_exclude() -> None:
                 '"FileName" VARCHAR, "FolderPath" VARCHAR)')
     with pytest.raises(duckdb.Error):
         con.execute(sql)
+
+
+# -- in the backend -------------------------------------------------------------------------------
+
+
+def test_backend_rewrites_before_translating_and_keys_the_cache_on_the_written_text(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from exhunt import kqlcache
+    from exhunt.hunt import HuntOptions, open_local
+
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"Type": "DeviceProcessEvents", "Timestamp": "2026-03-01T10:00:00Z", "DeviceName": "ex01", '
+                    '"FileName": "cmd.exe"}\n', encoding="utf-8")
+    asked: list[kqlcache.Input] = []
+    monkeypatch.setattr(kqlcache, "get", lambda entry: asked.append(entry))
+    kql = "DeviceProcessEvents | summarize makeset(FileName) by DeviceName | project-reorder set_FileName"
+    backend, _ = open_local([path], [kql], HuntOptions(jobs=1))
+    with backend:
+        rows = backend.query(kql).to_pylist()
+    assert [list(r) for r in rows] == [["set_FileName", "DeviceName"]]
+    assert rows[0]["DeviceName"] == "ex01"
+    mine = [e for e in asked if e.kql == kql]
+    assert mine and mine[0].translator.endswith(f"+compat{compat.VERSION}")
