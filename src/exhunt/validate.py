@@ -98,8 +98,8 @@ class Unloadable:
 
     @property
     def findings(self) -> list[tuple[str, str]]:
-        mark = re.search(r"line (\d+), column \d+", self.message)
-        return [("error", f"line {mark.group(1)}: {self.message}" if mark else self.message)]
+        marks = re.findall(r"line (\d+), column \d+", self.message)  # the last is where it went wrong
+        return [("error", f"line {marks[-1]}: {self.message}" if marks else self.message)]
 
 
 @dataclass
