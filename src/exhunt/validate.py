@@ -1,14 +1,15 @@
 """`exhunt rules validate`: will this rule run here, in Sentinel, and in Defender?
 
 Checks, each reported with the reason and the line of the rule file it is about (every
-problem of a file at once, not the first): the Sentinel fields are present and
-within Sentinel's limits; the tactics are Sentinel's and every technique is in ATT&CK
-Enterprise with one of them (refdata/attack_enterprise.tsv, from MITRE's STIX data); the entity
-mappings use Sentinel's entity types and identifiers (refdata/sentinel_entities.yaml); the KQL is something the engine runs (the construct is
-named when not); every column the query names exists in its table (run against
-empty tables with the real schema, exactly as Defender would refuse it); every constant
-regular expression compiles in RE2 (which refuses some only once a row reaches them); and a
-separate verdict on Defender custom-detection requirements.
+problem of a file at once, not the first): the Sentinel fields are present and within
+Sentinel's limits; the tactics are Sentinel's and every technique is in ATT&CK Enterprise
+with one of them (refdata/attack_enterprise.tsv, generated from MITRE's STIX data); the
+entity mappings use Sentinel's entity types and identifiers (refdata/sentinel_entities.yaml);
+the KQL is something the engine runs (the construct is named when not); every column the
+query names exists in its table (run against empty tables with the real schema, exactly as
+Defender would refuse it); every constant regular expression compiles in RE2 (which refuses
+some only once a row reaches them); and a separate verdict on Defender custom-detection
+requirements.
 """
 
 from __future__ import annotations
@@ -240,10 +241,11 @@ def _sentinel(rule: Rule, res: Result, bad: set[str]) -> None:
     sev = str(rule.doc.get("severity", ""))
     if sev not in ("Informational", "Low", "Medium", "High"):
         res.error(f"Sentinel: severity {sev!r} must be Informational, Low, Medium or High", ("severity",))
-    try:
-        severity_rank(rule.severity)
-    except RuleError as exc:
-        res.error(f"exhunt.severity: {exc}", ("exhunt", "severity"))
+    if rule.meta.get("severity") is not None:
+        try:
+            severity_rank(rule.severity)
+        except RuleError as exc:
+            res.error(f"exhunt.severity: {exc}", ("exhunt", "severity"))
     if not {"tactics", "relevantTechniques"} & bad:
         for i, tactic in enumerate(rule.tactics):
             if tactic not in refdata.SENTINEL_TACTICS:
