@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from exhunt.export import TARGETS, defender_period, export, exported_query
+from exhunt.export import TARGETS, defender_schedule, defender_warnings, export, exported_query
 from exhunt.rule import Rule, load_rule, load_rules, shipped_dir
 
 RULES = load_rules()
@@ -66,16 +66,61 @@ def test_arm_escapes_a_leading_bracket(tmp_path: Path) -> None:
 
 
 def test_defender_json_shape_and_frequency() -> None:
+    """Graph's current detectionRule: schedule.frequency + lookback (period is gone), tactics with
+    their techniques, entity mappings by column (impactedAssets, category, mitreTechniques are gone)."""
     (seed,) = load_rules([SEED])
     body = json.loads(export(seed, "defender"))
-    assert body["schedule"] == {"period": "1H"}  # judged row by row: every row seen once at 1H/4h
+    assert body["schedule"] == {"frequency": "PT1H", "lookback": "P1D"}  # 1h runs over its 24h period
     alert = body["detectionAction"]["alertTemplate"]
-    assert alert["severity"] == "high" and alert["category"] == "Persistence"
-    assert alert["mitreTechniques"] == ["T1505.002"]
-    assert {"@odata.type": "#microsoft.graph.security.impactedDeviceAsset", "identifier": "deviceName"} \
-        in alert["impactedAssets"]
-    # An aggregating rule needs a lookback covering its 24h period: 12H (48h lookback).
-    assert defender_period(seed, rowwise=False) == "12H"
+    assert alert["severity"] == "high"
+    assert not {"category", "mitreTechniques", "impactedAssets"} & set(alert)
+    assert alert["tactics"] == [{"tactic": "Persistence",
+                                 "techniques": [{"technique": "T1505", "subTechniques": ["T1505.002"]}]}]
+    assert alert["entityMappings"]["hosts"] == [{"nameColumn": "DeviceName"}]
+    assert alert["entityMappings"]["accounts"] == [{"nameColumn": "AccountName"}]
+
+
+def _probe(tmp_path: Path, **changes: object) -> Rule:
+    doc = {**yaml.safe_load((shipped_dir() / f"{SEED}.yaml").read_text(encoding="utf-8")), **changes}
+    path = tmp_path / "probe.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return load_rule(path)
+
+
+@pytest.mark.parametrize(("freq", "period", "kind", "expected"), [
+    ("1h", "1h", "Scheduled", {"frequency": "PT1H", "lookback": "PT1H"}),
+    ("2h", "1h", "Scheduled", {"frequency": "PT3H", "lookback": "PT3H"}),  # lookback at least the frequency
+    ("4h", "2d", "Scheduled", {"frequency": "PT12H", "lookback": "P2D"}),
+    ("1d", "14d", "Scheduled", {"frequency": "P1D", "lookback": "P14D"}),
+    ("2d", "2d", "Scheduled", {"frequency": "P1D", "lookback": "P2D"}),
+    ("5m", "5m", "NRT", {"frequency": "PT0S"}),
+])
+def test_defender_schedule(tmp_path: Path, freq: str, period: str, kind: str, expected: dict[str, str]) -> None:
+    rule = _probe(tmp_path, queryFrequency=freq, queryPeriod=period, kind=kind)
+    assert defender_schedule(rule) == expected
+
+
+def test_defender_entity_mappings_and_tactics_follow_attack(tmp_path: Path) -> None:
+    (dll,) = load_rules(["exchange-agent-dll-placement"])
+    alert = json.loads(export(dll, "defender"))["detectionAction"]["alertTemplate"]
+    assert alert["entityMappings"] == {
+        "hosts": [{"nameColumn": "DeviceName", "deviceIdColumn": "DeviceId"}],
+        "accounts": [{"nameColumn": "AccountName", "ntDomainColumn": "AccountDomain"}],
+        "files": [{"nameColumn": "FileName", "sha256Column": "SHA256"}],  # the FileHash joins the file
+        "ips": [{"addressColumn": "RequestSourceIP"}],
+    }
+    assert alert["tactics"] == [
+        {"tactic": "Persistence", "techniques": [{"technique": "T1505", "subTechniques": ["T1505.002"]}]},
+        {"tactic": "LateralMovement", "techniques": [{"technique": "T1570", "subTechniques": []}]},
+    ]
+    assert "Defender's entity mappings have no place for Process; left out" in defender_warnings(dll)
+    mailbox = {"entityType": "Mailbox",
+               "fieldMappings": [{"identifier": "MailboxPrimaryAddress", "columnName": "RecipientEmailAddress"}]}
+    rule = _probe(tmp_path, entityMappings=[mailbox], queryFrequency="2h", queryPeriod="2h")
+    alert = json.loads(export(rule, "defender"))["detectionAction"]["alertTemplate"]
+    assert alert["entityMappings"] == {"mailboxes": [{"primaryAddressColumn": "RecipientEmailAddress"}]}
+    warnings = " ".join(defender_warnings(rule))
+    assert "every PT3H" in warnings and "not every 2h" in warnings
 
 
 def test_cli_export_to_file_and_bad_target(tmp_path: Path) -> None:

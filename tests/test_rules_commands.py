@@ -44,11 +44,17 @@ def test_validate_checks_every_rule_lists_every_problem_and_sums_up(tmp_path: Pa
     assert heads == [["ok" if name == "b-good" else "FAIL", name] for name in names]
     text = _squeeze(err)
     assert all(_squeeze(f"{name} ({rules / name}.yaml)") in text for name in names)
-    for problem in ("error: not valid YAML: while parsing a flow sequence",
+    def line(name: str, key: str) -> int:
+        """The line of `key:` in a rule file (what each finding must name)."""
+        lines = (rules / f"{name}.yaml").read_text().splitlines()
+        return next(i for i, text in enumerate(lines, 1) if text.startswith(f"{key}:"))
+
+    for problem in ("error: line 2: not valid YAML: while parsing a flow sequence",
                     "error: not a rule (a YAML mapping with a `query` is expected)",
-                    "error: not a time span: 'soon' (use e.g. 5m, 1h, 1d or PT1H)",
-                    "error: column 'Nope' does not exist in DeviceFileEvents",
-                    "error: tactics must be a list, not int"):
+                    f"error: line {line('d-bad-span', 'queryFrequency')}: queryFrequency: not a time span: 'soon' "
+                    f"(use e.g. 5m, 1h, 1d or PT1H)",
+                    f"error: line {line('e-bad-column', 'query')}: column 'Nope' does not exist in DeviceFileEvents",
+                    f"error: line {line('f-tactics-number', 'tactics')}: tactics must be a list, not int"):
         assert _squeeze(problem) in text, problem
     assert err.splitlines()[-1] == "6 rules, 1 ok, 5 with problems"
     code, _, err = run_cli(["rules", "validate", str(rules / "b-good.yaml")])

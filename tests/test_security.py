@@ -217,8 +217,10 @@ def test_validate_finds_the_regex_re2_refuses_ahead_of_time(tmp_path: Path) -> N
     rules = _rules(tmp_path, "bad-regex", BACKREF_KQL)
     code, _, err = run_cli(["rules", "validate", str(rules / "bad-regex.yaml")])
     assert code == 2
-    assert ("error: the regular expression `(e)\\1` cannot run: RE2, DuckDB's regex engine, refuses it "
-            "(invalid escape sequence: \\1)") in " ".join(err.split())
+    query_line = next(i for i, text in enumerate((rules / "bad-regex.yaml").read_text().splitlines(), 1)
+                      if text.startswith("query:"))
+    assert (f"error: line {query_line}: the regular expression `(e)\\1` cannot run: RE2, DuckDB's regex engine, "
+            "refuses it (invalid escape sequence: \\1)") in " ".join(err.split())
     code, _, err = run_cli(["rules", "validate", str(rules / "a-seed.yaml")])
     assert "regular expression" not in err
 

@@ -121,7 +121,7 @@ def test_summarize_and_join_limits_of_the_static_check() -> None:
         ({"queryFrequency": "1m"}, "outside 5m..14d"),
         ({"queryPeriod": "15d"}, "outside 5m..14d"),
         ({"query": "DeviceFileEvents | where FileName == 'x'" + " " * 10_001}, "limit is 10000"),
-        ({"tactics": ["Execution"]}, "T1505.002 belongs to Persistence"),
+        ({"tactics": ["Execution"]}, "T1505.002 (Transport Agent) belongs to Persistence"),
         ({"severity": "Critical"}, "must be Informational, Low, Medium or High"),
         ({"entityMappings": [BAD_HOST]}, "Host has no identifier 'Hostname'"),
         ({"entityMappings": [ACCOUNT]}, "maps column 'AccountName', which the query does not return"),

@@ -8,11 +8,12 @@ tests ran is byte for byte what the platform gets.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import yaml
 
-from exhunt import timespan, yamltext
+from exhunt import refdata, timespan, yamltext
 from exhunt.errors import UsageError
 from exhunt.kql import tree
 from exhunt.rule import Rule
@@ -29,14 +30,19 @@ SENTINEL_FIELDS = (
 _SENTINEL_SEVERITY = {"informational": "Informational", "low": "Low", "medium": "Medium", "high": "High",
                       "critical": "High"}
 _ARM_OPERATOR = {"gt": "GreaterThan", "lt": "LessThan", "eq": "Equal", "ne": "NotEqual"}
-#: Defender custom-detection frequencies and the lookback each one gets (the platform fixes the pair).
-DEFENDER_SCHEDULES = (("1H", 1, 4), ("3H", 3, 12), ("12H", 12, 48), ("24H", 24, 720))
-_DEVICE_IDENTIFIERS = {"deviceid": "deviceId", "devicename": "deviceName", "remotedevicename": "remoteDeviceName"}
-_USER_IDENTIFIERS = {
-    "accountobjectid": "accountObjectId", "accountsid": "accountSid", "accountupn": "accountUpn",
-    "accountname": "accountName", "accountdomain": "accountDomain",
-    "initiatingprocessaccountsid": "initiatingAccountSid", "initiatingprocessaccountname": "initiatingAccountName",
-    "initiatingprocessaccountupn": "initiatingProcessAccountUpn",
+#: Defender custom-detection run frequencies (ISO 8601, as Graph's ruleSchedule.frequency takes them)
+#: and their hours; "PT0S" is a continuous (near-real-time) rule, for a Sentinel NRT rule only.
+DEFENDER_FREQUENCIES = (("PT1H", 1), ("PT3H", 3), ("PT12H", 12), ("P1D", 24))
+DEFENDER_NRT = "PT0S"
+#: Sentinel entity type -> (Graph entityMappingConfiguration property, {Sentinel identifier: column property}).
+DEFENDER_ENTITIES: dict[str, tuple[str, dict[str, str]]] = {
+    "Account": ("accounts", {"Name": "nameColumn", "NTDomain": "ntDomainColumn", "DnsDomain": "dnsDomainColumn",
+                             "UPNSuffix": "upnSuffixColumn", "Sid": "sidColumn", "AadUserId": "aadUserIdColumn"}),
+    "Host": ("hosts", {"HostName": "nameColumn", "NTDomain": "ntDomainColumn", "DnsDomain": "dnsDomainColumn",
+                       "NetBiosName": "netBiosNameColumn"}),
+    "IP": ("ips", {"Address": "addressColumn", "AddressScope": "scopeColumn"}),
+    "File": ("files", {"Name": "nameColumn"}),
+    "Mailbox": ("mailboxes", {"MailboxPrimaryAddress": "primaryAddressColumn"}),
 }
 
 
@@ -127,61 +133,103 @@ def to_arm(rule: Rule) -> str:
     return json.dumps(arm_template(rule), indent=2, ensure_ascii=False) + "\n"
 
 
-def defender_period(rule: Rule, rowwise: bool) -> str:
-    """The Defender frequency for a rule's Sentinel schedule.
-
-    Defender pairs each frequency with a fixed lookback (1H/4h, 3H/12h, 12H/48h,
-    24H/30d). A rule judged row by row only needs every row seen once, so it takes the
-    shortest frequency at or above its queryFrequency; a rule that aggregates also needs
-    a lookback covering its queryPeriod.
-    """
+def defender_schedule(rule: Rule) -> dict[str, str]:
+    """Graph's ruleSchedule for the rule's Sentinel schedule: the shortest Defender frequency at or
+    above queryFrequency, and a lookback of queryPeriod (at least the frequency, as Graph requires).
+    A Sentinel NRT rule runs continuously (frequency zero, no lookback)."""
+    if str(rule.doc.get("kind", "")).upper() == "NRT":
+        return {"frequency": DEFENDER_NRT}
     freq_h = rule.frequency.total_seconds() / 3600
-    period_h = rule.period.total_seconds() / 3600
-    for name, every, lookback in DEFENDER_SCHEDULES:
-        if every >= freq_h and (rowwise or lookback >= period_h):
-            return name
-    return DEFENDER_SCHEDULES[-1][0]
+    name, hours = next(((n, h) for n, h in DEFENDER_FREQUENCIES if h >= freq_h), DEFENDER_FREQUENCIES[-1])
+    lookback = max(rule.period, timedelta(hours=hours))
+    return {"frequency": name, "lookback": timespan.iso(lookback)}
 
 
-def _impacted_assets(rule: Rule) -> list[dict[str, str]]:
-    assets: list[dict[str, str]] = []
+def _tactics(rule: Rule) -> list[dict[str, Any]]:
+    """alertTemplate.tactics: each rule tactic with its techniques (ATT&CK's own pairing; a technique
+    ATT&CK does not place under any of the rule's tactics goes under the first), sub-techniques under
+    their parent."""
+    table, _ = refdata.attack()
+    tactics = [str(t) for t in rule.doc.get("tactics") or []]
+    placed: dict[str, dict[str, list[str]]] = {t: {} for t in tactics}
+    for tech in [str(t) for t in rule.doc.get("relevantTechniques") or []]:
+        known = table.get(tech)
+        homes = [t for t in tactics if known and t in known.tactics] or tactics[:1]
+        parent = tech.split(".")[0]
+        for home in homes:
+            subs = placed[home].setdefault(parent, [])
+            if "." in tech and tech not in subs:
+                subs.append(tech)
+    return [{"tactic": t, "techniques": [{"technique": parent, "subTechniques": subs}
+                                         for parent, subs in placed[t].items()]} for t in tactics]
+
+
+def _entity_mappings(rule: Rule) -> dict[str, list[dict[str, str]]]:
+    """alertTemplate.entityMappings from the Sentinel entity mappings: the identifiers Defender has a
+    column property for; a FileHash's SHA1/SHA256 column joins the file mapping; a host gets the
+    DeviceId column when the query names one (Defender's device actions need it)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    hashes: dict[str, str] = {}
     for mapping in rule.doc.get("entityMappings") or []:
-        for field in mapping.get("fieldMappings") or []:
-            column = str(field.get("columnName", "")).lower()
-            if column in _DEVICE_IDENTIFIERS:
-                asset = {"@odata.type": "#microsoft.graph.security.impactedDeviceAsset",
-                         "identifier": _DEVICE_IDENTIFIERS[column]}
-            elif column in _USER_IDENTIFIERS:
-                asset = {"@odata.type": "#microsoft.graph.security.impactedUserAsset",
-                         "identifier": _USER_IDENTIFIERS[column]}
-            else:
-                continue
-            if asset not in assets:
-                assets.append(asset)
-    return assets
+        etype = str(mapping.get("entityType"))
+        fields = {str(f.get("identifier")): str(f.get("columnName")) for f in mapping.get("fieldMappings") or []}
+        if etype == "FileHash" and "Value" in fields:
+            kind = "sha256Column" if "256" in fields["Value"] else "sha1Column" if "sha1" in fields["Value"].lower() \
+                else None
+            if kind:
+                hashes[kind] = fields["Value"]
+            continue
+        if etype not in DEFENDER_ENTITIES:
+            continue
+        prop, columns = DEFENDER_ENTITIES[etype]
+        entry = {columns[i]: c for i, c in fields.items() if i in columns}
+        if etype == "Host" and "deviceid" in tree.facts(rule.query).names:
+            entry["deviceIdColumn"] = "DeviceId"
+        if entry:
+            out.setdefault(prop, []).append(entry)
+    if hashes:
+        files = out.setdefault("files", [{}])
+        files[0].update(hashes)
+    return out
+
+
+def _unmapped(rule: Rule) -> list[str]:
+    """Sentinel entity types the Defender export leaves out."""
+    carried = set(DEFENDER_ENTITIES) | {"FileHash"}
+    return sorted({str(m.get("entityType")) for m in rule.doc.get("entityMappings") or []} - carried)
 
 
 def defender_rule(rule: Rule) -> dict[str, Any]:
-    """A Microsoft Graph `detectionRule` (Defender XDR custom detection) body."""
-    from exhunt.replay import rowwise
+    """A Microsoft Graph `detectionRule` (Defender XDR custom detection) body, for
+    POST https://graph.microsoft.com/beta/security/rules/detectionRules.
 
+    Shape as Microsoft Learn's Graph reference gives it (read 2026-12-02): `schedule` is a
+    ruleSchedule with `frequency` (ISO 8601 duration; Defender runs PT1H, PT3H, PT12H, P1D, or PT0S
+    for continuous) and, in beta, `lookback`; the `period` string (0/1H/3H/12H/24H) it replaced was
+    removed on 2026-10-01. The alertTemplate holds title, description, severity, recommendedActions,
+    `tactics` (mitreTactic: tactic + techniques/subTechniques) and `entityMappings` (an
+    entityMappingConfiguration: accounts, hosts, files, ips, mailboxes... each naming result columns),
+    which replaced the removed `category`, `mitreTechniques` and `impactedAssets`.
+    """
     doc = sentinel_doc(rule)
-    tactics = [str(t) for t in doc.get("tactics") or []]
+    template: dict[str, Any] = {
+        "title": doc.get("name", rule.slug),
+        "description": str(doc.get("description", "")).strip(),
+        "severity": doc["severity"].lower(),
+        "recommendedActions": None,
+        "tactics": _tactics(rule),
+        "entityMappings": _entity_mappings(rule),
+    }
+    custom = doc.get("customDetails")
+    if isinstance(custom, dict) and custom:
+        template["customDetails"] = {str(k): str(v) for k, v in custom.items()}
     return {
         "displayName": doc.get("name", rule.slug),
         "isEnabled": True,
         "queryCondition": {"queryText": doc.get("query", "")},
-        "schedule": {"period": defender_period(rule, rowwise(rule))},
+        "schedule": defender_schedule(rule),
         "detectionAction": {
-            "alertTemplate": {
-                "title": doc.get("name", rule.slug),
-                "description": str(doc.get("description", "")).strip(),
-                "severity": doc["severity"].lower(),
-                "category": tactics[0] if tactics else "SuspiciousActivity",
-                "recommendedActions": None,
-                "mitreTechniques": [str(t) for t in doc.get("relevantTechniques") or []],
-                "impactedAssets": _impacted_assets(rule),
-            },
+            "alertTemplate": template,
             "organizationalScope": None,
             "responseActions": [],
         },
@@ -204,8 +252,19 @@ def defender_warnings(rule: Rule) -> list[str]:
     if shaped and "reportid" not in tree.facts(rule.query).names:
         out.append("Defender requires Timestamp, ReportId and an entity column in the results; "
                    "this query's results have no ReportId, so Defender will reject it until it projects one")
-    if not _impacted_assets(rule):
-        out.append("no entity mapping names a Defender device or user column; set the impacted asset by hand")
+    mapped = _entity_mappings(rule)
+    if not {"hosts", "accounts", "mailboxes"} & set(mapped):
+        out.append("no entity mapping names a host, account or mailbox for Defender; add one by hand")
+    left = _unmapped(rule)
+    if left:
+        out.append(f"Defender's entity mappings have no place for {', '.join(left)}; left out")
+    schedule = defender_schedule(rule)
+    if schedule["frequency"] != DEFENDER_NRT:
+        every = timedelta(hours=dict(DEFENDER_FREQUENCIES)[schedule["frequency"]])
+        if every != rule.frequency:
+            out.append(f"Defender runs it every {schedule['frequency']} (its nearest frequency), not every "
+                       f"{rule.doc.get('queryFrequency')}; a query that filters on ago() of its own frequency "
+                       f"misses rows in between")
     return out
 
 

@@ -132,7 +132,9 @@ def load_yaml(path: Path) -> Any:
         raise RuleError(f"{path}: cannot read: {exc}") from None
 
 
-def load_rule(path: Path) -> Rule:
+def load_rule(path: Path, strict: bool = True) -> Rule:
+    """A rule file; `strict` refuses a bad time span or severity at once (validate, which lists
+    every problem of a file, loads with strict=False and reports them itself)."""
     doc = load_yaml(path)
     if not isinstance(doc, dict) or "query" not in doc:
         raise RuleError(f"{path}: not a rule (a YAML mapping with a `query` is expected)")
@@ -140,6 +142,8 @@ def load_rule(path: Path) -> Rule:
     if not isinstance(meta, dict):
         raise RuleError(f"{path}: the `exhunt` block must be a mapping")
     rule = Rule(path, doc, meta)
+    if not strict:
+        return rule
     try:
         rule.frequency, rule.period  # noqa: B018 - parse now so a bad span fails at load
         severity_rank(rule.severity)
@@ -164,7 +168,7 @@ def load_each(refs: list[str] | None = None) -> list[Rule | tuple[Path, str]]:
         if path.exists():
             for p in rule_files(path):
                 try:
-                    out.append(load_rule(p))
+                    out.append(load_rule(p, strict=False))
                 except RuleError as exc:
                     out.append((p, str(exc).removeprefix(f"{p}: ")))
             continue
