@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from exhunt.errors import RuleError
 
 #: Sigma level -> Sentinel severity (Sentinel has no "critical": the exhunt block keeps it).
@@ -141,10 +143,13 @@ def _line_of(text: str, field: str) -> int | None:
         pattern = re.compile(r"^\s*(keywords?|\w*keyword\w*)\s*:", re.I)
     else:
         pattern = re.compile(rf"^\s*-?\s*{re.escape(field)}\s*[|:]")
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if pattern.search(line):
             return number
-    return None
+    # a modifier or value named in pySigma's message: the first line with it as a word
+    word = re.compile(rf"(?<![\w-]){re.escape(field)}(?![\w-])")
+    return next((n for n, line in enumerate(lines, 1) if word.search(line)), None)
 
 
 def _where(path: Path, text: str, field: str | None) -> str:
@@ -160,6 +165,7 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
     from sigma.pipelines.common import windows_logsource_mapping
     from sigma.pipelines.microsoftxdr import microsoft_xdr_pipeline
 
+    source: Any = None
     try:
         collection = SigmaCollection.from_yaml(text)
         if len(collection.rules) != 1:
@@ -179,16 +185,25 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
         else:
             raise RuleError(f"{_where(path, text, 'logsource')}: unsupported log source "
                             f"(product {source.product!r}, service {source.service!r}, no category)")
-        queries = KustoBackend(processing_pipeline=pipeline, collect_errors=True).convert_rule(rule)
-        if rule.errors:
-            raise rule.errors[0]
+        backend = KustoBackend(processing_pipeline=pipeline, collect_errors=True)
+        queries = backend.convert_rule(rule)
+        for error in [*rule.errors, *(e for _, e in backend.errors)]:
+            raise error
     except _Unmapped as exc:
         detail = f"; use one of {', '.join(exc.allowed)}" if exc.allowed else ""
         what = "a keyword search" if exc.field.startswith("(") else f"field {exc.field!r}"
         raise RuleError(f"{_where(path, text, exc.field)}: {what} has no mapping to {exc.where}{detail}") from None
     except SigmaError as exc:
-        raise RuleError(f"{_where(path, text, _field_in(str(exc)))}: Sigma conversion failed: "
-                        f"{_short(str(exc))}") from None
+        message = str(exc)
+        xdr = re.search(r"field name encountered: (\w+)\. Please use valid fields for the (\w+) table", message)
+        if xdr:
+            raise RuleError(f"{_where(path, text, xdr.group(1))}: field {xdr.group(1)!r} has no mapping to "
+                            f"{xdr.group(2)} (pySigma's microsoft_xdr pipeline)") from None
+        if "determine table name" in message or "category not yet supported" in message:
+            raise RuleError(f"{_where(path, text, 'category')}: log source category {getattr(source, 'category', None)!r} has no "
+                            "Defender table in pySigma's microsoft_xdr pipeline") from None
+        raise RuleError(f"{_where(path, text, _field_in(message))}: Sigma conversion failed: "
+                        f"{_short(message)}") from None
     if len(queries) != 1 or not isinstance(queries[0], str):
         raise RuleError(f"{path}: Sigma conversion gave {len(queries)} queries; one is expected")
     query = queries[0]
@@ -229,6 +244,34 @@ def to_exhunt(path: Path, doc: dict[str, Any], text: str) -> dict[str, Any]:
         "id": str(doc.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"sigma:{doc['title']}")), "name": str(doc["title"]), "description": description,
         "severity": LEVELS[level], "queryFrequency": "1h", "queryPeriod": "1h", "triggerOperator": "gt",
         "triggerThreshold": 0, "tactics": list(dict.fromkeys(tactics)),
-        "relevantTechniques": list(dict.fromkeys(techniques)), "query": query + "\n", "version": "1.0.0",
+        "relevantTechniques": list(dict.fromkeys(techniques)), "query": query + "\n",
+        # every converted query returns DeviceName (the Windows-log pipelines name Computer so)
+        "entityMappings": [{"entityType": "Host",
+                            "fieldMappings": [{"identifier": "HostName", "columnName": "DeviceName"}]}],
+        "version": "1.0.0",
         "kind": "Scheduled", "exhunt": meta,
     }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line text (the query, descriptions) as literal blocks, as exhunt's rule files have them."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def convert_file(path: Path) -> str:
+    """`exhunt rules convert`: the Sigma file as an exhunt rule file's text."""
+    from exhunt.rule import load_yaml
+
+    doc = load_yaml(path)
+    if not is_sigma(doc):
+        raise RuleError(f"{path}: not a Sigma rule (a mapping with title, logsource and detection.condition)")
+    rule = to_exhunt(path, doc, path.read_text(encoding="utf-8"))
+    head = f"# Converted from the Sigma rule {path.name} by `exhunt rules convert` (pySigma, Kusto backend).\n"
+    return head + yaml.dump(rule, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
