@@ -124,7 +124,8 @@ def test_conversion_queries_and_metadata() -> None:
     assert rule.meta["sigma"]["status"] == "experimental" and rule.meta["sigma"]["author"] == "exhunt tests"
     edge = load_rule(SIGMA / "edgetransport-child.yml")
     assert edge.severity == "critical" and edge.doc["severity"] == "High"
-    assert edge.query.startswith('DeviceProcessEvents\n| where InitiatingProcessFolderPath endswith "\\\\EdgeTransport.exe"')
+    assert edge.query.startswith(
+        'DeviceProcessEvents\n| where InitiatingProcessFolderPath endswith "\\\\EdgeTransport.exe"')
 
 
 def test_other_windows_logs_search_the_rendered_text(tmp_path: Path) -> None:
@@ -229,3 +230,21 @@ def test_sigmahq_rules_convert_and_alert(tmp_path: Path) -> None:
         data = _simulate(tmp_path, scenario, fmt)
         expected = sorted((ours[r[0]], *r[1:]) for r in _alerts(SIGMA, data))
         assert _alerts(rules, data) == expected
+
+
+def test_rules_test_runs_cases_beside_a_sigma_rule() -> None:
+    rules = [str(SIGMA / "edgetransport-child.yml"), str(SIGMA / "transport-agent-cmdlet-failed.yml")]
+    code, _, err = run_cli(["rules", "test", "-v", *rules])
+    assert code == 0 and "4 passed, 0 failed" in err, err
+
+
+def test_several_channels_and_hostile_values_stay_literals(tmp_path: Path) -> None:
+    rule = tmp_path / "ps.yml"
+    rule.write_text("title: t\nlogsource:\n  product: windows\n  service: powershell\ndetection:\n"
+                    "  keywords:\n    - 'a\" or true //'\n  condition: keywords\n", encoding="utf-8")
+    assert load_rule(rule).query.splitlines()[:3] == [
+        "Event",
+        '| where EventLog in~ ("Microsoft-Windows-PowerShell/Operational", "PowerShellCore/Operational")',
+        '| where RenderedDescription contains "a\\" or true //"']
+    code, _, err = run_cli(["rules", "validate", str(rule)])
+    assert code == 0, err

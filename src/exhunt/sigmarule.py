@@ -72,7 +72,7 @@ def _pipelines() -> Any:
     from sigma.processing.postprocessing import QueryPostprocessingTransformation
     from sigma.processing.transformations.base import DetectionItemTransformation
     from sigma.rule import SigmaDetectionItem
-    from sigma.types import SigmaNumber, SigmaString
+    from sigma.types import SigmaNumber, SigmaString, SigmaType
 
     class FieldsFor(DetectionItemTransformation):
         """Keywords and `Data` -> a text column (a contains search); EventID 1/6 -> Status on the
@@ -89,9 +89,9 @@ def _pipelines() -> Any:
                     return SigmaDetectionItem(self.text, [SigmaContainsModifier], list(item.value))
                 item.field = self.text
                 return item
-            if self.statuses and item.field == "EventID" and all(
-                    isinstance(v, SigmaNumber) and int(v.number) in (1, 6) for v in item.value):
-                words = [SigmaString("Success" if int(v.number) == 1 else "Failure") for v in item.value]
+            numbers = [int(v.number) for v in item.value if isinstance(v, SigmaNumber)]
+            if self.statuses and item.field == "EventID" and len(numbers) == len(item.value) and set(numbers) <= {1, 6}:
+                words: list[SigmaType] = [SigmaString("Success" if n == 1 else "Failure") for n in numbers]
                 return SigmaDetectionItem("Status", [], words)
             if item.field not in self.names:
                 raise _Unmapped(item.field, self.table, sorted(self.names))
@@ -115,7 +115,7 @@ def _pipelines() -> Any:
             name=f"exhunt {name}", priority=20, allowed_backends=frozenset(["kusto"]),
             items=[ProcessingItem(identifier=f"exhunt_{name}_fields",
                                   transformation=FieldsFor(table, text, names, statuses),
-                                  rule_conditions=[LogsourceCondition(product="windows", service=service)])],
+                                  rule_conditions=[LogsourceCondition(service=service)])],
             postprocessing_items=[QueryPostprocessingItem(identifier=f"exhunt_{name}_table",
                                                           transformation=FromTable(head))],
         )
@@ -130,10 +130,11 @@ def _exchange_pipeline() -> Any:
     return _pipelines()("msexchange", "msexchange-management", EXCHANGE_TABLE, "EventText", names, head, True)
 
 
-def _event_pipeline(service: str, channel: str) -> Any:
+def _event_pipeline(service: str, channels: list[str]) -> Any:
     from exhunt.backends.kqltext import string
 
-    head = f"Event\n| where EventLog =~ {string(channel)}"
+    listed = ", ".join(string(c) for c in channels)
+    head = f"Event\n| where EventLog =~ {listed}" if len(channels) == 1 else f"Event\n| where EventLog in~ ({listed})"
     return _pipelines()(f"event_{service}", service, "Event", "RenderedDescription", dict(EVENT_FIELDS), head, False)
 
 
@@ -164,6 +165,7 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
     from sigma.exceptions import SigmaError
     from sigma.pipelines.common import windows_logsource_mapping
     from sigma.pipelines.microsoftxdr import microsoft_xdr_pipeline
+    from sigma.rule import SigmaRule
 
     source: Any = None
     try:
@@ -171,6 +173,8 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
         if len(collection.rules) != 1:
             raise RuleError(f"{path}: holds {len(collection.rules)} Sigma rules; one per file is supported")
         rule = collection.rules[0]
+        if not isinstance(rule, SigmaRule):
+            raise RuleError(f"{path}: a Sigma correlation rule; only detection rules are supported")
         source = rule.logsource
         if source.service == "msexchange-management":
             pipeline, table = _exchange_pipeline(), EXCHANGE_TABLE
@@ -179,13 +183,14 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
             if not channel:
                 raise RuleError(f"{_where(path, text, 'service')}: Windows log source service "
                                 f"{source.service!r} has no known channel")
-            pipeline, table = _event_pipeline(source.service, channel), "Event"
+            channels = [channel] if isinstance(channel, str) else list(channel)
+            pipeline, table = _event_pipeline(source.service, channels), "Event"
         elif source.category:
             pipeline, table = microsoft_xdr_pipeline(), ""
         else:
             raise RuleError(f"{_where(path, text, 'logsource')}: unsupported log source "
                             f"(product {source.product!r}, service {source.service!r}, no category)")
-        backend = KustoBackend(processing_pipeline=pipeline, collect_errors=True)
+        backend = KustoBackend(processing_pipeline=pipeline, collect_errors=True)  # type: ignore[arg-type]
         queries = backend.convert_rule(rule)
         for error in [*rule.errors, *(e for _, e in backend.errors)]:
             raise error
@@ -200,7 +205,8 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
             raise RuleError(f"{_where(path, text, xdr.group(1))}: field {xdr.group(1)!r} has no mapping to "
                             f"{xdr.group(2)} (pySigma's microsoft_xdr pipeline)") from None
         if "determine table name" in message or "category not yet supported" in message:
-            raise RuleError(f"{_where(path, text, 'category')}: log source category {getattr(source, 'category', None)!r} has no "
+            category = getattr(source, "category", None)
+            raise RuleError(f"{_where(path, text, 'category')}: log source category {category!r} has no "
                             "Defender table in pySigma's microsoft_xdr pipeline") from None
         raise RuleError(f"{_where(path, text, _field_in(message))}: Sigma conversion failed: "
                         f"{_short(message)}") from None
@@ -241,7 +247,8 @@ def to_exhunt(path: Path, doc: dict[str, Any], text: str) -> dict[str, Any]:
         meta["references"] = [str(r) for r in doc["references"]]
     description = str(doc.get("description") or doc["title"]).strip()
     return {
-        "id": str(doc.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"sigma:{doc['title']}")), "name": str(doc["title"]), "description": description,
+        "id": str(doc.get("id") or uuid.uuid5(uuid.NAMESPACE_URL, f"sigma:{doc['title']}")),
+        "name": str(doc["title"]), "description": description,
         "severity": LEVELS[level], "queryFrequency": "1h", "queryPeriod": "1h", "triggerOperator": "gt",
         "triggerThreshold": 0, "tactics": list(dict.fromkeys(tactics)),
         "relevantTechniques": list(dict.fromkeys(techniques)), "query": query + "\n",
