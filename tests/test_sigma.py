@@ -248,3 +248,18 @@ def test_several_channels_and_hostile_values_stay_literals(tmp_path: Path) -> No
         '| where RenderedDescription contains "a\\" or true //"']
     code, _, err = run_cli(["rules", "validate", str(rule)])
     assert code == 0, err
+
+
+def test_security_log_rules_read_security_event(tmp_path: Path) -> None:
+    """`service: security` -> SecurityEvent, Sigma's EventData names being its columns."""
+    rule = tmp_path / "sec.yml"
+    rule.write_text("title: 4688 under EdgeTransport\nlogsource:\n  product: windows\n  service: security\n"
+                    "detection:\n  selection:\n    EventID: 4688\n"
+                    "    ParentProcessName|endswith: '\\EdgeTransport.exe'\n"
+                    "  condition: selection\nlevel: high\n", encoding="utf-8")
+    assert load_rule(rule).query.splitlines()[:2] == [
+        "SecurityEvent", '| where EventID == 4688 and ParentProcessName endswith "\\\\EdgeTransport.exe"']
+    code, out, err = run_cli(["detect", "-r", str(rule), "--flat", "--format", "jsonl",
+                              str(_simulate(tmp_path, "lightneuron-emulation", "evtx-json"))])
+    found = [(a["NewProcessName"], a["DeviceName"], a["source_record"]) for a in map(json.loads, out.splitlines())]
+    assert code in (0, 1) and found == [(r"C:\Windows\System32\cmd.exe", "exch01.contoso.local", "line 26")], err

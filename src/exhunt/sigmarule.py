@@ -42,8 +42,6 @@ TACTICS = {
 _TECHNIQUE = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.I)
 
 EXCHANGE_TABLE = "ExchangeAdminAuditLogs"
-EXCHANGE_COLUMNS = ("Computer", "EventID", "Status", "Caller", "TargetObject", "CmdletName", "CmdletParameters",
-                    "RunspaceType", "HostProcess", "ErrorMessage", "EventData")
 EXCHANGE_TEXT = ("CmdletName", "CmdletParameters", "Caller", "TargetObject", "RunspaceType", "HostProcess",
                  "ErrorMessage")
 EVENT_FIELDS = {"Provider_Name": "Source", "Channel": "EventLog", "Computer": "Computer", "EventID": "EventID",
@@ -126,8 +124,21 @@ def _pipelines() -> Any:
 def _exchange_pipeline() -> Any:
     text = ", ".join(EXCHANGE_TEXT)
     head = f"{EXCHANGE_TABLE}\n| extend EventText = strcat_delim(\" \", {text})"
-    names = {c: c for c in EXCHANGE_COLUMNS}
+    names = _columns(EXCHANGE_TABLE, "Parameters")
     return _pipelines()("msexchange", "msexchange-management", EXCHANGE_TABLE, "EventText", names, head, True)
+
+
+def _columns(table: str, *leave: str) -> dict[str, str]:
+    """A table's columns as Sigma fields of the same name (Sigma names EventData fields as
+    SecurityEvent's and the cmdlet log's columns are named)."""
+    from exhunt.schema import table as schema_table
+
+    return {c: c for c in schema_table(table).names if c not in ("TimeGenerated", *leave)}
+
+
+def _security_pipeline() -> Any:
+    names = {**_columns("SecurityEvent"), "Data": "EventData"}
+    return _pipelines()("security", "security", "SecurityEvent", "EventData", names, "SecurityEvent", False)
 
 
 def _event_pipeline(service: str, channels: list[str]) -> Any:
@@ -178,6 +189,8 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
         source = rule.logsource
         if source.service == "msexchange-management":
             pipeline, table = _exchange_pipeline(), EXCHANGE_TABLE
+        elif source.service == "security" and source.category is None:
+            pipeline, table = _security_pipeline(), "SecurityEvent"
         elif source.category is None and source.service and (source.product or "windows") == "windows":
             channel = windows_logsource_mapping.get(source.service)
             if not channel:
