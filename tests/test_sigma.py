@@ -192,6 +192,14 @@ def test_conversion_errors_name_file_and_line(tmp_path: Path, logsource: str, se
     assert code == 2 and "Traceback" not in err and "bad.yml" in err
 
 
+def test_condition_error_names_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "cond.yml"
+    bad.write_text("title: x\nlogsource: {category: process_creation}\ndetection:\n  sel:\n    CommandLine: a\n"
+                   "  condition: sel and\n", encoding="utf-8")
+    code, _, err = run_cli(["rules", "convert", str(bad)])
+    assert code == 2 and f"{bad}:6: Sigma condition not understood" in " ".join(err.split()), err
+
+
 # --- SigmaHQ's own rules, where a checkout is at hand -------------------------------------------
 
 SIGMAHQ_RULES = {

@@ -173,7 +173,7 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
     """The Sigma rule's KQL query and the table it reads; RuleError on anything unsupported."""
     from sigma.backends.kusto import KustoBackend
     from sigma.collection import SigmaCollection
-    from sigma.exceptions import SigmaError
+    from sigma.exceptions import SigmaConditionError, SigmaError
     from sigma.pipelines.common import windows_logsource_mapping
     from sigma.pipelines.microsoftxdr import microsoft_xdr_pipeline
     from sigma.rule import SigmaRule
@@ -211,6 +211,9 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
         detail = f"; use one of {', '.join(exc.allowed)}" if exc.allowed else ""
         what = "a keyword search" if exc.field.startswith("(") else f"field {exc.field!r}"
         raise RuleError(f"{_where(path, text, exc.field)}: {what} has no mapping to {exc.where}{detail}") from None
+    except SigmaConditionError as exc:
+        where = _where(path, text, "condition")
+        raise RuleError(f"{where}: Sigma condition not understood: {_short(str(exc))}") from None
     except SigmaError as exc:
         message = str(exc)
         xdr = re.search(r"field name encountered: (\w+)\. Please use valid fields for the (\w+) table", message)
