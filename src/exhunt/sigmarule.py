@@ -84,7 +84,8 @@ def _pipelines() -> Any:
                 if item.field is None:
                     if not all(isinstance(v, SigmaString) for v in item.value):
                         raise _Unmapped("(keyword)", self.table, [])
-                    return SigmaDetectionItem(self.text, [SigmaContainsModifier], list(item.value))
+                    return SigmaDetectionItem(self.text, [SigmaContainsModifier], list(item.value),
+                                              value_linking=item.value_linking)
                 item.field = self.text
                 return item
             numbers = [int(v.number) for v in item.value if isinstance(v, SigmaNumber)]
@@ -209,7 +210,7 @@ def convert_query(path: Path, text: str) -> tuple[str, str]:
             raise error
     except _Unmapped as exc:
         detail = f"; use one of {', '.join(exc.allowed)}" if exc.allowed else ""
-        what = "a keyword search" if exc.field.startswith("(") else f"field {exc.field!r}"
+        what = "a keyword search other than plain text" if exc.field.startswith("(") else f"field {exc.field!r}"
         raise RuleError(f"{_where(path, text, exc.field)}: {what} has no mapping to {exc.where}{detail}") from None
     except SigmaConditionError as exc:
         where = _where(path, text, "condition")
