@@ -653,6 +653,20 @@ def rules_test(
         raise typer.Exit(EXIT_ALERTS)
 
 
+@rules_app.command("convert")
+@_guard
+def rules_convert(
+    rule: Annotated[Path, typer.Argument(help="A Sigma rule file.")],
+    output_path: OutputOpt = None,
+) -> None:
+    """Convert a Sigma rule into an exhunt rule file (KQL via pySigma's Kusto backend)."""
+    from exhunt.sigmarule import convert_file
+
+    text = convert_file(rule)
+    with _output(output_path) as out:
+        out.write(text)
+
+
 @rules_app.command("export")
 @_guard
 def rules_export(

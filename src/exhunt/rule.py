@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from exhunt import timespan, yamltext
+from exhunt import sigmarule, timespan, yamltext
 from exhunt.errors import RuleError
 from exhunt.kql import tree
 
@@ -133,9 +133,12 @@ def load_yaml(path: Path) -> Any:
 
 
 def load_rule(path: Path, strict: bool = True) -> Rule:
-    """A rule file; `strict` refuses a bad time span or severity at once (validate, which lists
-    every problem of a file, loads with strict=False and reports them itself)."""
+    """A rule file: exhunt's format, or a Sigma rule (by its shape) converted on load. `strict`
+    refuses a bad time span or severity at once (validate, which lists every problem of a file,
+    loads with strict=False and reports them itself)."""
     doc = load_yaml(path)
+    if sigmarule.is_sigma(doc):
+        doc = sigmarule.to_exhunt(path, doc, path.read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or "query" not in doc:
         raise RuleError(f"{path}: not a rule (a YAML mapping with a `query` is expected)")
     meta = doc.pop("exhunt", None) or {}
