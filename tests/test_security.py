@@ -184,7 +184,7 @@ def test_rule_whose_regex_re2_refuses_fails_alone(data: Path, tmp_path: Path, jo
     text = " ".join(err.split())
     assert code == 2, "a partial run exits 2, whatever --fail-on says"
     assert _alerts(out) == SEED_ALERTS
-    assert ("rule bad-regex FAILED: the regular expression `(e)\\1` cannot run: RE2, DuckDB's regex engine, "
+    assert ("rule bad-regex FAILED: the regular expression `(e)\\1` cannot run: RE2, the local engine's regex library, "
             "refuses it (invalid escape sequence: \\1)") in text
     assert "rule a-seed: 3 alert(s)" in text
     assert "1 of 2 rule(s) failed (bad-regex): the results are partial; 3 alert(s) from the other 1." in text
@@ -217,7 +217,7 @@ def test_validate_finds_the_regex_re2_refuses_ahead_of_time(tmp_path: Path) -> N
     rules = _rules(tmp_path, "bad-regex", BACKREF_KQL)
     code, _, err = run_cli(["rules", "validate", str(rules / "bad-regex.yaml")])
     assert code == 2
-    assert ("error: the regular expression `(e)\\1` cannot run: RE2, DuckDB's regex engine, refuses it "
+    assert ("error: the regular expression `(e)\\1` cannot run: RE2, the local engine's regex library, refuses it "
             "(invalid escape sequence: \\1)") in " ".join(err.split())
     code, _, err = run_cli(["rules", "validate", str(rules / "a-seed.yaml")])
     assert "regular expression" not in err

@@ -42,7 +42,7 @@ ROW_NOW = "_exhunt_now"
 def regex_message(pattern: str, why: str) -> str:
     """Why RE2 refuses a rule's regular expression, in words."""
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in pattern)
-    return (f"the regular expression `{shown}` cannot run: RE2, DuckDB's regex engine, refuses it ({why}); "
+    return (f"the regular expression `{shown}` cannot run: RE2, the local engine's regex library, refuses it ({why}); "
             f"RE2 has no look-around, back-references, atomic groups or possessive quantifiers")
 
 
@@ -183,7 +183,7 @@ class DuckDBBackend:
         if stored is None:
             import duckdb_kql
 
-            refused = messages.where_predicates(kql)
+            refused = messages.refusals(kql)
             if refused:
                 raise RuleError("; ".join(refused))
             try:
@@ -198,6 +198,8 @@ class DuckDBBackend:
         # Whatever wrote it (the translator, or a cache entry), only one SELECT ever runs. DuckDB
         # parses a new translation; a signed entry was parsed when stored: the tokens suffice.
         kind = sqlguard.statement_kind(self.con, sql, thorough=fresh)
+        if kind is not None and kind.startswith("SQL DuckDB cannot parse"):
+            raise RuleError(messages.untranslatable(kind))
         if kind is not None:
             raise RuleError(f"refused to run: the query's SQL is {kind}, not one SELECT "
                             f"(a rule may only read the hunted tables)")

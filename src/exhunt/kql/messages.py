@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from datetime import date
 from collections.abc import Iterable
 from typing import Any
 
@@ -310,17 +311,59 @@ def engine(kql: str, text: str, tables: Iterable[str]) -> str:
     if "Parser Error" in text or "syntax error" in text:
         return ("the local engine cannot run this query's translation (a limitation of the translator, "
                 "not an error in the KQL)")
+    m = re.search(r'Could not decode string "(.*?)" as base64', text)
+    if m:
+        call = _first_function(kql, ("base64_decode_tostring", "base64_decode_toarray", "base64_decodestring"))
+        what = f"`{call[0]}` ({call[1]})" if call else "a base64 decoding"
+        return (f"{what} got '{_shown(m.group(1)[:60])}', which is not base64: Kusto would give an empty "
+                "result, the local engine refuses (a limitation of the translator); check the value first, "
+                "e.g. `where Column matches regex \"^[A-Za-z0-9+/]*={0,2}$\"`")
     if "Out of Range" in head or "overflow" in text.lower():
         return f"a number is out of range while the query runs: {_ENGINE_WORDS.sub('engine', rest)}"
     return f"the query cannot run: {_ENGINE_WORDS.sub('engine', rest)}"
 
 
-def where_predicates(kql: str) -> list[str]:
-    """Problems with the query's `where` conditions that can be seen in its parse tree: a
-    constant that is not true/false (`where "text"`, `where 1`), which Kusto refuses."""
+def untranslatable(why: str) -> str:
+    """The translation of a valid query that the engine cannot take (the translator's limit)."""
+    if "depth" in why:
+        return ("the query is too large or nested too deeply for the local engine (its translation passes the "
+                "engine's expression depth limit): split long lists or conditions")
+    return "the local engine cannot run this query's translation (a limitation of the translator, not a KQL error)"
+
+
+def refusals(kql: str) -> list[str]:
+    """What Kusto refuses before running a query, which the local engine would run anyway:
+    a `where` on a constant that is not true/false (`where "text"`, `where 1`), a datetime
+    literal that is no date (`datetime(2026-02-30)`)."""
     root = tree.parse(kql)
     if root is None:
         return []
+    return where_predicates(kql, root) + datetime_literals(kql)
+
+
+def datetime_literals(kql: str) -> list[str]:
+    """`datetime(...)` literals that are clearly no date: an impossible ISO day or month, or no
+    digit at all (any other spelling is left to the translator, which knows Kusto's formats)."""
+    out = []
+    for t in tree.tokens(kql):
+        if t.kind != "DATETIMELITERAL":
+            continue
+        inner = t.text[t.text.find("(") + 1:t.text.rfind(")")].strip().strip("\"'").strip()
+        bad = not any(c.isdigit() for c in inner)
+        m = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)", inner)
+        if m:
+            try:
+                date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+            except ValueError:
+                bad = True
+        if bad:
+            out.append(f"`{_shown(t.text[:60])}` ({at(kql, t.start)}) is not a valid date and time "
+                       "(e.g. datetime(2026-03-01T10:00:00Z))")
+    return out
+
+
+def where_predicates(kql: str, root: Any) -> list[str]:
+    """`where` conditions that are a constant other than true/false, which Kusto refuses."""
     out = []
     for node in tree.walk(root):
         if tree.node_kind(node) != "WhereOperator":
