@@ -13,8 +13,8 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
-from datetime import date
 from collections.abc import Iterable
+from datetime import date
 from typing import Any
 
 from exhunt.kql import tree
@@ -31,6 +31,12 @@ _KQL_TYPES = {
     "INTEGER": "int", "INT64": "long", "INT32": "int", "DOUBLE": "real", "FLOAT": "real", "BOOLEAN": "bool",
     "BOOL": "bool", "INTERVAL": "timespan", "JSON": "dynamic", "UUID": "guid", "DECIMAL": "decimal",
     "DATE": "datetime", "HUGEINT": "long", "UBIGINT": "long",
+}
+#: The engine's functions the translation uses, as the query spells them.
+_SQL_SPELLINGS = {
+    "regexp_matches": "matches regex", "regexp_full_match": "matches regex", "regexp_extract": "extract",
+    "lower": "tolower", "upper": "toupper", "length": "strlen", "date_trunc": "bin", "time_bucket": "bin",
+    "starts_with": "startswith", "ends_with": "endswith", "~~": "like", "~~*": "like", "concat": "strcat",
 }
 #: The engine's own vocabulary: never shown (`engine` drops a message's head naming it).
 _ENGINE_WORDS = re.compile(r"\b(?:duckdb|DuckDB|SQL|Catalog Error|Binder Error|Parser Error|Conversion Error)\b")
@@ -163,7 +169,8 @@ def syntax(kql: str, exc: Any) -> str:
         return f"unexpected character `{_shown(bad[:20])}`{where}"
     opened = _unclosed(kql)
     if opened is not None:
-        return f"unbalanced brackets: `{kql[opened]}` at {at(kql, opened)} is never closed"
+        fault = "is never closed" if kql[opened] in "([{" else "closes nothing"
+        return f"unbalanced brackets: `{kql[opened]}` at {at(kql, opened)} {fault}"
     m = re.search(r"(?:mismatched|extraneous) input '(.*?)' expecting", said) or \
         re.search(r"no viable alternative at input '(.*?)'$", said)
     if m and m.group(1) == "<EOF>":
@@ -239,6 +246,10 @@ def kql_type(sql_type: str) -> str:
     return _KQL_TYPES.get(base, _KQL_TYPES.get(base.split("(")[0], "dynamic" if base.endswith("[]") else base.lower()))
 
 
+def _words(kql: str) -> set[str]:
+    return {t.text for t in tree.tokens(kql) if t.kind not in ("STRINGLITERAL", "COMMENT")}
+
+
 def _first_function(kql: str, names: Iterable[str], within: Iterable[str] = ()) -> tuple[str, str] | None:
     """The first call in the query of one of `names` (inside one of the operators `within`, when
     given): (name, `line L, column C`)."""
@@ -249,7 +260,8 @@ def _first_function(kql: str, names: Iterable[str], within: Iterable[str] = ()) 
     for i, t in enumerate(toks[:-1]):
         if ops and i > 0 and toks[i - 1].text == "|":
             inside = t.text in ops
-        if inside and t.text.lower() in wanted and toks[i + 1].text == "(" and t.kind not in ("STRINGLITERAL", "COMMENT"):
+        named = t.kind not in ("STRINGLITERAL", "COMMENT") and t.text.lower() in wanted
+        if inside and named and toks[i + 1].text == "(":
             return t.text, at(kql, t.start)
     return None
 
@@ -284,14 +296,22 @@ def engine(kql: str, text: str, tables: Iterable[str]) -> str:
     if m:
         name = m.group(1)
         types = ", ".join(kql_type(t) for t in m.group(2).split(", ") if t)
-        what = f"function `{name}`{located(kql, name)}" if name[:1].isalpha() else f"operator `{name}`"
+        kql_name = _SQL_SPELLINGS.get(name.lower())
+        if kql_name is not None:
+            what = f"`{kql_name}`"
+        elif name[:1].isalpha() and find(kql, name):
+            what = f"function `{name}`{located(kql, name)}"
+        elif not name[:1].isalpha() and name in _words(kql):
+            what = f"operator `{name}`"
+        else:  # a name of the translation's, not of the query's
+            what = "a function or operator of the query"
         return f"{what} cannot take values of type ({types}): convert them first (tolong(), tostring()...)"
     if "cannot contain aggregates" in text or "aggregate function calls cannot be nested" in text or \
-            "aggregate function" in text.lower() and "not allowed" in text.lower():
+            ("aggregate function" in text.lower() and "not allowed" in text.lower()):
         call = _first_function(kql, tree.MANY_ROWS, within=("where", "filter", "extend", "project"))
         what = f"`{call[0]}()` ({call[1]})" if call else "an aggregation"
         return f"{what} is used outside `summarize`: aggregations belong in summarize; filter on their result after it"
-    if "LIMIT/OFFSET cannot be negative" in text or "LIMIT" in text and "negative" in text:
+    if "LIMIT/OFFSET cannot be negative" in text or ("LIMIT" in text and "negative" in text):
         spots = _operators(kql, ("take", "limit", "top", "sample"))
         return f"`take`/`limit`{f' ({spots[0]})' if spots else ''} needs a row count of zero or more"
     m = re.search(r"Could not convert string '(.*?)' to BOOL(?: when casting from source column (\S+))?", text)
@@ -300,10 +320,12 @@ def engine(kql: str, text: str, tables: Iterable[str]) -> str:
         what = f"column `{m.group(2)}` holds text" if m.group(2) else f"it got the text '{_shown(m.group(1))}'"
         return (f"`where`{f' ({spots[0]})' if spots else ''} needs a true/false condition, but {what}: compare it "
                 "(==, has, contains...) to get one")
-    m = re.search(r"Could not convert string '(.*?)' to (\w+)", text)
+    m = re.search(r"Could not convert string '(.*?)' to (\w+)", text) or \
+        re.search(r'invalid (timestamp|date|interval)\w* field format: "(.*?)"', text)
     if m:
-        return (f"the text '{_shown(m.group(1)[:60])}' is not a valid {kql_type(m.group(2))} (Kusto would give null "
-                "here: convert with toint(), tolong(), todouble() or todatetime(), which do too)")
+        value, kind = (m.group(1), kql_type(m.group(2))) if m.re.pattern.startswith("Could") else \
+            (m.group(2), {"interval": "timespan"}.get(m.group(1), "datetime"))
+        return _conversion(kql, value, kind)
     m = re.search(r'(?:[Cc]olumn|Alias) (?:with name )?"(.+?)"(?= not found| exists| referenced| cannot|$)', text)
     if m:
         name = m.group(1)
@@ -360,6 +382,27 @@ def datetime_literals(kql: str) -> list[str]:
             out.append(f"`{_shown(t.text[:60])}` ({at(kql, t.start)}) is not a valid date and time "
                        "(e.g. datetime(2026-03-01T10:00:00Z))")
     return out
+
+
+def _conversion(kql: str, value: str, kind: str) -> str:
+    """A text the engine could not turn into a `kind`: a literal of the query compared with a
+    column of that type (which KQL refuses), else a value of the data."""
+    shown = _shown(value[:60])
+    toks = tree.tokens(kql)
+    for i, t in enumerate(toks):
+        if t.kind == "STRINGLITERAL" and tree._string(t.text) == value and not _bracketed(kql, t):
+            before = toks[i - 2].text if i >= 2 and toks[i - 1].text in _COMPARISONS else None
+            what = f"`{before}` (a {kind})" if before else f"a {kind}"
+            return (f"{what} is compared with the string \"{shown}\" ({at(kql, t.start)}): KQL does not turn a "
+                    f"string into a {kind} implicitly; write a {kind} value, or convert one side")
+    return (f"the value '{shown}' of the data is not a valid {kind}, and the query uses it as one: KQL does not "
+            f"convert a string implicitly; convert it with to{_TO.get(kind, kind)}(), which gives null for it as "
+            "Kusto does")
+
+
+#: Comparison operators after which a literal is compared with the name before them.
+_COMPARISONS = frozenset({"==", "!=", "<", ">", "<=", ">=", "<>", "=~", "!~"})
+_TO = {"long": "long", "int": "int", "real": "real", "datetime": "datetime", "timespan": "timespan", "bool": "bool"}
 
 
 def where_predicates(kql: str, root: Any) -> list[str]:
