@@ -95,7 +95,7 @@ def _canonical(value: Any) -> bytes:
 
 
 #: Revision of the checks made before a translation is stored (bump when one is added).
-CHECKS = "checks2"
+CHECKS = "checks3"
 
 
 @cache

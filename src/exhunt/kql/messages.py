@@ -353,32 +353,46 @@ def untranslatable(why: str) -> str:
     return "the local engine cannot run this query's translation (a limitation of the translator, not a KQL error)"
 
 
+#: Cheap signs, in the query text, of what `refusals` looks for: only a query showing one is
+#: parsed or lexed again (a translation's parse costs 0.1-1 s; these cost microseconds).
+_CONSTANT_WHERE = re.compile(r"\b(?:where|filter)\s+(?:[\"'0-9.-]|[@hH][\"']|```|~~~)")
+_DATETIME = re.compile(r"\bdatetime\s*\(\s*([^)]*)\)")
+
+
 def refusals(kql: str) -> list[str]:
     """What Kusto refuses before running a query, which the local engine would run anyway:
     a `where` on a constant that is not true/false (`where "text"`, `where 1`), a datetime
     literal that is no date (`datetime(2026-02-30)`)."""
-    root = tree.parse(kql)
-    if root is None:
-        return []
-    return where_predicates(kql, root) + datetime_literals(kql)
+    out = []
+    if _CONSTANT_WHERE.search(kql):
+        root = tree.parse(kql)
+        if root is not None:
+            out += where_predicates(kql, root)
+    if any(_no_date(m.group(1)) for m in _DATETIME.finditer(kql)):
+        out += datetime_literals(kql)
+    return out
+
+
+def _no_date(inner: str) -> bool:
+    """Is the inside of `datetime(...)` clearly no date: an impossible ISO day or month, or no
+    digit at all (any other spelling is left to the translator, which knows Kusto's formats)?"""
+    inner = inner.strip().strip("\"'").strip()
+    if not any(c.isdigit() for c in inner):
+        return inner.lower() != "null"
+    m = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)", inner)
+    if m:
+        try:
+            date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            return True
+    return False
 
 
 def datetime_literals(kql: str) -> list[str]:
-    """`datetime(...)` literals that are clearly no date: an impossible ISO day or month, or no
-    digit at all (any other spelling is left to the translator, which knows Kusto's formats)."""
+    """The query's `datetime(...)` literals that are clearly no date (`_no_date`)."""
     out = []
     for t in tree.tokens(kql):
-        if t.kind != "DATETIMELITERAL":
-            continue
-        inner = t.text[t.text.find("(") + 1:t.text.rfind(")")].strip().strip("\"'").strip()
-        bad = not any(c.isdigit() for c in inner)
-        m = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})(?!\d)", inner)
-        if m:
-            try:
-                date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-            except ValueError:
-                bad = True
-        if bad:
+        if t.kind == "DATETIMELITERAL" and _no_date(t.text[t.text.find("(") + 1:t.text.rfind(")")]):
             out.append(f"`{_shown(t.text[:60])}` ({at(kql, t.start)}) is not a valid date and time "
                        "(e.g. datetime(2026-03-01T10:00:00Z))")
     return out
