@@ -70,7 +70,7 @@ def test_rule_naming_a_missing_column_exits_2(data: Path, tmp_path: Path) -> Non
                              query="DeviceFileEvents | project Timestamp, DeviceName, AccountName")
     code, _, err = run_cli(["detect", str(data), "--rules", str(rule)])
     assert code == 2
-    assert "'AccountName' does not exist in table DeviceFileEvents" in " ".join(err.split())
+    assert "column `AccountName` (line 1, column 51) does not exist in table DeviceFileEvents" in " ".join(err.split())
 
 
 def test_output_file(data: Path, tmp_path: Path) -> None:

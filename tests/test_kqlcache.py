@@ -74,7 +74,7 @@ def test_names_kept_here_match_the_translator() -> None:
     from exhunt.backends import duckdb as engine
 
     assert engine.CLOCK_SLOT == CLOCK_SLOT
-    assert kqlcache._translator_version() == duckdb_kql.__version__
+    assert kqlcache._translator_version() == f"{duckdb_kql.__version__}+{kqlcache.CHECKS}"
 
 
 def _input(text: str) -> kqlcache.Input:

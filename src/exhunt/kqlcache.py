@@ -94,9 +94,16 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
+#: Revision of the checks made before a translation is stored (bump when one is added).
+CHECKS = "checks3"
+
+
 @cache
 def _translator_version() -> str:
-    return version("duckdb-kql")  # not duckdb_kql.__version__: importing the package is the cost saved
+    # not duckdb_kql.__version__: importing the package is the cost saved. CHECKS: exhunt's own
+    # refusals made before translating (kql.messages.where_predicates); an entry stored before a
+    # new refusal must not let its query skip it.
+    return f'{version("duckdb-kql")}+{CHECKS}'
 
 
 def base_directory() -> Path | None:

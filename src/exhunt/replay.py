@@ -103,6 +103,7 @@ def run_rule(backend: Backend, rule: Rule, now: datetime | None = None) -> RuleR
     out = RuleRun(rule)
     tables = tables_of(backend, rule)
     freq, period = rule.frequency, rule.period
+    check = getattr(backend, "check", None)  # a local engine can tell a broken rule without rows
     if now is not None:
         span = backend.time_span(tables)
         out.rows = backend.query(rule.query, now, (now - period, now)).to_pylist()
@@ -115,6 +116,8 @@ def run_rule(backend: Backend, rule: Rule, now: datetime | None = None) -> RuleR
         return out
     slices = backend.slice_ends(tables, freq)
     if not slices:
+        if check is not None:
+            check(rule.query)  # an unknown table or column is an error, not "no rows"
         out.note = "no rows in " + ", ".join(tables or ["its tables"])
         return out
     plan = schedule(rule, slices)

@@ -374,7 +374,9 @@ def _query(rule: Rule, session: Session, res: Result) -> list[str]:
         tr = engine.translate(rule.query)
     except RuleError as exc:
         named = _unsupported(rule.query)
-        hint = f" (unsupported construct: {', '.join(named)})" if named and "construct" not in str(exc) else ""
+        said = str(exc)
+        hint = f" (unsupported construct: {', '.join(named)})" if named and not any(
+            w in said for w in ("construct", "not supported", "deprecated", "does not support")) else ""
         res.error(str(exc) + hint, ("query",))
     else:
         # RE2 refuses some patterns only when a row reaches them: compile each one now.
@@ -384,7 +386,7 @@ def _query(rule: Rule, session: Session, res: Result) -> list[str]:
             table = engine.query(rule.query)
             res.columns = list(table.column_names)
         except RuleError as exc:
-            if not any(f"'{c}'" in str(exc) for c in static_columns):
+            if not any(f"'{c}'" in str(exc) or f"`{c}`" in str(exc) for c in static_columns):
                 res.error(str(exc), ("query",))
     for i, name in enumerate(rule.required_tables):
         if name not in session.tables:

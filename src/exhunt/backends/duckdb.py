@@ -27,7 +27,7 @@ from exhunt import kqlcache, sqlguard, sqlopt
 from exhunt.backends.base import SLICE_END, Events, Later, Source, Window
 from exhunt.engine import EARLIEST, LATEST, Session, check_stop, key_match
 from exhunt.errors import RuleError
-from exhunt.kql import compat
+from exhunt.kql import compat, messages
 from exhunt.rule import tables_named_in
 from exhunt.schema import SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.sqltext import ident as _q
@@ -43,7 +43,7 @@ ROW_NOW = "_exhunt_now"
 def regex_message(pattern: str, why: str) -> str:
     """Why RE2 refuses a rule's regular expression, in words."""
     shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in pattern)
-    return (f"the regular expression `{shown}` cannot run: RE2, DuckDB's regex engine, refuses it ({why}); "
+    return (f"the regular expression `{shown}` cannot run: RE2, the local engine's regex library, refuses it ({why}); "
             f"RE2 has no look-around, back-references, atomic groups or possessive quantifiers")
 
 
@@ -186,19 +186,30 @@ class DuckDBBackend:
         if stored is None:
             import duckdb_kql
 
+            refused = messages.refusals(kql)
+            if refused:
+                raise RuleError("; ".join(refused))
             try:
                 rewritten = compat.rewrite(kql, schema, self._columns_of).kql
                 result = duckdb_kql.to_sql(rewritten, schema=schema, query_now=EARLIEST)
             except duckdb_kql.KqlUnsupportedError as exc:
-                raise RuleError(compat.explain(str(exc))) from None
+                said = messages.translator(kql, exc, self.session.tables)
+                if "not supported" in said and "--cluster" not in said:
+                    said += ("; run the query on Azure Data Explorer or Log Analytics "
+                             "(--cluster/--database or --workspace), or rewrite that part")
+                raise RuleError(said) from None
             except duckdb_kql.KqlError as exc:
-                raise RuleError(self._kql_message(kql, exc)) from None
+                raise RuleError(messages.translator(kql, exc, self.session.tables)) from None
+            except RecursionError:
+                raise RuleError("the query is nested too deeply to translate: simplify it") from None
             stored = (str(result), dict(result.parameters))
         sql = sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(stored[0]))
         params = stored[1]
         # Whatever wrote it (the translator, or a cache entry), only one SELECT ever runs. DuckDB
         # parses a new translation; a signed entry was parsed when stored: the tokens suffice.
         kind = sqlguard.statement_kind(self.con, sql, thorough=fresh)
+        if kind is not None and kind.startswith("SQL DuckDB cannot parse"):
+            raise RuleError(messages.untranslatable(kind))
         if kind is not None:
             raise RuleError(f"refused to run: the query's SQL is {kind}, not one SELECT "
                             f"(a rule may only read the hunted tables)")
@@ -220,14 +231,6 @@ class DuckDBBackend:
         except duckdb.Error as exc:
             raise RuleError(self.failure(exc, tr)) from None
         return [(str(d[0]), str(d[1])) for d in cur.description or ()]
-
-    def _kql_message(self, kql: str, exc: Exception) -> str:
-        text = str(exc)
-        tables = self.session.tables
-        m = re.search(r"unknown table '?([A-Za-z_][\w]*)", text) or re.search(r"table '([^']+)'", text)
-        if m and m.group(1) not in tables:
-            return f"table {m.group(1)!r} does not exist (known tables: {', '.join(sorted(tables))})"
-        return f"KQL error: {text}"
 
     def _prepared(self, kql: str, now: datetime | None, window: Window | None) -> tuple[Translated, dict[str, Any]]:
         """The query translated, its parameters with now() pinned (the wall clock when None), and
@@ -251,7 +254,22 @@ class DuckDBBackend:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
             check_stop(exc)
-            raise RuleError(self.failure(exc, tr)) from None
+            raise RuleError(self.failure(exc, tr, kql)) from None
+
+    def check(self, kql: str) -> None:
+        """Raise the RuleError the query would get if it ran: translated and bound, no row read.
+
+        A rule whose tables hold no rows is not run; without this its unknown table or column
+        would pass as "no rows" (every table of the schema is a view, loaded or not).
+        """
+        tr, params = self._prepared(kql, None, None)
+        try:
+            self._execute(f"SELECT * FROM ({tr.sql}) AS _exhunt_c LIMIT 0", params)
+        except duckdb.BinderException as exc:
+            raise RuleError(self.binder_message(kql, str(exc))) from None
+        except duckdb.Error as exc:
+            check_stop(exc)
+            raise RuleError(self.failure(exc, tr, kql)) from None
 
     def query_matching(self, kql: str, match: dict[str, Any], now: datetime | None = None,
                        window: Window | None = None, limit: int = 100) -> pa.Table:
@@ -279,7 +297,7 @@ class DuckDBBackend:
             raise RuleError(self.binder_message(kql, str(exc))) from None
         except duckdb.Error as exc:
             check_stop(exc)
-            raise RuleError(self.failure(exc, tr)) from None
+            raise RuleError(self.failure(exc, tr, kql)) from None
 
     def query_sliced(self, kql: str, step: timedelta) -> pa.Table | None:
         """A row-wise rule's whole replay in one query, or None when that cannot be done exactly.
@@ -313,7 +331,7 @@ class DuckDBBackend:
             return None
         except duckdb.Error as exc:
             check_stop(exc)
-            raise RuleError(self.failure(exc, tr)) from None
+            raise RuleError(self.failure(exc, tr, kql)) from None
         return table.drop_columns([ROW_NOW]) if ROW_NOW in table.column_names else table
 
     def query_windows(self, kql: str, windows: list[Window], step: timedelta | None = None) -> pa.Table | None:
@@ -379,7 +397,7 @@ class DuckDBBackend:
         """Turn DuckDB's file access off for good (see Session.seal): only queries from here on."""
         self.session.seal()
 
-    def failure(self, exc: duckdb.Error, tr: Translated | None = None) -> str:
+    def failure(self, exc: duckdb.Error, tr: Translated | None = None, kql: str = "") -> str:
         """A query's failure in plain words (the rule's name is added by the caller)."""
         text = (str(exc).splitlines() or [type(exc).__name__])[0]
         if isinstance(exc, duckdb.PermissionException):
@@ -392,7 +410,7 @@ class DuckDBBackend:
             bad = sqlguard.regex_problems(self.con, tr.sql, tr.params)
             if bad:
                 return "; ".join(regex_message(pattern, why) for pattern, why in bad)
-        return f"query failed in the engine: {text}"
+        return messages.engine(kql, text, self.session.tables)
 
     def _shadow_tables(self, sql: str, extra: str = "", where: str = "", key: str = "") -> str | None:
         """`sql` with a CTE in front for each table it reads, named as the table so it hides
@@ -430,7 +448,7 @@ class DuckDBBackend:
         return "WITH " + ", ".join(ctes) + " " + head
 
     def binder_message(self, kql: str, text: str) -> str:
-        m = re.search(r'[Cc]olumn (?:with name )?"([^"]+)"', text)
+        m = re.search(r'(?:[Cc]olumn|Alias) (?:with name )?"(.+?)"(?= not found| exists| referenced| cannot|$)', text)
         if m:
             col = m.group(1)
             tables = self.session.tables
@@ -438,10 +456,10 @@ class DuckDBBackend:
             lacking = [t for t in named if not tables[t].has(col) and col not in self.session.extra[t]]
             if lacking:
                 where = ", ".join(lacking)
-                return (f"column {col!r} does not exist in table {where} "
-                        f"(the query names it; Defender would reject it the same way)")
-            return f"column {col!r} is not available where the query uses it"
-        return f"query failed in the engine: {text.splitlines()[0]}"
+                return (f"column `{col}`{messages.located(kql, col)} does not exist in table {where} "
+                        f"(Defender would reject it the same way)")
+            return f"column `{col}`{messages.located(kql, col)} is not available where the query uses it"
+        return messages.engine(kql, text.splitlines()[0], self.session.tables)
 
     # -- events around a time (the HTML report's timeline) -----------------------------
 
