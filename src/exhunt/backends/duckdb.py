@@ -194,7 +194,11 @@ class DuckDBBackend:
                 result = duckdb_kql.to_sql(rewritten, schema=schema, query_now=EARLIEST)
             except duckdb_kql.KqlUnsupportedError as exc:
                 said = messages.translator(kql, exc, self.session.tables)
-                if "not supported" in said and "--cluster" not in said:
+                if re.search(r"construct '(source:)?[A-Za-z]+'", str(exc)):
+                    # an operator or source: compat names it as written (`top-nested`, `evaluate pivot`)
+                    where = re.search(r"\(line \d+, column \d+\)", said)
+                    said = compat.explain(str(exc)) + (f" {where.group(0)}" if where else "")
+                elif "not supported" in said and "--cluster" not in said:
                     said += ("; run the query on Azure Data Explorer or Log Analytics "
                              "(--cluster/--database or --workspace), or rewrite that part")
                 raise RuleError(said) from None
