@@ -21,16 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from exhunt.refdata import ATTACK_TACTIC
+
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "exhunt" / "refdata" / "attack_enterprise.tsv"
 #: MITRE's kill-chain phase names -> Sentinel's tactic names (Sentinel writes them in CamelCase).
-SENTINEL_TACTIC = {
-    "reconnaissance": "Reconnaissance", "resource-development": "ResourceDevelopment",
-    "initial-access": "InitialAccess", "execution": "Execution", "persistence": "Persistence",
-    "privilege-escalation": "PrivilegeEscalation", "defense-evasion": "DefenseEvasion",
-    "credential-access": "CredentialAccess", "discovery": "Discovery", "lateral-movement": "LateralMovement",
-    "collection": "Collection", "command-and-control": "CommandAndControl", "exfiltration": "Exfiltration",
-    "impact": "Impact",
-}
+SENTINEL_TACTIC = ATTACK_TACTIC
 _TECH_ID = re.compile(r"^T\d{4}(\.\d{3})?$")
 
 

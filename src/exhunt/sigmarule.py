@@ -27,18 +27,12 @@ from typing import Any
 import yaml
 
 from exhunt.errors import RuleError
+from exhunt.refdata import ATTACK_TACTIC
 
 #: Sigma level -> Sentinel severity (Sentinel has no "critical": the exhunt block keeps it).
 LEVELS = {"informational": "Informational", "low": "Low", "medium": "Medium", "high": "High", "critical": "High"}
 #: ATT&CK tactic tags (attack.<tactic>) -> Sentinel's tactic names.
-TACTICS = {
-    "reconnaissance": "Reconnaissance", "resource-development": "ResourceDevelopment",
-    "initial-access": "InitialAccess", "execution": "Execution", "persistence": "Persistence",
-    "privilege-escalation": "PrivilegeEscalation", "defense-evasion": "DefenseEvasion",
-    "credential-access": "CredentialAccess", "discovery": "Discovery", "lateral-movement": "LateralMovement",
-    "collection": "Collection", "command-and-control": "CommandAndControl", "exfiltration": "Exfiltration",
-    "impact": "Impact",
-}
+TACTICS = ATTACK_TACTIC
 _TECHNIQUE = re.compile(r"^attack\.(t\d{4}(?:\.\d{3})?)$", re.I)
 
 EXCHANGE_TABLE = "ExchangeAdminAuditLogs"

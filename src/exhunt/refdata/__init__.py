@@ -20,6 +20,16 @@ SENTINEL_TACTICS = (
     "CommandAndControl", "Impact", "PreAttack", "ImpairProcessControl", "InhibitResponseFunction",
 )
 
+#: MITRE's tactic short names (STIX kill-chain phases, Sigma's `attack.*` tags) -> Sentinel's names.
+ATTACK_TACTIC = {
+    "reconnaissance": "Reconnaissance", "resource-development": "ResourceDevelopment",
+    "initial-access": "InitialAccess", "execution": "Execution", "persistence": "Persistence",
+    "privilege-escalation": "PrivilegeEscalation", "defense-evasion": "DefenseEvasion",
+    "credential-access": "CredentialAccess", "discovery": "Discovery", "lateral-movement": "LateralMovement",
+    "collection": "Collection", "command-and-control": "CommandAndControl", "exfiltration": "Exfiltration",
+    "impact": "Impact",
+}
+
 
 @dataclass(frozen=True)
 class Technique:
