@@ -269,3 +269,27 @@ def test_backend_rewrites_before_translating_and_keys_the_cache_on_the_written_t
     assert rows[0]["DeviceName"] == "ex01"
     mine = [e for e in asked if e.kql == kql]
     assert mine and mine[0].translator.endswith(f"+compat{compat.VERSION}")
+
+
+# -- canaries for the added functions and the spliced operators -----------------------------------
+
+
+@pytest.mark.parametrize("name", sorted({*compat.FUNCTIONS, *compat.AGGREGATES}))
+def test_canary_translator_still_lacks_the_functions_exhunt_adds(name: str) -> None:
+    """install() leaves a name the translator learned to it: then this row is not ours."""
+    from duckdb_kql.translate import functions as registry
+
+    compat.install()
+    row = registry.SCALAR_FUNCTIONS.get(name) or registry.AGGREGATE_FUNCTIONS.get(name)
+    assert row is not None and row.note == "exhunt"
+
+
+@pytest.mark.parametrize("kql", [
+    "DeviceProcessEvents | top-nested 2 of DeviceName by count()",
+    "DeviceProcessEvents | partition by DeviceName (top 1 by Timestamp)",
+    "DeviceProcessEvents | evaluate bag_unpack(AdditionalFields)",
+    "DeviceProcessEvents | evaluate pivot(FileName)",
+])
+def test_canary_translator_still_rejects_the_spliced_operators(kql: str) -> None:
+    with pytest.raises(duckdb_kql.KqlUnsupportedError):
+        duckdb_kql.to_sql(kql, schema=SCHEMA)

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from exhunt import enrich, lifecycle, readpool, sqlopt
 from exhunt import schema as sch
+from exhunt.kql import compat
 from exhunt.readpool import READ_ERRORS, Event
 from exhunt.schema import PROVENANCE, SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.schema.normalize import BAD, PART, RAW_TIME, Plan, plan
@@ -235,6 +236,7 @@ class Session:
         self.set_window(EARLIEST, LATEST)
         for macro in sqlopt.MACROS:
             self.run(macro)
+        compat.register_functions(self.con)
         for t in self.tables.values():
             self._create(t)
 
@@ -1096,6 +1098,7 @@ class Session:
         other.run("SET TimeZone='UTC'")
         for macro in sqlopt.MACROS:
             other.run(macro)
+        compat.register_functions(other.con)
         other.set_window(EARLIEST, LATEST)
         return other
 

@@ -27,7 +27,7 @@ from exhunt import kqlcache, sqlguard, sqlopt
 from exhunt.backends.base import SLICE_END, Events, Later, Source, Window
 from exhunt.engine import EARLIEST, LATEST, Session, check_stop, key_match
 from exhunt.errors import RuleError
-from exhunt.kql import compat, messages
+from exhunt.kql import compat, messages, splice
 from exhunt.rule import tables_named_in
 from exhunt.schema import SOURCE_FILE, SOURCE_RECORD, TableSchema
 from exhunt.sqltext import ident as _q
@@ -183,30 +183,13 @@ class DuckDBBackend:
         entry = dataclasses.replace(entry, translator=f"{entry.translator}+compat{compat.VERSION}")
         stored = kqlcache.get(entry)
         fresh = stored is None
+        spliced = False
         if stored is None:
-            import duckdb_kql
-
             refused = messages.refusals(kql)
             if refused:
                 raise RuleError("; ".join(refused))
-            try:
-                rewritten = compat.rewrite(kql, schema, self._columns_of).kql
-                result = duckdb_kql.to_sql(rewritten, schema=schema, query_now=EARLIEST)
-            except duckdb_kql.KqlUnsupportedError as exc:
-                said = messages.translator(kql, exc, self.session.tables)
-                if re.search(r"construct '(source:)?[A-Za-z]+'", str(exc)):
-                    # an operator or source: compat names it as written (`top-nested`, `evaluate pivot`)
-                    where = re.search(r"\(line \d+, column \d+\)", said)
-                    said = compat.explain(str(exc)) + (f" {where.group(0)}" if where else "")
-                elif "not supported" in said and "--cluster" not in said:
-                    said += ("; run the query on Azure Data Explorer or Log Analytics "
-                             "(--cluster/--database or --workspace), or rewrite that part")
-                raise RuleError(said) from None
-            except duckdb_kql.KqlError as exc:
-                raise RuleError(messages.translator(kql, exc, self.session.tables)) from None
-            except RecursionError:
-                raise RuleError("the query is nested too deeply to translate: simplify it") from None
-            stored = (str(result), dict(result.parameters))
+            spliced = splice.find(kql) is not None
+            stored = self._to_sql(kql, {})
         sql = sqlopt.use_tostring_macro(sqlopt.merge_regex_runs(stored[0]))
         params = stored[1]
         # Whatever wrote it (the translator, or a cache entry), only one SELECT ever runs. DuckDB
@@ -217,11 +200,60 @@ class DuckDBBackend:
         if kind is not None:
             raise RuleError(f"refused to run: the query's SQL is {kind}, not one SELECT "
                             f"(a rule may only read the hunted tables)")
-        if fresh:
+        if fresh and not spliced:  # a spliced query's columns may come from the data: not kept
             kqlcache.put(entry, *stored)
         out = Translated(sql, params, CLOCK_SLOT in params)
         cache.entries[kql] = out
         return out
+
+    def _to_sql(self, kql: str, extra: dict[str, list[str]]) -> tuple[str, dict[str, Any]]:
+        """KQL -> (SQL, parameters) over the loaded tables and `extra` ones (a spliced query's
+        parts); every translator error in plain words."""
+        import duckdb_kql
+
+        compat.install()
+        schema = {**self.session.kql_schema(), **extra}
+        plan = splice.find(kql)
+        if plan is not None:
+            return splice.splice(kql, plan, self._to_sql, self._describe, self._rows, extra)
+        try:
+            rewritten = compat.rewrite(kql, schema, self._columns_of).kql
+            result = duckdb_kql.to_sql(rewritten, schema=schema, query_now=EARLIEST)
+        except duckdb_kql.KqlUnsupportedError as exc:
+            said = messages.translator(kql, exc, self.session.tables)
+            if re.search(r"construct '(source:)?[A-Za-z]+'", str(exc)):
+                # an operator or source: compat names it as written (`top-nested`, `evaluate pivot`)
+                where = re.search(r"\(line \d+, column \d+\)", said)
+                said = compat.explain(str(exc)) + (f" {where.group(0)}" if where else "")
+            elif "not supported" in said and "--cluster" not in said:
+                said += ("; run the query on Azure Data Explorer or Log Analytics "
+                         "(--cluster/--database or --workspace), or rewrite that part")
+            raise RuleError(said) from None
+        except duckdb_kql.KqlError as exc:
+            raise RuleError(messages.translator(kql, exc, self.session.tables)) from None
+        except RecursionError:
+            raise RuleError("the query is nested too deeply to translate: simplify it") from None
+        return str(result), dict(result.parameters)
+
+    def _describe(self, sql: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """The columns (name, DuckDB type) of a spliced query's part."""
+        cur = self._spliced_run(sql, params)
+        return [(str(d[0]), str(d[1])) for d in cur.description or ()]
+
+    def _rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of a spliced query's part (the keys bag_unpack and pivot make columns of)."""
+        return list(self._spliced_run(sql, params).fetchall())
+
+    def _spliced_run(self, sql: str, params: dict[str, Any]) -> Any:
+        params = {**params}
+        if CLOCK_SLOT in params or f"${CLOCK_SLOT}" in sql:
+            params[CLOCK_SLOT] = EARLIEST
+        used = {k: v for k, v in params.items() if f"${k}" in sql}
+        try:
+            return self.con.execute(sql, used)
+        except duckdb.Error as exc:
+            check_stop(exc)
+            raise RuleError(self.failure(exc)) from None
 
     def _columns_of(self, kql: str) -> list[tuple[str, str]]:
         """The result columns of a query and their DuckDB types (compat's rewrites need the

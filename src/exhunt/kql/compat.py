@@ -6,7 +6,7 @@ the query text only at the exact span of a parse-tree node (strings and comments
 touched, and a column that happens to be named `makeset` stays a column):
 
 - deprecated names: makeset, makelist, parsejson, argmax, argmin, columnifexists, arraylength,
-  array_strcat -> their current names (`RENAMES`);
+  array_strcat, make_dictionary -> their current names (`RENAMES`);
 - `extractjson`/`extract_json(path, text[, typeof(T)])` with a literal `$.a.b[0]['c']` path ->
   `tostring(parse_json(text).a.b[0]['c'])` (or `toT(...)`);
 - `make_set(x, n)`, `make_list(x, n)` -> `array_slice(make_set(x), 0, n - 1)` (the translator
@@ -24,8 +24,12 @@ touched, and a column that happens to be named `makeset` stays a column):
 - a parenthesised pipeline source `(union T, U) | ...` -> `union T, U | ...` (pipes are
   left-associative: the same query).
 
-What has no rewrite (top-nested, partition, evaluate plugins, parse_xml, parse_command_line,
-make_bag...) gets an error in plain words (`explain`). tests/test_kql_compat.py holds, for
+Functions the translator has no row for are added to its registry (`install`): `parse_command_line`
+and `parse_xml` as DuckDB Python functions (`kql.udfs`, created on each connection by
+`register_functions`), `bag_keys` and the aggregation `make_bag` as DuckDB SQL. Operators it lacks
+(`top-nested`, `partition`, `evaluate bag_unpack`/`pivot`) run as SQL around its translations
+(`kql.splice`). What is left (other evaluate plugins, `scan`, `make-series`...) gets an error in
+plain words (`explain`). tests/test_kql_compat.py holds, for
 each workaround, a canary asserting duckdb-kql still rejects the original construct: when one
 fails, the translator learned it and the workaround can go.
 
@@ -41,16 +45,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exhunt.errors import RuleError
+from exhunt.kql import udfs
 from exhunt.kql.tree import _children, call_name, name_of, node_kind, parse, tokens, walk
 
-#: Part of the translation cache's key: bump it whenever a rewrite changes.
-VERSION = "1"
+#: Part of the translation cache's key: bump it whenever a rewrite or an added function changes.
+VERSION = "3"
 
 #: Deprecated (or alternative) function names -> the names duckdb-kql translates.
 RENAMES = {
     "makeset": "make_set", "makelist": "make_list", "parsejson": "parse_json", "argmax": "arg_max",
     "argmin": "arg_min", "columnifexists": "column_ifexists", "arraylength": "array_length",
-    "array_strcat": "strcat_array",
+    "array_strcat": "strcat_array", "make_dictionary": "make_bag",
 }
 #: Lower-case words whose presence makes a query worth parsing here (others pass untouched).
 _TRIGGERS = frozenset({*RENAMES, "extractjson", "extract_json", "split", "column_ifexists", "make_set", "make_list",
@@ -371,6 +376,55 @@ def rewrite(kql: str, schema: dict[str, list[str]], columns_of: ColumnsOf | None
             text = text[:a] + repl + text[b:]
         out.kql = text
     return out
+
+
+#: Scalar functions added to the translator: KQL name -> (DuckDB SQL with {0}, {1}... for the
+#: arguments, the argument counts). A dynamic result is JSON, as the translator's own are.
+FUNCTIONS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "parse_command_line": ("TRY_CAST(exhunt_parse_command_line(CAST({0} AS VARCHAR), CAST({1} AS VARCHAR)) AS JSON)",
+                           (2,)),
+    "parse_xml": ("TRY_CAST(exhunt_parse_xml(CAST({0} AS VARCHAR)) AS JSON)", (1,)),
+    "bag_keys": ("(CASE WHEN json_type(TRY_CAST({0} AS JSON)) = 'OBJECT' "
+                 "THEN to_json(json_keys(TRY_CAST({0} AS JSON))) END)", (1,)),
+}
+#: Aggregations added: KQL name -> (DuckDB SQL, argument counts, the prefix of the column name
+#: Kusto gives an unnamed one: `make_bag(d)` -> `bag_d`). make_bag merges the rows' bags (a key
+#: seen in several rows keeps one of its values, as Kusto's does; bags nested under a key are
+#: merged too, where Kusto keeps one); an empty input gives `{}`.
+AGGREGATES: dict[str, tuple[str, tuple[int, ...], str]] = {
+    "make_bag": ("coalesce(list_reduce(list(TRY_CAST({0} AS JSON)) FILTER (WHERE json_type(TRY_CAST({0} AS JSON)) "
+                 "= 'OBJECT'), lambda a, b: json_merge_patch(a, b), '{{}}'::JSON), '{{}}'::JSON)", (1, 2), "bag"),
+}
+#: The DuckDB Python functions FUNCTIONS calls: name -> (function, argument count).
+UDFS: dict[str, tuple[Callable[..., str | None], int]] = {
+    "exhunt_parse_command_line": (udfs.parse_command_line, 2),
+    "exhunt_parse_xml": (udfs.parse_xml, 1),
+}
+
+
+def install() -> None:
+    """Add FUNCTIONS and AGGREGATES to duckdb-kql's registries (once; a name it learned is left
+    to it: the canaries in tests/test_kql_compat.py then fail, and the row here can go)."""
+    from duckdb_kql.translate import functions as registry
+
+    for name, (template, arities) in FUNCTIONS.items():
+        if name not in registry.SCALAR_FUNCTIONS:
+            registry.SCALAR_FUNCTIONS[name] = registry.FunctionSpec(name, "udf", template, arities, note="exhunt")
+    for name, (template, arities, prefix) in AGGREGATES.items():
+        if name not in registry.AGGREGATE_FUNCTIONS:
+            registry.AGGREGATE_FUNCTIONS[name] = registry.AggregateSpec(name, template, arities, name_prefix=prefix,
+                                                                        note="exhunt")
+
+
+def register_functions(con: Any) -> None:
+    """Create UDFS on a DuckDB connection (a cursor of it shares them)."""
+    import duckdb
+
+    for name, (fn, argc) in UDFS.items():
+        try:
+            con.create_function(name, fn, ["VARCHAR"] * argc, "VARCHAR", null_handling="special", side_effects=False)
+        except duckdb.CatalogException:  # created before on this database
+            pass
 
 
 #: duckdb-kql construct names -> what the user wrote, for the errors.

@@ -1,0 +1,169 @@
+"""KQL the translator lacks, run locally: the functions added to its registry (kql.udfs through
+kql.compat) and the operators spliced around its translations (kql.splice).
+
+The corpus (tests/kql_corpus/compat-*.yaml) runs each feature on hunting-style queries; here are
+the edge cases: Windows' command-line quoting, XML that must never expand, hostile keys that
+become column names, the caps, and where a cut is made."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from exhunt.backends.duckdb import DuckDBBackend
+from exhunt.engine import Session
+from exhunt.errors import RuleError
+from exhunt.kql import splice, udfs
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[DuckDBBackend]:
+    b = DuckDBBackend(Session(in_memory=True), own=True)
+    yield b
+    b.close()
+
+
+def _argv(text: str) -> list[str]:
+    out = udfs.parse_command_line(text, "windows")
+    assert out is not None
+    return list(orjson.loads(out))
+
+
+@pytest.mark.parametrize("text, args", [
+    ("a b  c", ["a", "b", "c"]),
+    ('"C:\\Program Files\\x.exe" -a', ["C:\\Program Files\\x.exe", "-a"]),
+    # the program name: quotes toggle, a backslash is never an escape in it
+    ('C:\\a\\"b c"\\d.exe x', ['C:\\a\\b c\\d.exe', "x"]),
+    # 2n backslashes + quote: n backslashes, the quote toggles quoting
+    ('p a\\\\"b c" d', ["p", "a\\b c", "d"]),
+    # 2n+1 backslashes + quote: n backslashes and a literal quote
+    ('p a\\\\\\"b c', ["p", 'a\\"b', "c"]),
+    # backslashes not before a quote are literal
+    ("p a\\\\b\\c", ["p", "a\\\\b\\c"]),
+    # "" inside quotes is a literal quote
+    ('p "a ""b"" c" d', ["p", 'a "b" c', "d"]),
+    ('p "unterminated x', ["p", "unterminated x"]),
+    ("p\t-x\t", ["p", "-x"]),
+    ("", [""]),
+])
+def test_command_lines_split_as_windows_splits_them(text: str, args: list[str]) -> None:
+    assert _argv(text) == args
+
+
+def test_command_line_parser_other_than_windows_or_null_gives_null() -> None:
+    assert udfs.parse_command_line("a b", "unix") is None
+    assert udfs.parse_command_line(None, "windows") is None
+    assert udfs.parse_command_line("a" * (udfs.MAX_TEXT + 1), "windows") is None
+
+
+@pytest.mark.parametrize("xml, value", [
+    ("<e/>", {"e": None}),
+    ("<e>text</e>", {"e": "text"}),
+    ('<e name="v"/>', {"e": {"@name": "v"}}),
+    ('<e name="v">text</e>', {"e": {"@name": "v", "#text": "text"}}),
+    ("<e><a>1</a><b>2</b></e>", {"e": {"a": "1", "b": "2"}}),
+    ("<e><a>1</a><a>2</a><a>3</a></e>", {"e": {"a": ["1", "2", "3"]}}),
+    ("<e>t<a>1</a></e>", {"e": {"#text": "t", "a": "1"}}),
+    ('<e xmlns="urn:x"><a>1</a></e>', {"e": {"a": "1"}}),
+])
+def test_xml_becomes_the_bag_kusto_makes(xml: str, value: object) -> None:
+    out = udfs.parse_xml(xml)
+    assert out is not None and orjson.loads(out) == value
+
+
+@pytest.mark.parametrize("xml", [
+    "not xml <",
+    '<!DOCTYPE r [<!ENTITY a "x"><!ENTITY b "&a;&a;&a;">]><r>&b;</r>',  # entity expansion
+    '<!DOCTYPE r [<!ENTITY e SYSTEM "file:///etc/passwd">]><r>&e;</r>',  # external entity
+    "",
+])
+def test_xml_that_is_not_plain_xml_gives_null(xml: str) -> None:
+    assert udfs.parse_xml(xml) is None
+
+
+def test_functions_reach_the_engine_and_null_stays_null(backend: DuckDBBackend) -> None:
+    rows = backend.query(
+        "datatable(c:string)['a \"b c\"', ''] | extend A = parse_command_line(c, 'windows') "
+        "| project c, N = array_length(A), Second = tostring(A[1]), X = isnull(parse_xml(c))").to_pylist()
+    assert rows == [{"c": 'a "b c"', "N": 2, "Second": "b c", "X": True},
+                    {"c": "", "N": 1, "Second": "", "X": True}]
+
+
+# -- where a query is cut -------------------------------------------------------------------------
+
+
+def test_the_cut_keeps_lets_head_and_tail() -> None:
+    kql = "let n = 2;\nT | where a > n | top-nested 2 of a by count() | where b > 1 | take 3"
+    plan = splice.find(kql)
+    assert plan is not None and plan.kind == "top-nested"
+    assert plan.lets == "let n = 2;\n"
+    assert plan.head == "T | where a > n"
+    assert plan.tail == "| where b > 1 | take 3"
+
+
+@pytest.mark.parametrize("kql", [
+    "T | where a == 'top-nested'",  # the word in a string
+    "T | evaluate autocluster()",  # a plugin that is not spliced
+    "T | summarize count() by partition = a",  # a column named partition
+])
+def test_no_cut_where_there_is_nothing_to_splice(kql: str) -> None:
+    assert splice.find(kql) is None
+
+
+def test_an_operator_inside_a_let_is_not_cut_and_is_refused_in_words(backend: DuckDBBackend) -> None:
+    with pytest.raises(RuleError, match="`top-nested` is not supported by the local engine"):
+        backend.query("let t = datatable(a:string)['x'] | top-nested 1 of a by count(); t")
+
+
+def test_two_spliced_operators_and_a_let_in_one_query(backend: DuckDBBackend) -> None:
+    rows = backend.query(
+        "let least = 2;\n"
+        "datatable(h:string, u:string)['x','a','x','a','x','b','y','c','y','c','z','d']\n"
+        "| top-nested of h by n = count(), top-nested 1 of u by m = count()\n"
+        "| where n >= least\n"
+        "| partition by h (top 1 by m)\n"
+        "| project h, u, m").to_pylist()
+    assert sorted(rows, key=lambda r: r["h"]) == [{"h": "x", "u": "a", "m": 2}, {"h": "y", "u": "c", "m": 2}]
+
+
+# -- data that becomes column names -----------------------------------------------------------------
+
+
+def test_hostile_bag_keys_are_column_names_only(backend: DuckDBBackend) -> None:
+    keys = ['a"b', "x'); SELECT 1; --", "\x1b[31mred", "c\\d"]
+    bag = orjson.dumps({k: i for i, k in enumerate(keys)}).decode().replace("\\", "\\\\").replace("'", "\\'")
+    table = backend.query(f"print d = parse_json('{bag}') | evaluate bag_unpack(d)")
+    assert sorted(table.column_names) == sorted(keys)
+    assert table.to_pylist() == [{k: i for i, k in enumerate(keys)}]
+
+
+def test_hostile_pivot_values_are_column_names_only(backend: DuckDBBackend) -> None:
+    table = backend.query("""datatable(k:string, v:string)['h', 'x"; DROP TABLE t; --', 'h', "it's"]
+                             | evaluate pivot(v, count(), k)""")
+    assert table.column_names == ["k", "it's", 'x"; DROP TABLE t; --']
+    assert table.to_pylist() == [{"k": "h", "it's": 1, 'x"; DROP TABLE t; --': 1}]
+
+
+def test_too_many_columns_from_the_data_are_refused(backend: DuckDBBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(splice, "MAX_COLUMNS", 2)
+    with pytest.raises(RuleError, match=r"evaluate pivot would make 3 columns from the data's distinct values"):
+        backend.query("datatable(v:string)['a','b','c'] | evaluate pivot(v)")
+    with pytest.raises(RuleError, match=r"evaluate bag_unpack would make 3 columns"):
+        backend.query("print d = dynamic({'a':1,'b':2,'c':3}) | evaluate bag_unpack(d)")
+
+
+def test_an_empty_input_gives_the_columns_it_can(backend: DuckDBBackend) -> None:
+    table = backend.query("datatable(k:string, d:dynamic)['x', dynamic(null)] | where k == 'none' "
+                          "| evaluate bag_unpack(d)")
+    assert table.column_names == ["k"] and table.num_rows == 0
+    table = backend.query("datatable(k:string, v:string)['x', 'y'] | where k == 'none' | evaluate pivot(v, count(), k)")
+    assert table.column_names == ["k"] and table.num_rows == 0
+
+
+def test_a_bad_argument_is_named(backend: DuckDBBackend) -> None:
+    with pytest.raises(RuleError, match="columnsConflict is error, replace_source or keep_source, not 'merge'"):
+        backend.query("print d = dynamic({'a':1}) | evaluate bag_unpack(d, '', 'merge')")
+    with pytest.raises(RuleError, match="top-nested takes a whole number before `of`"):
+        backend.query("datatable(a:string)['x'] | top-nested 1+1 of a by count()")
