@@ -167,3 +167,13 @@ def test_a_bad_argument_is_named(backend: DuckDBBackend) -> None:
         backend.query("print d = dynamic({'a':1}) | evaluate bag_unpack(d, '', 'merge')")
     with pytest.raises(RuleError, match="top-nested takes a whole number before `of`"):
         backend.query("datatable(a:string)['x'] | top-nested 1+1 of a by count()")
+
+
+def test_with_no_rows_the_rest_may_name_columns_only_data_would_bring(backend: DuckDBBackend) -> None:
+    """`rules validate` runs rules on empty tables: a column a bag would bring is not unknown."""
+    table = backend.query("datatable(d:dynamic)[dynamic({'a':1})] | where isnull(d) | evaluate bag_unpack(d) "
+                          "| where Count > 1 | project Count")
+    assert table.num_rows == 0
+    # with rows, a column the data did not bring is unknown, as in Kusto
+    with pytest.raises(RuleError, match="Count"):
+        backend.query("datatable(d:dynamic)[dynamic({'a':1})] | evaluate bag_unpack(d) | where Count > 1")

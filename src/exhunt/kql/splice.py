@@ -13,7 +13,8 @@ hold another such operator (it goes through the same path). The `let` statements
 query are kept in front of every part.
 
 bag_unpack and pivot make one column per value found in the data, as Kusto does: the columns
-are read off the rows when the query is translated (the translation is not stored across runs).
+are read off the rows when the query is translated (the translation is not stored across runs);
+with no rows to read them off, what follows may name any column and the result is empty.
 Not supported (a plain-words error instead): `with others` in top-nested, partition's
 `{ source | ... }` body, an output schema (`: (...)`) after evaluate.
 """
@@ -122,6 +123,9 @@ class Splicer:
         self.n = n
         self.params: dict[str, Any] = {}
         self.outer = _OUTER.get()
+        #: bag_unpack or pivot found nothing to make columns of: the rest of the query may name
+        #: columns only data would bring (an empty result then, not an unknown column).
+        self.no_data_columns = False
         self.ctes: list[tuple[str, str]] = []
         #: Tables the parts read besides the loaded ones (an enclosing query's CTEs, then ours).
         self.extra: dict[str, list[str]] = dict(extra or {})
@@ -172,7 +176,16 @@ class Splicer:
         out = self._name("out")
         self._add(out, build(source, in_cols))
         rest = f"{plan.lets}{_kql_name(out)}\n{plan.tail}"
-        tail = self._translate(rest) if plan.tail else f"SELECT * FROM {_q(out)}"
+        tail = f"SELECT * FROM {_q(out)}"
+        if plan.tail:
+            try:
+                tail = self._translate(rest)
+                if self.no_data_columns:
+                    self._columns(tail)  # a column no row brought fails here, not when the rule runs
+            except RuleError:
+                if not self.no_data_columns:
+                    raise
+                tail = f"SELECT * FROM {_q(out)} WHERE false"
         return self._with(f"SELECT * FROM ({tail}) AS _exhunt_q", outer=False), self.params
 
     def _text(self, node: Any) -> str:
@@ -321,7 +334,10 @@ class Splicer:
         if conflict == "replace_source":
             keep = [c for c in keep if c not in types]
         unpacked = sorted(k for k in types if not (conflict == "keep_source" and k in keep))
+        self.no_data_columns = not types
         if not unpacked:
+            if not keep:  # the bag was the only column and held nothing: no column, no row
+                return "SELECT NULL AS _exhunt_nothing WHERE false"
             return "SELECT " + ", ".join(f"r.{_q(c)}" for c in keep) + f" FROM {_q(rid)} AS r ORDER BY r._exhunt_rid"
         pv = self._name("pv")
         self.ctes.append((pv, f"PIVOT {_q(kv)} ON _exhunt_k IN ({', '.join(_sql_string(k) for k in unpacked)}) "
@@ -368,6 +384,7 @@ class Splicer:
         zero = re.match(r"\s*([A-Za-z_]\w*)\s*\(", agg)
         fill = zero is not None and zero.group(1).lower() in _ZERO_WHEN_EMPTY
         gsel = [f"{_q(c)}" for c in group_cols]
+        self.no_data_columns = not values
         if not values:
             return f"SELECT {', '.join(gsel) or '*'} FROM {_q(grouped)} WHERE false"
         pv = self._name("pv")
