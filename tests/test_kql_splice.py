@@ -177,3 +177,18 @@ def test_with_no_rows_the_rest_may_name_columns_only_data_would_bring(backend: D
     # with rows, a column the data did not bring is unknown, as in Kusto
     with pytest.raises(RuleError, match="Count"):
         backend.query("datatable(d:dynamic)[dynamic({'a':1})] | evaluate bag_unpack(d) | where Count > 1")
+
+
+def test_top_nested_with_others_per_parent_and_never_below_an_others_row(backend: DuckDBBackend) -> None:
+    rows = backend.query(
+        "datatable(S:string, E:string, n:long)['a','x',1,'a','y',2,'a','y',3,'b','x',5,'c','z',1]"
+        "| top-nested 2 of S with others = 'rest' by T = sum(n), top-nested 1 of E with others = 'other' by C = count()"
+        "| project S, T = tolong(T), E, C").to_pylist()
+    assert sorted(rows, key=str) == sorted([
+        {"S": "a", "T": 6, "E": "y", "C": 2}, {"S": "a", "T": 6, "E": "other", "C": 1},
+        {"S": "b", "T": 5, "E": "x", "C": 1},  # b has no other value of E: no others row
+        {"S": "rest", "T": 1, "E": None, "C": None},
+    ], key=str)
+    # every value kept: no others row at all
+    assert backend.query("datatable(S:string)['a','b'] | top-nested 3 of S with others = 'rest' by count()"
+                         ).num_rows == 2

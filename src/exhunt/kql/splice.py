@@ -15,8 +15,8 @@ query are kept in front of every part.
 bag_unpack and pivot make one column per value found in the data, as Kusto does: the columns
 are read off the rows when the query is translated (the translation is not stored across runs);
 with no rows to read them off, what follows may name any column and the result is empty.
-Not supported (a plain-words error instead): `with others` in top-nested, partition's
-`{ source | ... }` body, an output schema (`: (...)`) after evaluate.
+Not supported (a plain-words error instead): partition's `{ source | ... }` body, an output
+schema (`: (...)`) after evaluate.
 """
 
 from __future__ import annotations
@@ -113,6 +113,19 @@ def find(kql: str) -> Plan | None:
     return None
 
 
+@dataclass
+class _Level:
+    """One top-nested clause."""
+
+    limit: int | None
+    key: str  # as written (`Name = expr` or `expr`)
+    key_expr: str
+    agg: str
+    agg_name: str | None
+    desc: bool
+    others: str | None
+
+
 class Splicer:
     """Builds the SQL of one query; `n` keeps CTE names unique across nested operators."""
 
@@ -195,36 +208,71 @@ class Splicer:
     # -- top-nested ----------------------------------------------------------------------
 
     def _top_nested(self, source: str, in_cols: list[str]) -> str:
-        levels = []
-        for part in (k for k in _children(self.plan.op) if node_kind(k) == "TopNestedOperatorPart"):
-            levels.append(self._level(part))
+        """Level i: the input summarised by the keys of levels 1..i, joined to the rows kept at
+        level i-1 and ranked within each of them. `with others = V` adds, per row kept at level
+        i-1, one row whose key is V and whose aggregation runs over the input rows of that group
+        not kept at level i; deeper levels leave it as it is (their columns null)."""
+        levels = [self._level(part) for part in _children(self.plan.op) if node_kind(part) == "TopNestedOperatorPart"]
+        lets, src = self.plan.lets, _kql_name(source)
+        keyed = ""
+        if any(level.others is not None for level in levels):
+            keyed = self._name("keyed")
+            self._add(keyed, self._translate(f"{lets}{src}\n| extend " + ", ".join(
+                f"_exhunt_k{i} = {level.key_expr}" for i, level in enumerate(levels, 1))))
         keys: list[str] = []
         prev = ""
         prev_keys: list[str] = []
-        for i, (limit, key, agg, agg_name, desc) in enumerate(levels, 1):
-            keys.append(key)
-            sql = self._translate(f"{self.plan.lets}{_kql_name(source)}\n| summarize _exhunt_agg = {agg} by "
-                                  + ", ".join(keys))
+        others: list[str] = []
+        for i, level in enumerate(levels, 1):
+            keys.append(level.key)
+            sql = self._translate(f"{lets}{src}\n| summarize _exhunt_agg = {level.agg} by " + ", ".join(keys))
             names = [c for c, _ in self._columns(sql)]
             key_name = names[len(keys) - 1]
-            out_agg = agg_name or f"aggregated_{key_name}"
-            order = f'q."_exhunt_agg" {"DESC" if desc else "ASC"} NULLS LAST'
+            out_agg = level.agg_name or f"aggregated_{key_name}"
+            order = f'q."_exhunt_agg" {"DESC" if level.desc else "ASC"} NULLS LAST'
             part = f"PARTITION BY {', '.join('q.' + _q(k) for k in prev_keys)} " if prev_keys else ""
-            rank = f" QUALIFY row_number() OVER ({part}ORDER BY {order}) <= {limit}" if limit is not None else ""
+            rank = (f" QUALIFY row_number() OVER ({part}ORDER BY {order}) <= {level.limit}"
+                    if level.limit is not None else "")
             if prev:
                 on = " AND ".join(f"q.{_q(k)} IS NOT DISTINCT FROM p.{_q(k)}" for k in prev_keys)
                 body = (f"SELECT p.*, q.{_q(key_name)}, q.\"_exhunt_agg\" AS {_q(out_agg)} FROM ({sql}) AS q "
                         f"JOIN {_q(prev)} AS p ON {on}{rank}")
             else:
                 body = f"SELECT q.{_q(key_name)}, q.\"_exhunt_agg\" AS {_q(out_agg)} FROM ({sql}) AS q{rank}"
-            level = self._name(f"tn{i}_")
-            self.ctes.append((level, body))
-            prev, prev_keys = level, names[: len(keys)]
-        return f"SELECT * FROM {_q(prev)}"
+            kept = self._name(f"tn{i}_")
+            self.ctes.append((kept, body))
+            if level.others is not None:
+                others.append(self._others(i, level, keyed, kept, prev, prev_keys, key_name, out_agg,
+                                           names[: len(keys)]))
+            prev, prev_keys = kept, names[: len(keys)]
+        return " UNION ALL BY NAME ".join([f"SELECT * FROM {_q(prev)}", *(f"SELECT * FROM {_q(o)}" for o in others)])
 
-    def _level(self, part: Any) -> tuple[int | None, str, str, str | None, bool]:
-        """One `top-nested [N] of Key by Agg [asc|desc]`: (N, key, aggregation, its name, desc)."""
-        limit_node = key_node = ordered = None
+    def _others(self, i: int, level: _Level, keyed: str, kept: str, prev: str, prev_keys: list[str], key_name: str,
+                out_agg: str, level_keys: list[str]) -> str:
+        """The `with others` rows of level i (a CTE name)."""
+        parent = [f"r._exhunt_k{j} IS NOT DISTINCT FROM p.{_q(k)}" for j, k in enumerate(prev_keys, 1)]
+        join = f" JOIN {_q(prev)} AS p ON {' AND '.join(parent)}" if prev else ""
+        same = " AND ".join(f"q.{_q(k)} IS NOT DISTINCT FROM r._exhunt_k{j}" for j, k in enumerate(level_keys, 1))
+        rest = self._name(f"oth{i}_rows")
+        self._add(rest, f"SELECT r.* FROM {_q(keyed)} AS r{join} WHERE NOT EXISTS (SELECT 1 FROM {_q(kept)} AS q "
+                        f"WHERE {same})")
+        by = ", ".join(f"_exhunt_k{j}" for j in range(1, i))
+        agg = self._translate(f"{self.plan.lets}{_kql_name(rest)}\n| summarize _exhunt_agg = {level.agg}"
+                              + (f" by {by}" if by else ""))
+        value = self._translate(f"{self.plan.lets}print _exhunt_v = {level.others}")
+        row = f"(SELECT _exhunt_v FROM ({value}) AS v) AS {_q(key_name)}, o._exhunt_agg AS {_q(out_agg)}"
+        if prev:
+            on = " AND ".join(f"o._exhunt_k{j} IS NOT DISTINCT FROM p.{_q(k)}" for j, k in enumerate(prev_keys, 1))
+            body = f"SELECT p.*, {row} FROM ({agg}) AS o JOIN {_q(prev)} AS p ON {on}"
+        else:
+            body = f"SELECT {row} FROM ({agg}) AS o WHERE EXISTS (SELECT 1 FROM {_q(rest)})"
+        name = self._name(f"oth{i}_")
+        self.ctes.append((name, body))
+        return name
+
+    def _level(self, part: Any) -> _Level:
+        """One `top-nested [N] of Key [with others = V] by Agg [asc|desc]`."""
+        limit_node = key_node = ordered = others = None
         seen_of = False
         for kid in _children(part):
             k = node_kind(kid)
@@ -232,8 +280,7 @@ class Splicer:
             if text == "of":
                 seen_of = True
             elif k == "TopNestedOperatorWithOthersClause":
-                raise RuleError("`top-nested ... with others` is not supported by the local engine; drop the "
-                                "`with others = ...` part, or run the query on Azure Data Explorer or Log Analytics")
+                others = self._text(next(n for n in _children(kid) if node_kind(n) == "NamedExpression"))
             elif k == "NamedExpression":
                 if seen_of:
                     key_node = kid
@@ -249,16 +296,19 @@ class Splicer:
             if not text.isdigit():
                 raise RuleError(f"top-nested takes a whole number before `of`, not `{text}`")
             limit = int(text)
-        named = next(k for k in _children(ordered) if node_kind(k) == "NamedExpression")
-        clause = next((k for k in _children(named) if node_kind(k) == "NamedExpressionNameClause"), None)
-        agg_name = None
-        agg = self._text(named)
-        if clause is not None:
-            agg_name = name_of(next(k for k in _children(clause) if node_kind(k)))
-            agg = self._text(next(k for k in _children(named) if node_kind(k) == "UnnamedExpression"))
+        agg_name, agg = self._named(next(k for k in _children(ordered) if node_kind(k) == "NamedExpression"))
+        _, key_expr = self._named(key_node)
         sorting = next((k for k in _children(ordered) if node_kind(k) == "SortOrdering"), None)
         desc = not (sorting is not None and sorting.getText().lower().startswith("asc"))
-        return limit, self._text(key_node), agg, agg_name, desc
+        return _Level(limit, self._text(key_node), key_expr, agg, agg_name, desc, others)
+
+    def _named(self, named: Any) -> tuple[str | None, str]:
+        """A `Name = expression` (or a bare expression): its name, if given, and the expression."""
+        clause = next((k for k in _children(named) if node_kind(k) == "NamedExpressionNameClause"), None)
+        if clause is None:
+            return None, self._text(named)
+        expr = next(k for k in _children(named) if node_kind(k) == "UnnamedExpression")
+        return name_of(next(k for k in _children(clause) if node_kind(k))), self._text(expr)
 
     # -- partition -----------------------------------------------------------------------
 
