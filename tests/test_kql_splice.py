@@ -192,3 +192,22 @@ def test_top_nested_with_others_per_parent_and_never_below_an_others_row(backend
     # every value kept: no others row at all
     assert backend.query("datatable(S:string)['a','b'] | top-nested 3 of S with others = 'rest' by count()"
                          ).num_rows == 2
+
+
+@pytest.mark.parametrize("kql", [
+    "datatable(a:string)['x'] | top-nested of by count()",
+    "datatable(a:string)['x'] | top-nested 2 of a by",
+    "datatable(a:string)['x'] | partition by (take 1)",
+    "datatable(a:string)['x'] | partition by a ()",
+    "datatable(a:string)['x'] | evaluate pivot()",
+    "datatable(a:string)['x'] | evaluate bag_unpack(a, 3)",
+    "datatable(a:string)['x'] | evaluate bag_unpack(a, '', 'error', 'notalist')",
+    "datatable(a:string)['x'] | top-nested 1 of a with others = by count()",
+])
+def test_malformed_operators_are_refused_in_words(backend: DuckDBBackend, kql: str) -> None:
+    from exhunt.errors import ExhuntError
+
+    with pytest.raises(ExhuntError) as err:
+        backend.query(kql)
+    text = str(err.value)
+    assert "Traceback" not in text and "duckdb" not in text.lower() and "Binder" not in text, text

@@ -479,4 +479,11 @@ def splice(kql: str, plan: Plan, to_sql: ToSql, describe: Describe, rows: Rows,
     """The SQL (and parameters) of a query cut by `find`. A query that is the rest of another
     (it reads `_exhunt_outN`) numbers its own CTEs after N, so no name shadows another."""
     n = 1 + max((int(m) for m in re.findall(r"_exhunt_out(\d+)", kql)), default=0)
-    return Splicer(kql, plan, to_sql, describe, rows, n, extra).build()
+    try:
+        return Splicer(kql, plan, to_sql, describe, rows, n, extra).build()
+    except (StopIteration, AttributeError, IndexError, ValueError):  # a tree shape not foreseen
+        a, _ = _span(plan.op)
+        line = kql.count("\n", 0, a) + 1
+        column = a - (kql.rfind("\n", 0, a) + 1) + 1
+        raise RuleError(f"cannot read the `{plan.kind}` operator (line {line}, column {column}): check its "
+                        f"syntax, or run the query on Azure Data Explorer or Log Analytics") from None
