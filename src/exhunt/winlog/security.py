@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cache
 from typing import Any
 
+from exhunt.schema import table
 from exhunt.winlog.common import EMPTY, basename, text, to_int
 from exhunt.winlog.event import WinEvent
 
@@ -73,12 +75,11 @@ ACTIVITIES = {
     5145: "A network share object was checked to see whether client can be granted desired access.",
 }
 #: SecurityEvent columns that take the EventData value of the same name.
-SAME_NAME = (
-    "SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId", "TargetUserName",
-    "TargetDomainName", "TargetUserSid", "TargetLogonId", "IpAddress", "IpPort", "WorkstationName",
-    "NewProcessName", "NewProcessId", "CommandLine", "ParentProcessName", "ProcessId", "ProcessName",
-    "TokenElevationType", "MandatoryLabel", "ObjectName", "ObjectType", "ServiceName", "ServiceFileName",
-)
+@cache
+def _from_data() -> dict[str, bool]:
+    """SecurityEvent's columns an EventData field of the same name fills -> whether an integer
+    (the twin of `-- fill: EventData` in security-event.sql; the computed ones are set after)."""
+    return {c.name: c.kql_type in ("int", "long") for c in table("SecurityEvent").columns}
 
 
 def _account(domain: str, user: str) -> str:
@@ -94,7 +95,9 @@ def security_event(ev: WinEvent, event_data: str) -> Row:
         kept.setdefault("EventData", event_data)
         return kept
     d = ev.data
-    row: Row = {k: v if (v := d[k]).__class__ is str else text(v) for k in SAME_NAME if k in d}
+    columns = _from_data()
+    row: Row = {k: (to_int(v) if columns[k] else v if v.__class__ is str else text(v))
+                for k, v in d.items() if k in columns}
     get = row.get
     subject = _account(get("SubjectDomainName", ""), get("SubjectUserName", ""))
     target = _account(get("TargetDomainName", ""), get("TargetUserName", ""))
@@ -113,6 +116,7 @@ def security_event(ev: WinEvent, event_data: str) -> Row:
         "Account": target or subject,
         "AccountType": "Machine" if (target or subject).endswith("$") else ("User" if target or subject else ""),
         "LogonType": to_int(d.get("LogonType")),
+        "LogonTypeName": _logon_type_name(to_int(d.get("LogonType"))),
         "Process": basename(d.get("NewProcessName") or d.get("ProcessName")),
         "EventData": event_data,
         "Type": "SecurityEvent",
@@ -131,6 +135,11 @@ FAILURE_REASONS = {"%%2304": "LogonError", "%%2305": "AccountExpired", "%%2306":
                    "%%2312": "UserNotAllowedOnComputer", "%%2313": "InvalidUserNameOrPassword", "-": ""}
 _ACTIONS = {4624: "LogonSuccess", 4625: "LogonFailed", 4648: "LogonAttempted"}
 _PRIVATE = re.compile(r"^(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|169\.254\.|[fF][cCdD]|[fF][eE]80:)")
+
+
+def _logon_type_name(kind: int | None) -> str:
+    """SecurityEvent's LogonTypeName: '10 - RemoteInteractive'."""
+    return "" if kind is None else f"{kind} - {LOGON_TYPES.get(kind, str(kind))}"
 
 
 def _ip_type(ip: str) -> str:
