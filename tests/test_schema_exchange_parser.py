@@ -28,7 +28,8 @@ EVENTS = [
 ]
 QUERY = ("ExchangeAdminAuditLogs | sort by TimeGenerated asc | project CmdletName, IsVIP, IsSenstiveCmdlet, "
          "IsRestrictedCmdLet, IsSenstiveCmdletParameters, IsSensitive, UserOriented, ESIEnvironment, "
-         "Extracted = array_length(ExtractedParameters), First = tostring(ExtractedParameters[1]), Restricted = array_length(RestrictedParameters), "
+         "Extracted = array_length(ExtractedParameters), First = tostring(ExtractedParameters[1]), "
+         "Restricted = array_length(RestrictedParameters), "
          "objectGUID, sAMAccountName")
 
 

@@ -14,7 +14,6 @@ from importlib import resources
 from typing import Any
 
 from exhunt import yamltext
-
 from exhunt.winlog.common import dumps, text
 from exhunt.winlog.event import WinEvent
 
