@@ -57,7 +57,7 @@ def test_powershell_logs_give_powershell_commands(shared_data: Path) -> None:
 def test_security_4688_from_real_log(shared_data: Path) -> None:
     path = next((shared_data / "EVTX-to-MITRE-Attack").rglob("*PSexec remote execution*.evtx"))
     s, (report,) = _load(path)
-    assert dict(report.used) == {"Event": 30, "SecurityEvent": 30, "DeviceProcessEvents": 11}
+    assert dict(report.used) == {"Event": 30, "SecurityEvent": 30, "DeviceProcessEvents": 11, "DeviceLogonEvents": 5}
     assert ("PSEXESVC.exe", "services.exe", "SRVDEFENDER01$") in s.run(
         'SELECT FileName, InitiatingProcessFileName, InitiatingProcessAccountName FROM "_t_DeviceProcessEvents"')
     s.close()

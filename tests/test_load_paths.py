@@ -233,7 +233,8 @@ def test_unread_tables_are_those_no_query_names() -> None:
     assert unread_tables(["union Device* | count"], tables) == set()
     assert unread_tables(["search 'x'"], tables) == set()
     every = unread_tables([r.query for r in load_rules()], tables)
-    assert every == {"DeviceNetworkEvents", "DeviceRegistryEvents"}
+    assert every == {"DeviceNetworkEvents", "DeviceRegistryEvents", "DeviceLogonEvents", "DeviceInfo",
+                     "DeviceNetworkInfo", "IdentityInfo"}
 
 
 @pytest.mark.parametrize("shape", ["no final newline", "header only"])

@@ -269,6 +269,12 @@ def test_exchange_management_1_success() -> None:
         }, separators=(",", ":")),
         "RunspaceType": "Remote-ManagementShell-Unknown", "HostProcess": "8372 w3wp#MSExchangePowerShellAppPool",
         "ErrorMessage": "", "EventData": json.dumps(EX1.data, separators=(",", ":")), "_record": "record 301",
+        # the columns of Sentinel's Exchange parser (exhunt's sensitive-cmdlet list, no VIP watchlist)
+        "IsVIP": False, "canonicalName": "", "displayName": "", "distinguishedName": "", "objectGUID": "",
+        "objectSID": "", "sAMAccountName": "", "userPrincipalName": "", "ESIEnvironment": "Unknown-contoso.local",
+        "IsSenstiveCmdlet": True, "IsRestrictedCmdLet": False,
+        "ExtractedParameters": '["-name","-transportagentfactory","-assemblypath","-transportservice","-priority"]',
+        "RestrictedParameters": "[]", "IsSenstiveCmdletParameters": False, "IsSensitive": True, "UserOriented": "No",
     }
 
 

@@ -597,7 +597,9 @@ class Session:
     def _map_events(self) -> None:
         """Every mapping over the events stored since the last call (see exhunt.winlog.sql).
 
-        A table no query reads is only checked and counted. `Event` and `SecurityEvent`
+        A table no query reads is only counted: the mappings of all such tables are one query
+        that counts each one's rows per input file (DuckDB evaluates their filters only), so a
+        mapping costs a run nothing unless a query reads its table. `Event` and `SecurityEvent`
         (every record, wide texts) are not copied: they become views computing their rows
         from `_w_events` when a query reads them, so a rule's filters on EventID or Source
         reach the stored columns and the texts are built for the rows that pass.
@@ -607,6 +609,9 @@ class Session:
             return
         fresh = f"SELECT * FROM _w_events WHERE _exhunt_seq >= {lo}"
         parts = self._win_files
+        # Events whose time did not parse (few, often none): each mapping names them as skipped.
+        untimed = bool(self.run(f"SELECT count(*) FROM ({fresh}) AS _w WHERE _time IS NULL")[0][0])
+        counted: list[winsql.Mapping] = []
         for m in winsql.mappings():
             if self._forced is not None and m.table != self._forced:
                 continue
@@ -614,25 +619,47 @@ class Session:
             if m.dedupe:  # the first of each kept row is chosen among all rows: one pass, times as text
                 self._dedupe(m, fresh)
                 if self.run("SELECT count(*) FROM _exhunt_mapped")[0][0]:
-                    self._insert_data(m.table, self.con.sql("SELECT * FROM _exhunt_mapped"), parts)
+                    self._insert_data(m.table, self.con.sql("SELECT * FROM _exhunt_mapped"), parts,
+                                      store=m.table not in self._unread)
                 continue
-            copy = m.table not in self._unread and not m.view
+            unread = m.table in self._unread
+            if unread:
+                counted.append(m)
+            copy = not unread and not m.view
             # Times were parsed once into _w_events; only rows without one (few) give the
             # normalizer text, so its messages name the bad or missing time as for any input.
-            for typed in (False, True):
+            for typed in (False, True) if not unread else (False,):
+                if not typed and not untimed:
+                    continue
                 select = winsql.over(m, fresh, typed_time=typed)
                 if copy:
                     self.run(f"CREATE OR REPLACE TEMP TABLE _exhunt_mapped AS {select}")
                     select = "SELECT * FROM _exhunt_mapped"
                 if self.run(f"SELECT count(*) FROM ({select}) AS _exhunt_m")[0][0]:
                     self._insert_data(m.table, self.con.sql(select), parts, store=copy)
-            if m.view and m.table not in self._unread and m.table not in self._win_views:
+            if m.view and not unread and m.table not in self._win_views:
                 self._win_views.add(m.table)
                 viewed = winsql.over(m, "SELECT * FROM _w_events", typed_time=True)
                 schema = self.con.sql(viewed).limit(0).to_arrow_table().schema
                 p = self._plan(t, schema, f"({viewed}) AS _exhunt_src")
                 self._expose(t, f"SELECT * EXCLUDE ({BAD}, {RAW_TIME}, {_q(PART)}) "
                                 f"FROM ({p.sql}) AS _exhunt_norm WHERE {_q(t.time_column)} IS NOT NULL")
+        self._count_unread(counted, fresh)
+
+    def _count_unread(self, counted: list[winsql.Mapping], fresh: str) -> None:
+        """The rows each mapping in `counted` (tables no query reads) makes from `fresh`, with
+        a time, added to each input file's `used` counts: one query for all of them."""
+        if not counted:
+            return
+        legs = " UNION ALL ".join(
+            f"SELECT {i} AS _m, {_q(PART)} FROM ({winsql.over(m, fresh, typed_time=True)}) AS _exhunt_c{i}"
+            for i, m in enumerate(counted))
+        rows = self.run(f"SELECT _m, {_q(PART)}, count(*) FROM ({legs}) AS _exhunt_u GROUP BY ALL")
+        for i in {i for i, _, _ in rows}:  # every file of the load names a table some file filled (as stored ones)
+            for f in self._win_files:
+                f.report.used[counted[i].table] += 0
+        for i, part, n in rows:
+            self._win_files[part].report.used[counted[i].table] += int(n)
 
     def _dedupe(self, m: winsql.Mapping, events: str) -> None:
         """`_exhunt_mapped` := the mapping's rows, first of each distinct `m.dedupe` value per input file."""

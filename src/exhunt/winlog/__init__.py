@@ -79,6 +79,8 @@ class Mapper:
             if kind == _SECURITY:
                 if eid == 4688:
                     out += security.process_create(ev, self._base(ev))
+                elif eid in (4624, 4625, 4648):
+                    out += security.logon(ev, self._base(ev))
                 return out
         if kind in (_SYSMON, _SYSMON_IN_SECURITY):
             fn = sysmon.MAPPERS.get(eid or -1)

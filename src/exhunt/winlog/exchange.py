@@ -9,8 +9,11 @@ parameter text so a rule can test `Parameters.AssemblyPath` directly.
 from __future__ import annotations
 
 import re
+from functools import cache
+from importlib import resources
 from typing import Any
 
+from exhunt import yamltext
 from exhunt.winlog.common import dumps, text
 from exhunt.winlog.event import WinEvent
 
@@ -59,6 +62,43 @@ def parse_parameters(typed: str) -> dict[str, str]:
     return out
 
 
+#: A `-Parameter` in a cmdlet's parameter text, as the parser's sensitivity check reads them.
+_PARAM_WORD = re.compile(r"\B(-\w+)")
+#: The VIP watchlist's columns (exhunt has no watchlist: always empty).
+VIP_COLUMNS = ("canonicalName", "displayName", "distinguishedName", "objectGUID", "objectSID", "sAMAccountName",
+               "userPrincipalName")
+
+
+@cache
+def sensitive_cmdlets() -> dict[str, tuple[bool, tuple[str, ...]]]:
+    """lower-case cmdlet -> (acts on a user, the parameters that make it sensitive: () for any run),
+    from refdata/exchange_sensitive_cmdlets.yaml."""
+    doc = yamltext.load(resources.files("exhunt.refdata").joinpath("exchange_sensitive_cmdlets.yaml")
+                        .read_text(encoding="utf-8"))
+    return {name.lower(): (bool(spec.get("user")), tuple(p.lower() for p in spec.get("parameters") or ()))
+            for name, spec in doc["cmdlets"].items()}
+
+
+def sensitivity(cmdlet: str, parameters_text: str, computer: str) -> Row:
+    """The columns Sentinel's Exchange parser adds to a cmdlet's row (facts of that parser; exhunt's
+    own cmdlet list, no VIP watchlist, no ESI configuration: the environment is 'Unknown-<domain>')."""
+    found = sensitive_cmdlets().get(cmdlet.lower())
+    domain = computer.split(".", 1)[1] if "." in computer else computer
+    row: Row = {"IsVIP": False, **{c: "" for c in VIP_COLUMNS}, "ESIEnvironment": f"Unknown-{domain}"}
+    if found is None:
+        # dynamic null, as JSON text: an empty text is no JSON for the array functions
+        return {**row, "IsSenstiveCmdlet": False, "IsRestrictedCmdLet": None, "ExtractedParameters": "null",
+                "RestrictedParameters": "null", "IsSenstiveCmdletParameters": False, "IsSensitive": False,
+                "UserOriented": ""}
+    user, restricted = found
+    extracted = _PARAM_WORD.findall(parameters_text.lower())
+    hit = any(p in restricted for p in extracted)
+    return {**row, "IsSenstiveCmdlet": True, "IsRestrictedCmdLet": bool(restricted),
+            "ExtractedParameters": dumps(extracted), "RestrictedParameters": dumps(list(restricted)),
+            "IsSenstiveCmdletParameters": hit, "IsSensitive": not restricted or hit,
+            "UserOriented": "Yes" if user else "No"}
+
+
 def is_cmdlet_log(ev: WinEvent) -> bool:
     return ev.event_id in (1, 6) and (ev.channel.lower() == CHANNEL or ev.provider.lower() == PROVIDER)
 
@@ -92,6 +132,7 @@ def table_row(
         "HostProcess": host_process,
         "ErrorMessage": error,
         "EventData": event_data,
+        **sensitivity(cmdlet, parameters_text, computer),
     }
 
 

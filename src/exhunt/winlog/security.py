@@ -1,9 +1,14 @@
-"""Security log: 4688 -> DeviceProcessEvents, and the SecurityEvent row every Security event gets."""
+"""Security log: 4688 -> DeviceProcessEvents, 4624/4625/4648 -> DeviceLogonEvents, and the
+SecurityEvent row every Security event gets."""
 
 from __future__ import annotations
 
+import json
+import re
+from functools import cache
 from typing import Any
 
+from exhunt.schema import table
 from exhunt.winlog.common import EMPTY, basename, text, to_int
 from exhunt.winlog.event import WinEvent
 
@@ -70,12 +75,11 @@ ACTIVITIES = {
     5145: "A network share object was checked to see whether client can be granted desired access.",
 }
 #: SecurityEvent columns that take the EventData value of the same name.
-SAME_NAME = (
-    "SubjectUserName", "SubjectDomainName", "SubjectUserSid", "SubjectLogonId", "TargetUserName",
-    "TargetDomainName", "TargetUserSid", "TargetLogonId", "IpAddress", "IpPort", "WorkstationName",
-    "NewProcessName", "NewProcessId", "CommandLine", "ParentProcessName", "ProcessId", "ProcessName",
-    "TokenElevationType", "MandatoryLabel", "ObjectName", "ObjectType", "ServiceName", "ServiceFileName",
-)
+@cache
+def _from_data() -> dict[str, bool]:
+    """SecurityEvent's columns an EventData field of the same name fills -> whether an integer
+    (the twin of `-- fill: EventData` in security-event.sql; the computed ones are set after)."""
+    return {c.name: c.kql_type in ("int", "long") for c in table("SecurityEvent").columns}
 
 
 def _account(domain: str, user: str) -> str:
@@ -91,7 +95,9 @@ def security_event(ev: WinEvent, event_data: str) -> Row:
         kept.setdefault("EventData", event_data)
         return kept
     d = ev.data
-    row: Row = {k: v if (v := d[k]).__class__ is str else text(v) for k in SAME_NAME if k in d}
+    columns = _from_data()
+    row: Row = {k: (to_int(v) if columns[k] else v if v.__class__ is str else text(v))
+                for k, v in d.items() if k in columns}
     get = row.get
     subject = _account(get("SubjectDomainName", ""), get("SubjectUserName", ""))
     target = _account(get("TargetDomainName", ""), get("TargetUserName", ""))
@@ -110,8 +116,81 @@ def security_event(ev: WinEvent, event_data: str) -> Row:
         "Account": target or subject,
         "AccountType": "Machine" if (target or subject).endswith("$") else ("User" if target or subject else ""),
         "LogonType": to_int(d.get("LogonType")),
+        "LogonTypeName": _logon_type_name(to_int(d.get("LogonType"))),
         "Process": basename(d.get("NewProcessName") or d.get("ProcessName")),
         "EventData": event_data,
         "Type": "SecurityEvent",
     })
     return row
+
+
+#: Security's LogonType number -> the name Defender writes (the twin of win_logon_type in macros.sql).
+LOGON_TYPES = {2: "Interactive", 3: "Network", 4: "Batch", 5: "Service", 7: "Unlock", 8: "NetworkCleartext",
+               9: "NewCredentials", 10: "RemoteInteractive", 11: "CachedInteractive",
+               12: "CachedRemoteInteractive", 13: "CachedUnlock"}
+#: 4625's FailureReason message codes in Defender's words (the twin of win_failure_reason).
+FAILURE_REASONS = {"%%2304": "LogonError", "%%2305": "AccountExpired", "%%2306": "NetLogonNotActive",
+                   "%%2307": "AccountLocked", "%%2308": "LogonTypeNotGranted", "%%2309": "PasswordExpired",
+                   "%%2310": "AccountDisabled", "%%2311": "AccountLogonTimeRestriction",
+                   "%%2312": "UserNotAllowedOnComputer", "%%2313": "InvalidUserNameOrPassword", "-": ""}
+_ACTIONS = {4624: "LogonSuccess", 4625: "LogonFailed", 4648: "LogonAttempted"}
+_PRIVATE = re.compile(r"^(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|169\.254\.|[fF][cCdD]|[fF][eE]80:)")
+
+
+def _logon_type_name(kind: int | None) -> str:
+    """SecurityEvent's LogonTypeName: '10 - RemoteInteractive'."""
+    return "" if kind is None else f"{kind} - {LOGON_TYPES.get(kind, str(kind))}"
+
+
+def _ip_type(ip: str) -> str:
+    if ip in EMPTY:
+        return ""
+    if ip.startswith("127.") or ip == "::1":
+        return "Loopback"
+    return "Private" if _PRIVATE.match(ip) else "Public"
+
+
+def _clean(v: str, none: tuple[str, ...] = ()) -> str:
+    return "" if v in EMPTY or v in none else v
+
+
+def _positive(v: str) -> int | None:
+    n = to_int(v)
+    return n if n is not None and n > 0 else None
+
+
+def logon(ev: WinEvent, row: Row) -> list[tuple[str, Row]]:
+    """4624 -> LogonSuccess, 4625 -> LogonFailed, 4648 -> LogonAttempted (the twin of
+    schema/windows/security-4624-4625-4648-logon.sql): the Target account logs on (or its
+    credentials were given), the Subject is the process that asked."""
+    eid = ev.event_id or 0
+    kind = to_int(ev.get("LogonType"))
+    server = ev.get("TargetServerName")
+    process = _clean(ev.get("ProcessName"))
+    extra = {n: v for n, v in (("LogonProcessName", ev.get("LogonProcessName").strip()),
+                                ("LmPackageName", ev.get("LmPackageName")), ("Status", ev.get("Status")),
+                                ("SubStatus", ev.get("SubStatus"))) if v not in EMPTY}
+    reason = ev.get("FailureReason").strip()
+    row.update({
+        "ActionType": _ACTIONS[eid],
+        "LogonType": LOGON_TYPES.get(kind, str(kind)) if kind is not None else "",
+        "AccountDomain": _clean(ev.get("TargetDomainName")),
+        "AccountName": _clean(ev.get("TargetUserName")),
+        "AccountSid": _clean(ev.get("TargetUserSid"), ("S-1-0-0",)),
+        "Protocol": _clean(ev.get("AuthenticationPackageName")),
+        "FailureReason": FAILURE_REASONS.get(reason, reason) if eid == 4625 else "",
+        "LogonId": to_int(ev.data.get("TargetLogonId")) if eid == 4624 else None,
+        "RemoteDeviceName": (_clean(server) if server.lower() != "localhost" else "") if eid == 4648
+        else _clean(ev.get("WorkstationName")),
+        "RemoteIP": _clean(ev.get("IpAddress")),
+        "RemoteIPType": _ip_type(ev.get("IpAddress")),
+        "RemotePort": _positive(ev.get("IpPort")),
+        "InitiatingProcessAccountDomain": _clean(ev.get("SubjectDomainName")),
+        "InitiatingProcessAccountName": _clean(ev.get("SubjectUserName")),
+        "InitiatingProcessAccountSid": _clean(ev.get("SubjectUserSid"), ("S-1-0-0",)),
+        "InitiatingProcessId": _positive(ev.get("ProcessId")),
+        "InitiatingProcessFolderPath": process,
+        "InitiatingProcessFileName": basename(process) if process else "",
+        "AdditionalFields": json.dumps(extra, ensure_ascii=False, separators=(",", ":")) if extra else "",
+    })
+    return [("DeviceLogonEvents", row)]

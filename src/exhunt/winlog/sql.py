@@ -12,7 +12,9 @@ Each mapping file then selects its table's rows from `events` (`events_view`:
 `_w_events` plus the record's data, read from Doc for the rows the mapping selects). A
 mapping file's first lines say where its rows go: `-- table: X`; `-- dedupe: a, b`
 keeps the first row per input file of each distinct value of those columns;
-`-- view: yes` queries it in place instead of copying it (Event, SecurityEvent). Only
+`-- view: yes` queries it in place instead of copying it (Event, SecurityEvent); `-- fill: EventData`
+gives every column of the table the file's SQL does not name the event's data of that name (the
+SELECT passes `M` through; see `fill`): SecurityEvent's 200-odd columns are data. Only
 PowerShell logging (script blocks reassembled across records) and the Exchange cmdlet
 log (parameter text parsed) go on through the Python mapping: few rows.
 """
@@ -50,7 +52,7 @@ RAW_COLUMNS = ("_record", "data", "header_time", "fallback_id", "_what", "_form"
 RAW_ROWS = 20_000
 #: Kinds of event the Python mapping still handles (see exhunt.winlog.Mapper).
 PYTHON_KINDS = ("powershell", "exchange")
-_HEADER = re.compile(r"^--\s*(table|dedupe|view):\s*(.+?)\s*$", re.M)
+_HEADER = re.compile(r"^--\s*(table|dedupe|view|fill):\s*(.+?)\s*$", re.M)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Mapping:
     dedupe: tuple[str, ...] = ()
     #: Queried in place (a view over the stored events), not copied.
     view: bool = False
+    #: The table's columns the SQL does not name are filled from the event's data (`fill`).
+    fill: bool = False
 
 
 def _text(name: str) -> str:
@@ -119,7 +123,8 @@ def mappings() -> tuple[Mapping, ...]:
                              "('-- table: DeviceProcessEvents')")
         dedupe = tuple(c.strip() for c in header.get("dedupe", "").split(",") if c.strip())
         view = header.get("view", "no").lower() in ("yes", "true")
-        out.append(Mapping(name.removesuffix(".sql"), header["table"], sql, dedupe, view))
+        fill = header.get("fill", "").lower() == "eventdata"
+        out.append(Mapping(name.removesuffix(".sql"), header["table"], sql, dedupe, view, fill))
     return tuple(out)
 
 
@@ -160,10 +165,38 @@ def over(m: Mapping, source: str, typed_time: bool | None = None) -> str:
                   else f"SELECT * FROM ({source}) AS _s WHERE _time IS NULL")
     events = f"events AS NOT MATERIALIZED ({events_view(source)})"
     body = "\n".join(line for line in m.sql.splitlines() if not line.startswith("--")).strip()
+    if m.fill:
+        body = fill(m.table, body)
     head = re.match(r"WITH\s", body, re.IGNORECASE)
     if head:
         return f"WITH {events}, {body[head.end():]}"
     return f"WITH {events} {body}"
+
+
+def filled_columns(table: str, body: str) -> list[tuple[str, str]]:
+    """(column, KQL type) of `table` that the mapping SQL `body` never names (a whole word, case
+    as written): those a `-- fill: EventData` mapping takes from the event's data."""
+    t = find_table(table)
+    assert t is not None
+    named = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", body))
+    return [(c.name, c.kql_type) for c in t.columns if c.name not in named]
+
+
+def fill(table: str, body: str) -> str:
+    """`body` (whose SELECT passes `M` through) with every column it does not name taken from the
+    event's data of that name: text, or an integer (decimal or hex) for the table's int and long
+    columns. DuckDB computes each only where a query reads it."""
+    exprs = []
+    for name, kql in filled_columns(table, body):
+        value = f"M[{_lit(name)}]"
+        if kql in ("int", "long"):
+            value = f"TRY_CAST(win_int({value}) AS {'INTEGER' if kql == 'int' else 'BIGINT'})"
+        exprs.append(f'{value} AS "{name}"')
+    return f"SELECT * EXCLUDE (M){''.join(', ' + e for e in exprs)} FROM ({body}) AS _exhunt_fill"
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 #: Columns fetched for the events the Python mapping handles, in `win_event` order.

@@ -148,3 +148,33 @@ CREATE OR REPLACE MACRO win_map_last(s, vs) AS map_from_entries(list_transform(
         list_filter(s, lambda e, j: j = len(s) OR s[j + 1].k <> e.k)),
         lambda p: {first: p[1].i, k: p[1].k, last: p[2].i})),
     lambda g: {key: g.k, value: vs[g.last]}));
+
+-- Security's LogonType number -> the name Defender writes in DeviceLogonEvents.LogonType (the
+-- Windows SECURITY_LOGON_TYPE names); an unknown number stays as its text, none gives ''.
+CREATE OR REPLACE MACRO win_logon_type(v) AS
+    CASE win_int(v) WHEN 2 THEN 'Interactive' WHEN 3 THEN 'Network' WHEN 4 THEN 'Batch' WHEN 5 THEN 'Service'
+         WHEN 7 THEN 'Unlock' WHEN 8 THEN 'NetworkCleartext' WHEN 9 THEN 'NewCredentials'
+         WHEN 10 THEN 'RemoteInteractive' WHEN 11 THEN 'CachedInteractive'
+         WHEN 12 THEN 'CachedRemoteInteractive' WHEN 13 THEN 'CachedUnlock'
+         ELSE coalesce(CAST(win_int(v) AS VARCHAR), '') END;
+
+-- An address as Defender's RemoteIPType words it: Loopback, Private (RFC 1918, IPv6 unique-local
+-- and link-local), else Public; '' when there is no address.
+CREATE OR REPLACE MACRO win_ip_type(v) AS
+    CASE WHEN win_empty(v) THEN ''
+         WHEN starts_with(v, '127.') OR v = '::1' THEN 'Loopback'
+         WHEN regexp_matches(v, '^(10\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|169\.254\.|[fF][cCdD]|[fF][eE]80:)')
+              THEN 'Private'
+         ELSE 'Public' END;
+
+-- Security 4625's FailureReason message code -> a reason in Defender's words. %%2313 ("Unknown user
+-- name or bad password") is Defender's InvalidUserNameOrPassword; the other names are exhunt's, one
+-- per Windows message; any other value is kept as written.
+CREATE OR REPLACE MACRO win_failure_reason(v) AS
+    CASE trim(coalesce(v, ''))
+         WHEN '%%2304' THEN 'LogonError' WHEN '%%2305' THEN 'AccountExpired'
+         WHEN '%%2306' THEN 'NetLogonNotActive' WHEN '%%2307' THEN 'AccountLocked'
+         WHEN '%%2308' THEN 'LogonTypeNotGranted' WHEN '%%2309' THEN 'PasswordExpired'
+         WHEN '%%2310' THEN 'AccountDisabled' WHEN '%%2311' THEN 'AccountLogonTimeRestriction'
+         WHEN '%%2312' THEN 'UserNotAllowedOnComputer' WHEN '%%2313' THEN 'InvalidUserNameOrPassword'
+         WHEN '-' THEN '' ELSE trim(coalesce(v, '')) END;

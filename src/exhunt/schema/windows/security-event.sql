@@ -1,8 +1,10 @@
 -- table: SecurityEvent
 -- view: yes
+-- fill: EventData
 -- Every Security-channel event -> the Log Analytics SecurityEvent row (exhunt/winlog/security.py).
--- Columns named like an EventData field take its value; Account is the target account, else
--- the subject; EventData is the same XML as the Event row's.
+-- The columns below are computed; every other column of the table is the EventData field of its
+-- name (`-- fill`: M passes through for that). Account is the target account, else the subject;
+-- LogonTypeName is "<number> - <name>"; EventData is the same XML as the Event row's.
 WITH a AS (
     SELECT *,
            CASE WHEN win_empty(M['SubjectUserName']) THEN ''
@@ -47,6 +49,8 @@ SELECT Time AS TimeGenerated, Computer, EventID,
        M['TargetUserName'] AS TargetUserName, M['TargetDomainName'] AS TargetDomainName,
        M['TargetUserSid'] AS TargetUserSid, M['TargetLogonId'] AS TargetLogonId,
        win_int(M['LogonType']) AS LogonType,
+       CASE WHEN win_int(M['LogonType']) IS NULL THEN ''
+            ELSE CAST(win_int(M['LogonType']) AS VARCHAR) || ' - ' || win_logon_type(M['LogonType']) END AS LogonTypeName,
        M['IpAddress'] AS IpAddress, M['IpPort'] AS IpPort, M['WorkstationName'] AS WorkstationName,
        M['NewProcessName'] AS NewProcessName, M['NewProcessId'] AS NewProcessId, M['CommandLine'] AS CommandLine,
        M['ParentProcessName'] AS ParentProcessName,
@@ -58,5 +62,5 @@ SELECT Time AS TimeGenerated, Computer, EventID,
        M['ServiceName'] AS ServiceName, M['ServiceFileName'] AS ServiceFileName,
        win_event_data(M, DataList) AS EventData,
        'SecurityEvent' AS Type,
-       _record, _source_file, _exhunt_seq, _exhunt_part
+       M, _record, _source_file, _exhunt_seq, _exhunt_part
 FROM a
