@@ -95,12 +95,14 @@ BASE = ("id: x\ntitle: t\nkind: attack\nsteps:\n  - id: a\n    process: {image: 
     [
         ("  - {hunt: nope, steps: [a]}\n", r"mine.yaml:8: no hunt named 'nope'"),
         ("  - {hunt: transport-loads, steps: [a]}\n", r"mine.yaml:8: hunt transport-loads needs params Dll"),
-        ("  - {hunt: pickup-writes, params: {Dll: x}, steps: [a]}\n", r"mine.yaml:8: hunt pickup-writes has no parameter 'Dll'"),
+        ("  - {hunt: pickup-writes, params: {Dll: x}, steps: [a]}\n",
+         r"mine.yaml:8: hunt pickup-writes has no parameter 'Dll'"),
         ("  - {hunt: pickup-writes, steps: [b]}\n", r"mine.yaml:8: hunt pickup-writes: no step with id b"),
         ("  - {hunt: pickup-writes}\n", r"mine.yaml:8: hunt pickup-writes: name the steps"),
         ("  - {hunt: pickup-writes, steps: [a], rows: -1}\n", r"mine.yaml:8: rows: a whole number"),
         ("  - {hunt: pickup-writes, steps: [a], rows: 1, min_rows: 1}\n", r"mine.yaml:8: .*not both"),
-        ("  - {hunt: process-activity, params: {Pid: '${pid:zz}'}, steps: [a]}\n", r"mine.yaml:8: params Pid: \$\{pid:zz\}"),
+        ("  - {hunt: process-activity, params: {Pid: '${pid:zz}'}, steps: [a]}\n",
+         r"mine.yaml:8: params Pid: \$\{pid:zz\}"),
         ("  - {hunt: pickup-writes, steps: [a], colour: red}\n", r"mine.yaml:8: a `hunts` entry takes"),
         ("  - {hunt: pickup-writes, steps: [a], on: [mars]}\n", r"mine.yaml:8: `on` takes"),
     ],
@@ -124,7 +126,8 @@ expect:
   alert:
     - {rule: exchange-pickup-drop-by-transport, steps: [drop]}
 hunts:
-  - {hunt: pickup-writes, steps: [drop], rows: 1, columns: {FileSize: 2048, InitiatingProcessFileName: edgetransport.exe}}
+  - {hunt: pickup-writes, steps: [drop], rows: 1,
+     columns: {FileSize: 2048, InitiatingProcessFileName: edgetransport.exe}}
 """
 
 
