@@ -79,7 +79,8 @@ def test_transport_children_leaves_out_the_worker_s_own_start(tmp_path: Path, fm
 def test_cmdlet_log_hunts_match_the_short_server_name_to_an_fqdn(tmp_path: Path) -> None:
     """The admin audit log names the server EXCH01; --param Host=exch01.contoso.local still finds it."""
     folder = _simulate(tmp_path, "attack-encoded-command", "exchange-admin-audit")
-    for name, params in (("agent-install-history", ["Agent=Mail Archive Agent"]), ("transport-agent-cmdlets", [])):
+    for name, params in (("agent-install-history", ["Agent=Mail Archive Agent"]), ("transport-agent-cmdlets", []),
+                         ("lightneuron-activity", []), ("server-timeline", [])):
         rows = _hunt(folder, name, "Host=exch01.contoso.local", *params)
         assert len(rows) == 2, (name, rows)
         assert _hunt(folder, name, "Host=exch02.contoso.local", *params) == []

@@ -26,7 +26,7 @@ from exhunt import schema
 from exhunt.backends.base import Backend
 from exhunt.errors import RuleError, UsageError
 from exhunt.rule import tables_named_in
-from exhunt.simulate.check import Verdict, _floor
+from exhunt.simulate.check import Verdict, at_resolution
 from exhunt.simulate.events import Generator, Simulation, step_times
 from exhunt.simulate.formats import Writer
 from exhunt.simulate.layout import Layout, Placed
@@ -119,7 +119,7 @@ def judge(entry: HuntExpectation, rows: list[dict[str, Any]], placed: Placed, wr
     """The verdict of one entry on its host's rows."""
     sc = placed.scenario
     starts = step_times(placed.sim.events)
-    times = [_floor(t, writer.resolution) for t, _, _ in starts]
+    times = [at_resolution(t, writer.resolution) for t, _, _ in starts]
     got: dict[str, int] = {}
     for row in rows:
         t = _time(row)
