@@ -157,3 +157,10 @@ def test_several_scenarios_one_detect_each_on_its_host(tmp_path: Path) -> None:
     code, out, _ = run_cli(["simulate", "benign-edge-children", str(path), "--check", "--format", "mde-csv"])
     assert code == 1
     assert "FAIL  my-pickup [mde-csv]  exchange-pickup-drop-by-transport: unexpected alert on drop" in out
+
+
+def test_list_names_each_scenario_s_hunts() -> None:
+    code, out, _ = run_cli(["simulate", "--list"])
+    assert code == 0
+    block = out.split("attack-agent-load-failure (attack)")[1].split("\nattack-")[0]
+    assert "    hunts:      agent-install-history, transport-agent-cmdlets, transport-errors, transport-loads" in block

@@ -52,6 +52,8 @@ def _list() -> None:
             out_console.print(safetext.markup(f"    tuned with {name}, still alerts: {still}"))
         if sc.exchange_root:
             out_console.print(safetext.markup(f"    Exchange at: {sc.exchange_root}"))
+        if sc.hunts:
+            out_console.print(safetext.markup(f"    hunts:      {', '.join(sorted({e.hunt for e in sc.hunts}))}"))
     out_console.print("\nFormats (--format), by family:")
     for w in sorted(writers().values(), key=lambda w: (w.family, w.name)):
         out_console.print(safetext.markup(f"    {w.name:22} {w.family:9} {w.description}"))
@@ -94,8 +96,9 @@ def simulate_command(
         bool,
         typer.Option(
             "--check",
-            help="Generate, detect and compare with the scenario's"
-            " expectations (exit 1 on any miss or unexpected alert).",
+            help="Generate, detect and compare with each scenario's expectations and hunts (exit 1 on any"
+            " miss or unexpected alert). Several scenarios share one detect per format, each on its own"
+            " server (--host NAME.domain gives NAME-01.domain, NAME-02.domain...).",
         ),
     ] = False,
     atomic: Annotated[
