@@ -52,6 +52,8 @@ def _list() -> None:
             out_console.print(safetext.markup(f"    tuned with {name}, still alerts: {still}"))
         if sc.exchange_root:
             out_console.print(safetext.markup(f"    Exchange at: {sc.exchange_root}"))
+        if sc.hunts:
+            out_console.print(safetext.markup(f"    hunts:      {', '.join(sorted({e.hunt for e in sc.hunts}))}"))
     out_console.print("\nFormats (--format), by family:")
     for w in sorted(writers().values(), key=lambda w: (w.family, w.name)):
         out_console.print(safetext.markup(f"    {w.name:22} {w.family:9} {w.description}"))
@@ -94,8 +96,9 @@ def simulate_command(
         bool,
         typer.Option(
             "--check",
-            help="Generate, detect and compare with the scenario's"
-            " expectations (exit 1 on any miss or unexpected alert).",
+            help="Generate, detect and compare with each scenario's expectations and hunts (exit 1 on any"
+            " miss or unexpected alert). Several scenarios share one detect per format, each on its own"
+            " server (--host NAME.domain gives NAME-01.domain, NAME-02.domain...).",
         ),
     ] = False,
     atomic: Annotated[
@@ -120,17 +123,19 @@ def simulate_command(
     when = _start(start)
     if exchange_root is not None:
         exchange_root = root_option(exchange_root)
-    install_root(chosen, exchange_root)  # scenarios that need another server fail here, before any output
     if check:
-        failed = 0
+        # one detect per format over every scenario, each on its own server (simulate.layout)
         for sc in chosen:
-            for name in [fmt] if fmt else list(known):
-                for v in checking.check(sc, name, host=host, start=when, seed=seed, exchange_root=exchange_root):
-                    failed += not v.ok
-                    out_console.print(safetext.markup(f"{v.label}  {v.scenario} [{v.format}]  {v.text}"))
+            install_root([sc], exchange_root)  # a root at odds with --exchange-root fails before any output
+        failed = 0
+        for name in [fmt] if fmt else list(known):
+            for v in checking.check_all(chosen, name, host=host, start=when, seed=seed, exchange_root=exchange_root):
+                failed += not v.ok
+                out_console.print(safetext.markup(f"{v.label}  {v.scenario} [{v.format}]  {v.text}"))
         if failed:
             raise typer.Exit(1)
         return
+    install_root(chosen, exchange_root)  # scenarios that need another server fail here, before any output
     if fmt is None or out is None:
         raise UsageError("give --format and --out (or --check, or --list)")
     out.mkdir(parents=True, exist_ok=True)

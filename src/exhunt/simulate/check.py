@@ -1,10 +1,13 @@
-"""`exhunt simulate --check`: generate a scenario, run the rules on it, compare with its `expect`.
+"""`exhunt simulate --check`: generate scenarios, run the rules on them, compare with their `expect`.
 
-Alerts are tied to steps by time: an alert belongs to the last step that started at or before its
-Timestamp (every step starts at its own time, at least `after` past the one before), compared at the
-format's resolution (the millisecond; the second for an export that keeps no finer time). A rule that
-must alert passes when it alerts on each step named and on no other; a rule not expected to alert
-(listed under no_alert, or not listed at all) passes only when it raises nothing.
+Several scenarios share ONE detect per format (simulate.layout): each runs on its own host at the
+same time, and an alert belongs to the scenario whose host its DeviceName names (an alert on no
+scenario's host fails). Within a scenario, alerts are tied to steps by time: an alert belongs to the
+last step that started at or before its Timestamp (every step starts at its own time, at least
+`after` past the one before), compared at the format's resolution (the millisecond; the second for an
+export that keeps no finer time). A rule that must alert passes when it alerts on each step named and
+on no other; a rule not expected to alert (listed under no_alert, or not listed at all) passes only
+when it raises nothing.
 
 Every expectation gets a verdict. One a format cannot judge is "n/a", with the reason: it is meant
 for another family of formats (`on`), its rule reads no table the format fills, or none of the steps
@@ -12,7 +15,8 @@ it must alert on is of a kind the format holds (the admin audit log holds cmdlet
 
 Under `expect.tuned` the same alerts go through the scenario's tuning file (tuning.apply, as
 `detect --tuning` does): each rule listed there must still alert on exactly its steps, and every
-other rule's alerts must all be suppressed.
+other rule's alerts must all be suppressed. A scenario's `hunts:` are judged on the same loaded
+data (simulate.huntcheck).
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from exhunt import tuning as tuning_mod
-from exhunt.hunt import HuntOptions, hunt
+from exhunt.hunt import HuntOptions, hunt, open_local
 from exhunt.rule import Rule, load_rules, tables_named_in
 from exhunt.schema import tables
-from exhunt.simulate.events import DEFAULT_HOST, DEFAULT_START, Simulation, generate, step_times
+from exhunt.simulate.events import DEFAULT_HOST, DEFAULT_START, Simulation, step_times
 from exhunt.simulate.formats import Writer, writers
+from exhunt.simulate.layout import Layout, lay_out
 from exhunt.simulate.scenario import KNOWN_VENDORS, Expectation, Scenario
 
 #: rule slug -> (scenario, step) -> alert count
@@ -51,15 +56,9 @@ class Verdict:
         return "N/A " if not self.applies else "PASS" if self.ok else "FAIL"
 
 
-def _floor(t: datetime, resolution: timedelta) -> datetime:
+def at_resolution(t: datetime, resolution: timedelta) -> datetime:
     epoch = datetime(1970, 1, 1, tzinfo=t.tzinfo)
     return t - (t - epoch) % resolution
-
-
-def run_rules(out: Path, rules: list[Rule]) -> list[tuple[dict[str, Any], Rule]]:
-    """Every alert of a hunt over the written files in `out`, with its rule."""
-    result = hunt(sorted(p for p in out.iterdir() if p.is_file()), rules, HuntOptions(jobs=1))
-    return list(zip(result.alerts, result.rules, strict=True))
 
 
 def by_step(
@@ -68,7 +67,7 @@ def by_step(
     """rule slug -> (scenario, step) -> alert count: each alert tied to the step it followed."""
     starts = step_times(sim.events)
     # at the format's resolution: some forms keep no more (Winlogbeat's @timestamp: the millisecond)
-    times = [_floor(t, resolution) for t, _, _ in starts]
+    times = [at_resolution(t, resolution) for t, _, _ in starts]
     found: Found = defaultdict(lambda: defaultdict(int))
     for alert, rule in alerts:
         ts = alert.get("Timestamp")
@@ -146,24 +145,12 @@ def _tuned(
     return verdicts
 
 
-def check(
-    scenario: Scenario,
-    fmt: str,
-    *,
-    host: str = DEFAULT_HOST,
-    start: datetime = DEFAULT_START,
-    seed: int = 1,
-    rules: list[Rule] | None = None,
-    exchange_root: str | None = None,
+def judge(
+    scenario: Scenario, writer: Writer, sim: Simulation, alerts: list[tuple[dict[str, Any], Rule]], rules: list[Rule]
 ) -> list[Verdict]:
     """One verdict per expectation, then one per unexpected alert (rule and step), then (with
-    `expect.tuned`) one per rule under the scenario's tuning."""
-    writer = writers()[fmt]
-    rules = rules if rules is not None else load_rules(None)
-    sim = generate([scenario], host, start, seed, exchange_root=exchange_root)
-    with tempfile.TemporaryDirectory(prefix="exhunt-simulate-") as tmp:
-        writer.write(sim, Path(tmp))
-        alerts = run_rules(Path(tmp), rules)
+    `expect.tuned`) one per rule under the scenario's tuning. `alerts`: those of the scenario's host."""
+    fmt = writer.name
     found = by_step(sim, alerts, writer.resolution)
     verdicts: list[Verdict] = []
     judged: set[str] = set()
@@ -197,3 +184,70 @@ def check(
     if scenario.tuning is not None:
         verdicts += _tuned(scenario, writer, fmt, sim, alerts, known)
     return verdicts
+
+
+def by_host(
+    layout: Layout, alerts: list[tuple[dict[str, Any], Rule]], fmt: str
+) -> tuple[dict[str, list[tuple[dict[str, Any], Rule]]], list[Verdict]]:
+    """Each host's alerts, and a failing verdict for each alert on a host no scenario ran on
+    (or on none: a rule that drops DeviceName cannot be attributed, so it cannot pass)."""
+    mine: dict[str, list[tuple[dict[str, Any], Rule]]] = defaultdict(list)
+    stray: list[Verdict] = []
+    for alert, rule in alerts:
+        owner = layout.owner(alert.get("DeviceName"))
+        if owner is None:
+            stray.append(Verdict(False, "(no scenario)", fmt,
+                                 f"{rule.slug}: alert on {alert.get('DeviceName')!r}, a host no scenario ran on"))
+        else:
+            mine[owner.host].append((alert, rule))
+    return mine, stray
+
+
+def check_all(
+    scenarios: list[Scenario],
+    fmt: str,
+    *,
+    host: str = DEFAULT_HOST,
+    start: datetime = DEFAULT_START,
+    seed: int = 1,
+    rules: list[Rule] | None = None,
+    exchange_root: str | None = None,
+    hunts: bool = True,
+) -> list[Verdict]:
+    """Every scenario's verdicts from ONE detect over all of them (layout: each on its own host, at
+    the same time), scenario by scenario in the order given; then (`hunts`) the verdicts of each
+    scenario's `hunts:` block, run on the same loaded data. An alert on no scenario's host fails."""
+    from exhunt.simulate import huntcheck
+
+    writer = writers()[fmt]
+    rules = rules if rules is not None else load_rules(None)
+    placed = lay_out(scenarios, host, start, seed, exchange_root)
+    queries = huntcheck.queries(scenarios) if hunts else []
+    with tempfile.TemporaryDirectory(prefix="exhunt-simulate-") as tmp:
+        paths = placed.write(writer, Path(tmp))
+        local, _ = open_local(paths, [r.query for r in rules] + queries, HuntOptions(jobs=1), lines_later=True)
+        with local:
+            result = hunt(paths, rules, HuntOptions(jobs=1), backend=local)
+            ran = huntcheck.run(placed, writer, local) if hunts else {}
+    mine, stray = by_host(placed, list(zip(result.alerts, result.rules, strict=True)), fmt)
+    verdicts: list[Verdict] = []
+    for p in placed.placed:
+        verdicts += judge(p.scenario, writer, p.sim, mine[p.host], rules)
+        verdicts += ran.get(p.host, [])
+    return verdicts + stray
+
+
+def check(
+    scenario: Scenario,
+    fmt: str,
+    *,
+    host: str = DEFAULT_HOST,
+    start: datetime = DEFAULT_START,
+    seed: int = 1,
+    rules: list[Rule] | None = None,
+    exchange_root: str | None = None,
+    hunts: bool = True,
+) -> list[Verdict]:
+    """`check_all` of one scenario, on `host` itself."""
+    return check_all([scenario], fmt, host=host, start=start, seed=seed, rules=rules,
+                     exchange_root=exchange_root, hunts=hunts)

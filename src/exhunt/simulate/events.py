@@ -356,13 +356,16 @@ class Generator:
         proc = self.proc_ref(f.get("by"), step, "edge")
         path = self.text(f["path"])
         signed, signer = _signature(f, step)
+        # a file's hash is its content: a signed and an unsigned module at one path are two files (else the
+        # certificate tables, joined by SHA1 across servers, would give one the other's signature)
+        content = path.lower() if signed is None else f"{path.lower()}|{signer}|{signed}"
         self.emit(
             "image_load",
             sc,
             step,
             proc,
             path=path,
-            sha1=str(f.get("sha1") or fake_hash(path.lower())),
+            sha1=str(f.get("sha1") or fake_hash(content)),
             size=int(f.get("size") or 65536 + self.rand.randrange(2_000_000)),
             signer=signer,
             signed=bool(signed),

@@ -73,6 +73,24 @@ class Expectation:
 
 
 @dataclass
+class HuntExpectation:
+    """A shipped hunt run on the scenario's host (`hunts:`): the steps its rows come from, exactly,
+    and optionally how many rows and values every row has."""
+
+    hunt: str
+    #: --param texts as written (${host}, ${pid:STEP}, ${sha1:STEP}... filled at run time);
+    #: Host, when the hunt has it and this does not give it, is the scenario's host.
+    params: dict[str, str] = field(default_factory=dict)
+    steps: list[str] = field(default_factory=list)
+    rows: int | None = None
+    min_rows: int | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    families: tuple[str, ...] = FAMILIES
+    note: str = ""
+    line: int = 0
+
+
+@dataclass
 class Scenario:
     id: str
     title: str
@@ -88,6 +106,8 @@ class Scenario:
     #: `expect.tuned`: a tuning file (a path, or KNOWN_VENDORS) and the alerts left once it is applied.
     tuning: Path | str | None = None
     tuned: list[Expectation] = field(default_factory=list)
+    #: `hunts:` what shipped hunting queries return on this scenario.
+    hunts: list[HuntExpectation] = field(default_factory=list)
 
     def must(self) -> list[Expectation]:
         return [e for e in self.expect if e.must]
@@ -215,6 +235,83 @@ def _tuned(raw: Any, where: str, steps: set[str], path: Path) -> tuple[Path | st
     return tuning, _alerts(raw.get("alert"), at, steps)
 
 
+#: `${pid:STEP}` / `${sha1:STEP}` in a hunt's parameters: a value of the events of one step.
+STEP_REF = re.compile(r"\$\{(pid|sha1):([^}]*)\}")
+_HUNT_KEYS = ("hunt", "params", "steps", "rows", "min_rows", "columns", "on", "note")
+
+
+def _count(value: Any, at: str, key: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError(f"{at}: {key}: a whole number of rows (0 or more), not {value!r}")
+    return value
+
+
+def _scalars(value: Any, at: str, key: str) -> dict[str, str]:
+    """A mapping of names to texts or numbers (YAML 1.1's yes/no come as written)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or any(isinstance(v, dict | list) or v is None for v in value.values()):
+        raise UsageError(f"{at}: {key}: a mapping of names to values")
+    return {str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()}
+
+
+def _hunts(raw: Any, path: Path, line: int, steps: set[str]) -> list[HuntExpectation]:
+    """`hunts:` entries, checked against the shipped hunts (name, parameters) and the steps."""
+    from exhunt import hunts as shipped_hunts
+    from exhunt.errors import RuleError
+
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UsageError(f"{path}:{line}: hunts: a list of {{hunt, params, steps}} entries")
+    try:
+        known = shipped_hunts.shipped()
+    except RuleError as exc:
+        raise UsageError(str(exc)) from None
+    out: list[HuntExpectation] = []
+    for item in raw:
+        at = f"{path}:{getattr(item, 'line', line)}"
+        if not isinstance(item, Node) or "hunt" not in item:
+            raise UsageError(f"{at}: each `hunts` entry needs hunt (a shipped hunt's name) and the steps it returns")
+        extra = sorted(set(item) - set(_HUNT_KEYS))
+        if extra:
+            raise UsageError(f"{at}: a `hunts` entry takes {', '.join(_HUNT_KEYS)}; not {', '.join(extra)}")
+        name = str(item["hunt"])
+        h = known.get(name)
+        if h is None:
+            raise UsageError(f"{at}: no hunt named {name!r} (exhunt hunt list shows them)")
+        params = _scalars(item.get("params"), at, "params")
+        for key, value in params.items():
+            if h.param(key) is None:
+                declared = ", ".join(p.name for p in h.params) or "none"
+                raise UsageError(f"{at}: hunt {name} has no parameter {key!r} (its parameters: {declared})")
+            for m in STEP_REF.finditer(value):
+                if m.group(2) not in steps:
+                    raise UsageError(f"{at}: params {key}: ${{{m.group(1)}:{m.group(2)}}}: no step with that id")
+        missing = [p.name for p in h.params if p.required and p.name not in params]
+        if missing:
+            raise UsageError(f"{at}: hunt {name} needs params {', '.join(missing)}")
+        step_ids = _strs(item.get("steps"), at)
+        unknown = [s for s in step_ids if s not in steps]
+        if unknown:
+            raise UsageError(f"{at}: hunt {name}: no step with id {', '.join(unknown)}")
+        rows, min_rows = _count(item.get("rows"), at, "rows"), _count(item.get("min_rows"), at, "min_rows")
+        if rows is not None and min_rows is not None:
+            raise UsageError(f"{at}: hunt {name}: give rows (exactly) or min_rows (at least), not both")
+        if not step_ids and rows != 0:
+            raise UsageError(f"{at}: hunt {name}: name the steps its rows come from (or rows: 0 for none)")
+        if step_ids and rows == 0:
+            raise UsageError(f"{at}: hunt {name}: rows: 0 with steps to return")
+        fams = tuple(_strs(item.get("on"), at)) or FAMILIES
+        if set(fams) - set(FAMILIES):
+            raise UsageError(f"{at}: `on` takes {', '.join(FAMILIES)}")
+        out.append(HuntExpectation(name, params, step_ids, rows, min_rows, _scalars(item.get("columns"), at, "columns"),
+                                   fams, str(item.get("note", "")), item.line))
+    return out
+
+
 def _expectations(raw: Any, where: str, steps: set[str]) -> list[Expectation]:
     if raw is None:
         return []
@@ -258,7 +355,7 @@ def parse(text: str, path: Path) -> Scenario:
     if not isinstance(doc, Node):
         raise UsageError(f"{where}: a scenario is a mapping (id, title, kind, steps, expect)")
     where = f"{path}:{doc.line}"
-    known = {"id", "title", "kind", "atomic", "techniques", "description", "exchange_root", "steps", "expect"}
+    known = {"id", "title", "kind", "atomic", "techniques", "description", "exchange_root", "steps", "expect", "hunts"}
     extra = sorted(set(doc) - known)
     if extra:
         raise UsageError(f"{where}: unknown key(s) {', '.join(extra)} (a scenario takes {', '.join(sorted(known))})")
@@ -298,6 +395,7 @@ def parse(text: str, path: Path) -> Scenario:
         exchange_root=root or "",
         tuning=tuning,
         tuned=tuned,
+        hunts=_hunts(doc.get("hunts"), path, doc.line, seen),
     )
 
 
