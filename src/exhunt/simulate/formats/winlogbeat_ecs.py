@@ -22,7 +22,7 @@ def document(r: Record) -> dict[str, Any]:
         event_data = {f"param{i}": v for i, v in enumerate(r.data_list, 1)}
     else:
         event_data = dict(r.data or {})
-    return {
+    doc: dict[str, Any] = {
         "@timestamp": iso_millis(r.time),
         "agent": {"type": "winlogbeat", "version": "8.15.0"},
         "ecs": {"version": "8.0.0"},
@@ -47,6 +47,9 @@ def document(r: Record) -> dict[str, Any]:
             "event_data": event_data,
         },
     }
+    if r.message:
+        doc["message"] = r.message
+    return doc
 
 
 def write(sim: Simulation, out: Path) -> list[Path]:
