@@ -334,8 +334,13 @@ class Generator:
         image = self.text(f["image"])
         signed, signer = _signature(f, step)
         pid = f.get("pid")
-        if pid is not None and (not isinstance(pid, int) or isinstance(pid, bool) or pid <= 4 or pid in self._pids):
-            raise UsageError(f"line {step.line}: pid: a process id above 4 not used before, not {pid!r}")
+        if pid is not None and (
+            not isinstance(pid, int) or isinstance(pid, bool) or pid <= 4 or pid % 4 or pid in self._pids
+        ):
+            raise UsageError(
+                f"line {step.line}: pid: a process id above 4, a multiple of 4 (as Windows gives them),"
+                f" not used before; not {pid!r}"
+            )
         # a file's hash is its content: a differently signed copy at the same path is another file
         sha1 = str(f.get("sha1") or (fake_hash(f"{image.lower()}|{signer}|{signed}") if signed is not None else ""))
         proc = self.new_proc(
