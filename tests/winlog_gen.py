@@ -2,7 +2,10 @@
 
 `Ev` describes one logical event; `evtx_json`, `ecs` and `otrf` render it the way
 evtx_dump, Winlogbeat and the OTRF datasets do, so a test can check that every
-form yields the same rows.
+form yields the same rows. `evtx_json` is the simulator's serialiser; `ecs` and `otrf`
+stay here: they keep each event's time as written (seven digits), where the simulator's
+writers give the millisecond @timestamp real Winlogbeat and NXLog ship, and the tests
+compare every form to the evtx form row for row.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from exhunt.simulate.formats.evtx_json import document as evtx_document
 
 SYSMON = ("Microsoft-Windows-Sysmon/Operational", "Microsoft-Windows-Sysmon")
 SECURITY = ("Security", "Microsoft-Windows-Security-Auditing")
@@ -34,20 +39,9 @@ class Ev:
 
 
 def evtx_json(e: Ev) -> dict[str, Any]:
-    event_data: Any = {"Data": {"#text": e.data}} if isinstance(e.data, list) else dict(e.data)
-    return {"Event": {
-        "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
-        "System": {
-            "Provider": {"#attributes": {"Name": e.source[1]}},
-            "EventID": e.event_id, "Version": 0, "Level": e.level, "Task": e.task, "Opcode": 0,
-            "Keywords": "0x8000000000000000",
-            "TimeCreated": {"#attributes": {"SystemTime": e.time}},
-            "EventRecordID": e.record_id, "Correlation": None,
-            "Channel": e.source[0], "Computer": e.computer,
-            "Security": {"#attributes": {"UserID": e.user_sid}},
-        },
-        "EventData": event_data,
-    }}
+    """The simulator's evtx_dump serialiser (one per format), without the Execution element."""
+    return evtx_document(e.source, e.event_id, e.record_id, e.time, e.data, e.computer, level=e.level, task=e.task,
+                         sid=e.user_sid)
 
 
 def _strings(data: dict[str, Any]) -> dict[str, str]:

@@ -415,7 +415,9 @@ class Generator:
             "msexchangetransport": "Microsoft Exchange Transport",
             "msexchangefrontendtransport": "Microsoft Exchange Frontend Transport",
         }.get(service.lower(), service)
-        self._scm_state(sc, step, display, "stopped")
+        if f.get("was_stopped") is not True:
+            # a service that already stopped (it failed, 7001) is only started: no second "stopped"
+            self._scm_state(sc, step, display, "stopped")
         self.tick(3)
         network = self.account("NETWORK SERVICE")
         services = self.named["services"]

@@ -28,7 +28,7 @@ STEP_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
         frozenset({"by", "smb", "sha1", "sha256", "size", "previous", "signer", "signed"}),
     ),
     "image_load": (frozenset({"path"}), frozenset({"by", "sha1", "size", "signer", "signed"})),
-    "service_restart": (frozenset(), frozenset({"service", "name"})),
+    "service_restart": (frozenset(), frozenset({"service", "name", "was_stopped"})),
     "cmdlet_log": (frozenset({"cmdlet"}), frozenset({"params", "caller", "success", "host_process", "error"})),
     "script_block": (frozenset({"text"}), frozenset({"by", "path", "runs", "level"})),
     "event_log": (frozenset({"channel", "provider", "event_id"}), frozenset({"params", "level", "task", "message"})),

@@ -79,32 +79,53 @@ class _Log:
     ) -> None:
         record = self.records.get(source[0], 1000 * (1 + len(self.records))) + 1
         self.records[source[0]] = record
-        event_data: Any = {"Data": {"#text": data}} if isinstance(data, list) else data
         self.messages.append(message)
         self.docs.append(
-            {
-                "Event": {
-                    "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
-                    "System": {
-                        "Provider": {"#attributes": {"Name": source[1]}},
-                        "EventID": event_id,
-                        "Version": version,
-                        "Level": level,
-                        "Task": task,
-                        "Opcode": 0,
-                        "Keywords": "0x8000000000000000",
-                        "TimeCreated": {"#attributes": {"SystemTime": system_time(t)}},
-                        "EventRecordID": record,
-                        "Correlation": None,
-                        "Execution": {"#attributes": {"ProcessID": pid, "ThreadID": 4000 + pid % 997}},
-                        "Channel": source[0],
-                        "Computer": self.host,
-                        "Security": {"#attributes": {"UserID": sid}},
-                    },
-                    "EventData": event_data,
-                }
-            }
+            document(source, event_id, record, system_time(t), data, self.host, level=level, task=task, sid=sid,
+                     version=version, execution=(pid, 4000 + pid % 997))
         )
+
+
+def document(
+    source: tuple[str, str],
+    event_id: int,
+    record: int,
+    time: str,
+    data: dict[str, Any] | list[str],
+    computer: str,
+    *,
+    level: int = 4,
+    task: int = 0,
+    sid: str = "S-1-5-18",
+    version: int = 0,
+    execution: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """One record as evtx_dump renders it: `source` is (channel, provider), `time` the SystemTime text,
+    `data` named EventData or a list of unnamed values, `execution` (process id, thread id) or None
+    for a record without that element."""
+    system: dict[str, Any] = {
+        "Provider": {"#attributes": {"Name": source[1]}},
+        "EventID": event_id,
+        "Version": version,
+        "Level": level,
+        "Task": task,
+        "Opcode": 0,
+        "Keywords": "0x8000000000000000",
+        "TimeCreated": {"#attributes": {"SystemTime": time}},
+        "EventRecordID": record,
+        "Correlation": None,
+    }
+    if execution is not None:
+        system["Execution"] = {"#attributes": {"ProcessID": execution[0], "ThreadID": execution[1]}}
+    system.update({"Channel": source[0], "Computer": computer, "Security": {"#attributes": {"UserID": sid}}})
+    event_data: Any = {"Data": {"#text": data}} if isinstance(data, list) else dict(data)
+    return {
+        "Event": {
+            "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+            "System": system,
+            "EventData": event_data,
+        }
+    }
 
 
 def _hashes(sha1: str) -> str:
