@@ -2,10 +2,10 @@
 
 `Ev` describes one logical event; `evtx_json`, `ecs` and `otrf` render it the way
 evtx_dump, Winlogbeat and the OTRF datasets do, so a test can check that every
-form yields the same rows. `evtx_json` is the simulator's serialiser; `ecs` and `otrf`
-stay here: they keep each event's time as written (seven digits), where the simulator's
-writers give the millisecond @timestamp real Winlogbeat and NXLog ship, and the tests
-compare every form to the evtx form row for row.
+form yields the same rows. `evtx_json` and `ecs` are the simulator's serialisers (the
+events' times kept as written, seven digits, where a simulated run gives Winlogbeat's
+milliseconds); `otrf` stays here: its fixed NXLog fields (EventTime, Severity) differ from the
+simulator's, which derives them from each record, and the frozen oracle holds this form.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from exhunt.simulate.formats.evtx_json import document as evtx_document
+from exhunt.simulate.formats.winlogbeat_ecs import shipped as winlogbeat_document
 
 SYSMON = ("Microsoft-Windows-Sysmon/Operational", "Microsoft-Windows-Sysmon")
 SECURITY = ("Security", "Microsoft-Windows-Security-Auditing")
@@ -49,19 +50,11 @@ def _strings(data: dict[str, Any]) -> dict[str, str]:
 
 
 def ecs(e: Ev) -> dict[str, Any]:
+    """The simulator's Winlogbeat serialiser, with the event's time as written and no shipper details."""
     unnamed = isinstance(e.data, list)
     event_data = {f"param{i}": v for i, v in enumerate(e.data, 1)} if unnamed else _strings(e.data)  # type: ignore[arg-type]
-    return {
-        "@timestamp": e.time,
-        "event": {"code": str(e.event_id), "kind": "event", "provider": e.source[1]},
-        "host": {"name": e.computer.lower()},
-        "log": {"level": {1: "critical", 2: "error", 3: "warning", 5: "verbose"}.get(e.level, "information")},
-        "winlog": {
-            "channel": e.source[0], "provider_name": e.source[1], "event_id": str(e.event_id),
-            "record_id": e.record_id, "computer_name": e.computer, "task": str(e.task),
-            "user": {"identifier": e.user_sid}, "event_data": event_data,
-        },
-    }
+    return winlogbeat_document(e.time, e.source[0], e.source[1], e.event_id, e.record_id, e.computer, e.task, e.level,
+                               e.user_sid, event_data)
 
 
 def otrf(e: Ev) -> dict[str, Any]:
