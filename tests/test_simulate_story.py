@@ -161,3 +161,17 @@ def test_a_restart_of_a_stopped_service_only_logs_it_running() -> None:
     steps = "  - service_restart: {}\n  - service_restart: {was_stopped: true}\n"
     states = [e.data["params"]["param2"] for e in _sim(steps).events if e.kind == "event_log"]
     assert states == ["stopped", "running", "running"]
+
+
+def test_check_says_n_a_for_a_format_whose_collectors_did_not_see_the_steps() -> None:
+    from exhunt.simulate.check import check
+
+    sc = parse(HEAD + "  - id: child\n    seen_by: windows\n    process: {image: 'C:\\Windows\\System32\\cmd.exe',"
+               " command_line: 'cmd /C ipconfig', parent: edge, user: NETWORK SERVICE}\n"
+               "expect:\n  alert:\n    - {rule: exchange-transport-process-child, steps: [child]}\n",
+               Path("t.yaml"))
+    [defender] = check(sc, "mde-csv")
+    assert (defender.applies, defender.text) == (False, "exchange-transport-process-child alerts on child: n/a"
+                                                 " (none of its steps is seen by defender collectors (seen_by))")
+    windows = check(sc, "evtx-json")
+    assert (windows[0].ok, windows[0].text) == (True, "exchange-transport-process-child alerts on child")
