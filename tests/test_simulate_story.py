@@ -175,3 +175,16 @@ def test_check_says_n_a_for_a_format_whose_collectors_did_not_see_the_steps() ->
                                                  " (none of its steps is seen by defender collectors (seen_by))")
     windows = check(sc, "evtx-json")
     assert (windows[0].ok, windows[0].text) == (True, "exchange-transport-process-child alerts on child")
+
+
+def test_an_evtx_document_does_not_share_its_data_with_the_caller() -> None:
+    from exhunt.simulate.formats.evtx_json import document
+
+    items = ["Install-TransportAgent", "-Name x"]
+    named = {"Image": "a.exe"}
+    doc = document(("MSExchange Management", "MSExchange CmdletLogs"), 1, 7, "2026-03-01T10:00:00Z", items, "h")
+    doc["Event"]["EventData"]["Data"]["#text"][1] = "edited"
+    other = document(("S", "P"), 1, 8, "2026-03-01T10:00:00Z", named, "h")
+    other["Event"]["EventData"]["Image"] = "edited"
+    assert items == ["Install-TransportAgent", "-Name x"] and named == {"Image": "a.exe"}
+    assert "Execution" not in doc["Event"]["System"]

@@ -118,7 +118,8 @@ def document(
     if execution is not None:
         system["Execution"] = {"#attributes": {"ProcessID": execution[0], "ThreadID": execution[1]}}
     system.update({"Channel": source[0], "Computer": computer, "Security": {"#attributes": {"UserID": sid}}})
-    event_data: Any = {"Data": {"#text": data}} if isinstance(data, list) else dict(data)
+    # copies: a caller that edits the document must not edit the record it came from
+    event_data: Any = {"Data": {"#text": list(data)}} if isinstance(data, list) else dict(data)
     return {
         "Event": {
             "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
