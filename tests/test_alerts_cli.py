@@ -82,8 +82,8 @@ def test_demo_statuses_survive_runs_and_closed_alerts_do_not_come_back(tmp_path:
     db = tmp_path / "state.db"
     code, out, err = run_cli(["detect", "--flat", str(DEMO), "--state", str(db), "-f", "jsonl"])
     first = _jsonl(out)
-    assert code == 0 and len(first) == 36, err
-    assert f"State {db}: 36 new, 0 already known (0 acknowledged, 0 closed)." in err
+    assert code == 0 and len(first) == 38, err
+    assert f"State {db}: 38 new, 0 already known (0 acknowledged, 0 closed)." in err
     vendor = [a["alert_id"] for a in first if a.get("AgentName") == "Fabrikam Disclaimer Agent"]
     assert len(vendor) == 2
     code, _, err = run_cli(["alerts", "close", vendor[0], vendor[1][:8], "--state", str(db),
@@ -95,14 +95,14 @@ def test_demo_statuses_survive_runs_and_closed_alerts_do_not_come_back(tmp_path:
 
     code, out, err = run_cli(["detect", "--flat", str(DEMO), "--state", str(db), "--new-only", "-f", "jsonl"])
     assert (code, out) == (0, ""), err
-    assert f"State {db}: 0 new, 36 already known (1 acknowledged, 2 closed)." in err
+    assert f"State {db}: 0 new, 38 already known (1 acknowledged, 2 closed)." in err
     assert "0 alert(s) from 10 rule(s)." in err
-    # The second run found the same 36 ids again.
+    # The second run found the same 38 ids again.
     code, out, _ = run_cli(["alerts", "list", "--state", str(db), "-f", "json"])
     listed = {a["alert_id"]: a for a in json.loads(out)}
     assert sorted(listed) == sorted(a["alert_id"] for a in first)
     assert {a["times_seen"] for a in listed.values()} == {2}
-    assert sorted(a["status"] for a in listed.values()) == ["acknowledged"] + ["closed"] * 2 + ["open"] * 33
+    assert sorted(a["status"] for a in listed.values()) == ["acknowledged"] + ["closed"] * 2 + ["open"] * 35
     closed = listed[vendor[0]]
     assert (closed["status"], closed["closed_by"], closed["close_reason"], closed["times_seen"]) == (
         "closed", "mail-team", "approved disclaimer agent, CHG-1042", 2)

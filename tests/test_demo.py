@@ -1,8 +1,9 @@
 """The bundled demo (demo/, what `make run` hunts): the alerts its story should raise, no more, no fewer.
 
-scripts/make_demo.py writes the data: exch01.contoso.local backdoored LightNeuron-style between
-benign Exchange work (a cumulative update, a vendor agent installed the supported way, routine
-Pickup and worker activity). Each expected alert below is tied to a step of that story.
+scripts/make_demo.py renders the story in scripts/demo/exch01.yaml with the simulator:
+exch01.contoso.local backdoored LightNeuron-style between benign Exchange work (a cumulative update,
+a vendor agent installed the supported way, routine Pickup and worker activity). Each expected
+alert below is tied to a step of that story.
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ EXPECTED = sorted([
     ("exchange-agent-dll-placement", "2026-11-21 02:16:40", "exdbdata.dll"),
     ("lightneuron-indicators", "2026-11-21 02:16:40", "exdbdata.dll"),
     ("lightneuron-indicators", "2026-11-21 02:16:41", "winmail.dat"),
+    # the intruder's cmd.exe copying msinp.ps1 in over WMI, its file, and the cmd.exe that launches it
+    ("lightneuron-indicators", "2026-11-21 02:16:54", "cmd.exe"),
     ("lightneuron-indicators", "2026-11-21 02:16:55", "msinp.ps1"),
+    ("lightneuron-indicators", "2026-11-21 02:16:58", "cmd.exe"),
     ("lightneuron-indicators", "2026-11-21 02:16:58", "powershell.exe"),
     ("exchange-transport-agent-cmdlet", "2026-11-21 02:16:59", "Uninstall-TransportAgent"),
     ("exchange-transport-agent-cmdlet", "2026-11-21 02:16:59", "Install-TransportAgent"),
@@ -121,7 +125,7 @@ def test_make_run_command_exits_0() -> None:
     command = recipe.group(1).replace("$(BIN)", str(Path(sys.executable).parent))
     done = subprocess.run(shlex.split(command), cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    assert "36 alert(s) from 10 rule(s)." in done.stderr
+    assert "38 alert(s) from 10 rule(s)." in done.stderr
 
 
 def _generator() -> ModuleType:

@@ -33,9 +33,9 @@ CHROMIUM = shutil.which("chromium")
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="no `chromium` on PATH (apt-get install chromium; .ci/run installs it where it can)")
 
-#: What demo/ raises, per rule (tests/test_demo.py pins the same 36 alerts).
+#: What demo/ raises, per rule (tests/test_demo.py pins the same 38 alerts).
 DEMO_RULES = {
-    "LightNeuron (Turla) transport-agent indicators": ("critical", 11),
+    "LightNeuron (Turla) transport-agent indicators": ("critical", 13),
     "Exchange transport agent persistence (seed rule)": ("critical", 5),
     "Exchange transport-agent persistence chain on one server": ("critical", 1),
     "Unexpected child of an Exchange transport process": ("critical", 1),
@@ -188,13 +188,13 @@ def test_the_demo_report_renders_with_every_rule_incident_and_alert(
     summary = dom.text("summary")
     for name, (severity, n) in DEMO_RULES.items():
         assert re.search(re.escape(name) + r"\s+" + severity + r"\s+" + str(n) + r"\b", summary), name
-    assert re.search(r"18\s+critical", summary) and re.search(r"16\s+high", summary)
+    assert re.search(r"20\s+critical", summary) and re.search(r"16\s+high", summary)
     assert re.search(r"2\s+medium", summary) and re.search(r"0\s+low", summary)
     assert "exch01.contoso.local" in summary
     # every incident of the run, every alert once in its evidence, every rule's guide
     incidents = group(alerts)
     assert dom.count("article", "incident") == len(incidents) == 5
-    assert dom.count("details", "alert") == 36
+    assert dom.count("details", "alert") == 38
     assert [dom.text(f"i{n}").count("Why it fired") for n in range(len(incidents))] == \
         [len(inc.alerts) for inc in incidents]
     assert dom.count("article", "rule") == len(DEMO_RULES)
@@ -205,7 +205,7 @@ def test_the_demo_report_renders_with_every_rule_incident_and_alert(
     assert "transport service restart" in dom.text(f"i{chained}")
     # the timeline marks the event of every alert, each linking to its alert
     links = {a["href"] for t, a in dom.elements if t == "a" and "tag" in a.get("class", "").split()}
-    assert links == {f"#a{i}" for i in range(36)}
+    assert links == {f"#a{i}" for i in range(38)}
     hits = [n for n, (t, a) in enumerate(dom.elements) if t == "tr" and "hit" in a.get("class", "").split()]
     assert len(hits) >= len({(a["source_file"], a["source_record"]) for a in alerts if a["source_record"]})
     # the plot: one row for the server, a bar per busy hour and a dot per hour with alerts

@@ -46,7 +46,7 @@ DEMO_INCIDENTS: list[dict[str, Any]] = [
                    r"C:\Windows\ServiceProfiles\NetworkService\AppData\Local\Temp\msmdat.xml"],
          "processes": ["cmd.exe", "WmiPrvSE.exe", "powershell.exe", "EdgeTransport.exe", "System"],
          "agents": ["Security Interop Agent"]},
-     "evidence": 16, "alerts": 28, "chain": 17},
+     "evidence": 18, "alerts": 30, "chain": 17},
     {"severity": "critical", "start": "2026-11-23T14:05:11.000000Z", "end": "2026-11-23T14:06:30.000000Z",
      "rules": [SEED_NAME, CHILD, LIGHTNEURON, PICKUP],
      "entities": {
@@ -109,7 +109,7 @@ def test_demo_alerts_collapse_into_fewer_evidence(demo_incidents: list[dict[str,
     n_alerts = sum(len(i["alerts"]) for i in demo_incidents)
     n_evidence = sum(len(i["evidence"]) for i in demo_incidents)
     print(f"demo/: {n_alerts} alerts, {n_evidence} evidence, {len(demo_incidents)} incidents")
-    assert (n_alerts, n_evidence) == (36, 23)
+    assert (n_alerts, n_evidence) == (38, 25)
     # every alert of the flat output is in exactly one incident, unchanged but for the added keys
     added = ("incident_id", "evidence_id", "found_by")
     inside = [{k: v for k, v in a.items() if k not in added} for i in demo_incidents for a in i["alerts"]]
@@ -153,7 +153,7 @@ def test_demo_table_by_incident_fits_80_columns(monkeypatch: pytest.MonkeyPatch)
     out = _detect(str(DEMO), "-q", "-j", "1")
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 80, out
-    assert lines[0] == "5 incident(s), 23 evidence, 36 alert(s)"
+    assert lines[0] == "5 incident(s), 25 evidence, 38 alert(s)"
     headers = [line for line in lines if line.startswith("Incident ")]
     assert headers == [
         f"Incident 1/5 CRIT {HOST}  2026-11-21 02:04 - 02:18 UTC",
@@ -163,7 +163,7 @@ def test_demo_table_by_incident_fits_80_columns(monkeypatch: pytest.MonkeyPatch)
         f"Incident 5/5 MED {HOST}  2026-11-22 11:40 UTC",
     ]
     rows = [line for line in lines if re.match(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}  ", line)]
-    assert len(rows) == 23  # one row per evidence, not per alert
+    assert len(rows) == 25  # one row per evidence, not per alert
     flat = " ".join(out.split())
     assert "2026-11-21 02:17 CRIT Exchange transport agent persistence (seed rule); LightNeuron (Turla) " \
            "transport-agent indicators; Executable written into an Exchange agent folder" in flat
@@ -186,14 +186,14 @@ def test_demo_table_in_a_time_zone() -> None:
 
 
 def test_flat_gives_one_record_per_alert_in_time_order(demo_flat: list[dict[str, Any]]) -> None:
-    assert len(demo_flat) == 36
+    assert len(demo_flat) == 38
     assert [a["Timestamp"] for a in demo_flat] == sorted(a["Timestamp"] for a in demo_flat)
     assert not any("incident_id" in a or "found_by" in a for a in demo_flat)
     assert list(demo_flat[0])[:3] == ["alert_id", "rule_id", "rule_name"]
     lines = _detect(str(DEMO), "-q", "-f", "jsonl", "--flat", "-j", "1").splitlines()
     assert [json.loads(line) for line in lines] == demo_flat
     rows = list(csv.DictReader(io.StringIO(_detect(str(DEMO), "-q", "-f", "csv", "--flat", "-j", "1"))))
-    assert len(rows) == 36 and "incident_id" not in rows[0]
+    assert len(rows) == 38 and "incident_id" not in rows[0]
     table = _detect(str(DEMO), "-q", "--flat", "-j", "1")
     assert table.splitlines()[0].startswith("Time (UTC)") and "Incident" not in table
 

@@ -267,4 +267,4 @@ def test_rules_run_at_once_give_the_same_runs_as_one_after_the_other() -> None:
     assert [r.rule.slug for r in together] == [r.slug for r in rules]
     assert [(r.runs, r.note, sorted(map(_key, r.rows))) for r in together] == \
         [(r.runs, r.note, sorted(map(_key, r.rows))) for r in apart]
-    assert sum(len(r.rows) for r in apart) == 36
+    assert sum(len(r.rows) for r in apart) == 38

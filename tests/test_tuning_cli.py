@@ -79,11 +79,11 @@ def test_the_documented_entry_silences_the_demo_vendor_agent_and_nothing_else() 
     code, plain, _ = detect(str(DEMO))
     # The demo's two alerts for the approved agent: its Install (with path) and Enable (name only).
     fabrikam = {a["alert_id"]: a["Cmdlet"] for a in plain if a.get("AgentName") == "Fabrikam Disclaimer Agent"}
-    assert code == 0 and len(plain) == 36
+    assert code == 0 and len(plain) == 38
     assert sorted(fabrikam.values()) == ["Enable-TransportAgent", "Install-TransportAgent"]
     fabrikam_ids = set(fabrikam)
     code, tuned, err = detect(str(DEMO), "--tuning", str(FABRIKAM_TUNING))
-    assert code == 0 and len(tuned) == 34
+    assert code == 0 and len(tuned) == 36
     assert [a["alert_id"] for a in tuned] == [a["alert_id"] for a in plain if a["alert_id"] not in fabrikam_ids]
     assert sum("Cmdlet" in a for a in tuned) == 5 and sum("Cmdlet" in a for a in plain) == 7
     assert not any("Fabrikam" in json.dumps(a) for a in tuned)
@@ -91,7 +91,7 @@ def test_the_documented_entry_silences_the_demo_vendor_agent_and_nothing_else() 
     text = lines_of(err)
     assert f"tuning: 2 alert(s) suppressed by fabrikam-disclaimer-agent ({FABRIKAM_TUNING}:6): Approved Fabrikam " \
            "disclaimer agent, change CHG-1042 (owner mail-team, until 2027-06-30)" in text
-    assert "34 alert(s) from 10 rule(s)." in text
+    assert "36 alert(s) from 10 rule(s)." in text
     assert "tuning: 2 alert(s) suppressed by 1 of 1 entry." in text
 
 
@@ -320,7 +320,7 @@ def test_show_suppressed_with_incidents_keeps_them_apart() -> None:
     kept = [r for r in records if not r.get("suppressed")]
     hidden = [r for r in records if r.get("suppressed")]
     assert records == kept + hidden and len(hidden) == 1
-    assert sum(r["alert_count"] for r in kept) == 34
+    assert sum(r["alert_count"] for r in kept) == 36
     assert all(a["suppressed_by"] is None for r in kept for a in r["alerts"])
     assert [(a["AgentName"], a["Cmdlet"]) for a in hidden[0]["alerts"]] == [
         ("Fabrikam Disclaimer Agent", "Install-TransportAgent"), ("Fabrikam Disclaimer Agent", "Enable-TransportAgent")]

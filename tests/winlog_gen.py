@@ -2,7 +2,10 @@
 
 `Ev` describes one logical event; `evtx_json`, `ecs` and `otrf` render it the way
 evtx_dump, Winlogbeat and the OTRF datasets do, so a test can check that every
-form yields the same rows.
+form yields the same rows. `evtx_json` and `ecs` are the simulator's serialisers (the
+events' times kept as written, seven digits, where a simulated run gives Winlogbeat's
+milliseconds); `otrf` stays here: its fixed NXLog fields (EventTime, Severity) differ from the
+simulator's, which derives them from each record, and the frozen oracle holds this form.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from exhunt.simulate.formats.evtx_json import document as evtx_document
+from exhunt.simulate.formats.winlogbeat_ecs import shipped as winlogbeat_document
 
 SYSMON = ("Microsoft-Windows-Sysmon/Operational", "Microsoft-Windows-Sysmon")
 SECURITY = ("Security", "Microsoft-Windows-Security-Auditing")
@@ -34,20 +40,9 @@ class Ev:
 
 
 def evtx_json(e: Ev) -> dict[str, Any]:
-    event_data: Any = {"Data": {"#text": e.data}} if isinstance(e.data, list) else dict(e.data)
-    return {"Event": {
-        "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
-        "System": {
-            "Provider": {"#attributes": {"Name": e.source[1]}},
-            "EventID": e.event_id, "Version": 0, "Level": e.level, "Task": e.task, "Opcode": 0,
-            "Keywords": "0x8000000000000000",
-            "TimeCreated": {"#attributes": {"SystemTime": e.time}},
-            "EventRecordID": e.record_id, "Correlation": None,
-            "Channel": e.source[0], "Computer": e.computer,
-            "Security": {"#attributes": {"UserID": e.user_sid}},
-        },
-        "EventData": event_data,
-    }}
+    """The simulator's evtx_dump serialiser (one per format), without the Execution element."""
+    return evtx_document(e.source, e.event_id, e.record_id, e.time, e.data, e.computer, level=e.level, task=e.task,
+                         sid=e.user_sid)
 
 
 def _strings(data: dict[str, Any]) -> dict[str, str]:
@@ -55,19 +50,11 @@ def _strings(data: dict[str, Any]) -> dict[str, str]:
 
 
 def ecs(e: Ev) -> dict[str, Any]:
+    """The simulator's Winlogbeat serialiser, with the event's time as written and no shipper details."""
     unnamed = isinstance(e.data, list)
     event_data = {f"param{i}": v for i, v in enumerate(e.data, 1)} if unnamed else _strings(e.data)  # type: ignore[arg-type]
-    return {
-        "@timestamp": e.time,
-        "event": {"code": str(e.event_id), "kind": "event", "provider": e.source[1]},
-        "host": {"name": e.computer.lower()},
-        "log": {"level": {1: "critical", 2: "error", 3: "warning", 5: "verbose"}.get(e.level, "information")},
-        "winlog": {
-            "channel": e.source[0], "provider_name": e.source[1], "event_id": str(e.event_id),
-            "record_id": e.record_id, "computer_name": e.computer, "task": str(e.task),
-            "user": {"identifier": e.user_sid}, "event_data": event_data,
-        },
-    }
+    return winlogbeat_document(e.time, e.source[0], e.source[1], e.event_id, e.record_id, e.computer, e.task, e.level,
+                               e.user_sid, event_data)
 
 
 def otrf(e: Ev) -> dict[str, Any]:

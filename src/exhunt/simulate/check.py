@@ -11,7 +11,8 @@ when it raises nothing.
 
 Every expectation gets a verdict. One a format cannot judge is "n/a", with the reason: it is meant
 for another family of formats (`on`), its rule reads no table the format fills, or none of the steps
-it must alert on is of a kind the format holds (the admin audit log holds cmdlets only).
+it must alert on is of a kind the format holds (the admin audit log holds cmdlets only) or recorded
+by the format's collectors (a step's `seen_by`).
 
 Under `expect.tuned` the same alerts go through the scenario's tuning file (tuning.apply, as
 `detect --tuning` does): each rule listed there must still alert on exactly its steps, and every
@@ -81,8 +82,15 @@ def by_step(
     return found
 
 
-def not_applicable(exp: Expectation, writer: Writer, rule: Rule, kinds: dict[str, str]) -> str | None:
-    """Why `writer`'s format cannot judge `exp` (None: it can). `kinds`: step id -> step kind."""
+def not_applicable(
+    exp: Expectation,
+    writer: Writer,
+    rule: Rule,
+    kinds: dict[str, str],
+    seen: dict[str, tuple[str, ...] | None] | None = None,
+) -> str | None:
+    """Why `writer`'s format cannot judge `exp` (None: it can). `kinds`: step id -> step kind;
+    `seen`: step id -> the collectors that record it (`seen_by`; None: all)."""
     if exp.must and writer.family not in exp.families:
         return f"meant for {', '.join(exp.families)} formats"
     if writer.tables is not None:
@@ -91,6 +99,10 @@ def not_applicable(exp: Expectation, writer: Writer, rule: Rule, kinds: dict[str
             return f"the rule reads {', '.join(read)}; this format fills {', '.join(sorted(writer.tables))} only"
     if exp.must and writer.kinds is not None and not any(kinds.get(s) in writer.kinds for s in exp.steps):
         return f"none of its steps is a {' or '.join(sorted(writer.kinds))} step, all this format holds"
+    if exp.must and seen is not None:
+        unseen = [s for s in exp.steps if seen.get(s) is not None and writer.family not in (seen.get(s) or ())]
+        if unseen and len(unseen) == len(exp.steps):
+            return f"none of its steps is seen by {writer.family} collectors (seen_by)"
     return None
 
 
@@ -126,9 +138,10 @@ def _tuned(
     prefix = f"tuned with {name}: "
     verdicts: list[Verdict] = []
     kinds = {s.id: s.kind for s in scenario.steps}
+    seen = {s.id: s.seen_by for s in scenario.steps}
     still: set[str] = set()
     for exp in scenario.tuned:
-        reason = not_applicable(exp, writer, known[exp.rule], kinds) if exp.rule in known else None
+        reason = not_applicable(exp, writer, known[exp.rule], kinds, seen) if exp.rule in known else None
         if reason is not None:
             text = f"{prefix}{exp.rule} alerts on {', '.join(exp.steps)}: n/a ({reason})"
             verdicts.append(Verdict(True, scenario.id, fmt, text, applies=False))
@@ -156,13 +169,14 @@ def judge(
     judged: set[str] = set()
     known = {r.slug: r for r in rules}
     kinds = {s.id: s.kind for s in scenario.steps}
+    seen = {s.id: s.seen_by for s in scenario.steps}
     for exp in scenario.expect:
         if exp.rule not in known:
             verdicts.append(Verdict(False, scenario.id, fmt, f"{exp.rule}: no such rule"))
             continue
         got = {st for (sc, st), n in found.get(exp.rule, {}).items() if n}
         what = f"{exp.rule} alerts on {', '.join(exp.steps)}" if exp.must else f"{exp.rule} does not alert"
-        reason = not_applicable(exp, writer, known[exp.rule], kinds)
+        reason = not_applicable(exp, writer, known[exp.rule], kinds, seen)
         if reason is not None:
             verdicts.append(Verdict(True, scenario.id, fmt, f"{what}: n/a ({reason})", applies=False))
             continue
@@ -225,11 +239,15 @@ def check_all(
     queries = huntcheck.queries(scenarios) if hunts else []
     with tempfile.TemporaryDirectory(prefix="exhunt-simulate-") as tmp:
         paths = placed.write(writer, Path(tmp))
-        local, _ = open_local(paths, [r.query for r in rules] + queries, HuntOptions(jobs=1), lines_later=True)
-        with local:
-            result = hunt(paths, rules, HuntOptions(jobs=1), backend=local)
-            ran = huntcheck.run(placed, writer, local) if hunts else {}
-    mine, stray = by_host(placed, list(zip(result.alerts, result.rules, strict=True)), fmt)
+        pairs: list[tuple[dict[str, Any], Rule]] = []
+        ran: dict[str, list[Verdict]] = {}
+        if paths:  # a format whose collectors saw none of the steps (seen_by) writes nothing: no alerts
+            local, _ = open_local(paths, [r.query for r in rules] + queries, HuntOptions(jobs=1), lines_later=True)
+            with local:
+                result = hunt(paths, rules, HuntOptions(jobs=1), backend=local)
+                ran = huntcheck.run(placed, writer, local) if hunts else {}
+            pairs = list(zip(result.alerts, result.rules, strict=True))
+    mine, stray = by_host(placed, pairs, fmt)
     verdicts: list[Verdict] = []
     for p in placed.placed:
         verdicts += judge(p.scenario, writer, p.sim, mine[p.host], rules)

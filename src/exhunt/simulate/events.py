@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -93,6 +94,11 @@ class Event:
     host: str
     proc: Proc | None
     data: dict[str, Any] = field(default_factory=dict)
+    #: The collectors (scenario.FAMILIES) that record it; None: every one.
+    seen_by: tuple[str, ...] | None = None
+
+    def seen(self, family: str) -> bool:
+        return self.seen_by is None or family in self.seen_by
 
 
 def fake_hash(text: str, length: int = 40) -> str:
@@ -123,6 +129,7 @@ class Generator:
         self._pids: set[int] = {4}
         self.named: dict[str, Proc] = {}
         self.events: list[Event] = []
+        self._start = self.clock
         self._boot = start - timedelta(days=3)
         self._builtins()
 
@@ -154,7 +161,10 @@ class Generator:
         self._accounts[key] = acct
         return acct
 
-    def _pid(self) -> int:
+    def _pid(self, want: int | None = None) -> int:
+        if want is not None:
+            self._pids.add(want)
+            return want
         while True:
             pid = self.rand.randrange(1000, 12000) & ~3  # Windows process ids are multiples of 4
             if pid not in self._pids:
@@ -180,9 +190,10 @@ class Generator:
         integrity: str = "High",
         sha1: str = "",
         original: str = "",
+        pid: int | None = None,
     ) -> Proc:
         return Proc(
-            self._pid(),
+            self._pid(pid),
             self._guid(when),
             image,
             command_line,
@@ -291,7 +302,7 @@ class Generator:
         return self.named[name]
 
     def emit(self, kind: str, scenario: Scenario, step: Step, proc: Proc | None, **data: Any) -> Event:
-        ev = Event(kind, self.clock, scenario.id, step.id, self.host, proc, data)
+        ev = Event(kind, self.clock, scenario.id, step.id, self.host, proc, data, step.seen_by)
         self.events.append(ev)
         return ev
 
@@ -302,7 +313,16 @@ class Generator:
 
     def run(self, scenario: Scenario) -> None:
         for step in scenario.steps:
-            self.tick(step.after)
+            if step.at is not None:
+                when = self._start + timedelta(microseconds=round(step.at * 1e6))
+                if when < self.clock:
+                    raise UsageError(
+                        f"{scenario.path}:{step.line}: step {step.id}: at {when:%Y-%m-%d %H:%M:%S.%f} is before"
+                        f" the step above it ({self.clock:%Y-%m-%d %H:%M:%S.%f}): list steps in time order"
+                    )
+                self.clock = when
+            else:
+                self.tick(step.after)
             try:
                 getattr(self, "_" + step.kind)(scenario, step, step.fields)
             except UsageError as exc:
@@ -313,6 +333,14 @@ class Generator:
         parent = self.proc_ref(f.get("parent"), step, "explorer:" + account.qualified)
         image = self.text(f["image"])
         signed, signer = _signature(f, step)
+        pid = f.get("pid")
+        if pid is not None and (
+            not isinstance(pid, int) or isinstance(pid, bool) or pid <= 4 or pid % 4 or pid in self._pids
+        ):
+            raise UsageError(
+                f"line {step.line}: pid: a process id above 4, a multiple of 4 (as Windows gives them),"
+                f" not used before; not {pid!r}"
+            )
         # a file's hash is its content: a differently signed copy at the same path is another file
         sha1 = str(f.get("sha1") or (fake_hash(f"{image.lower()}|{signer}|{signed}") if signed is not None else ""))
         proc = self.new_proc(
@@ -324,6 +352,7 @@ class Generator:
             str(f.get("integrity") or ("System" if account.sid in ("S-1-5-18",) else "High")),
             sha1,
             str(f.get("original_file_name") or ""),
+            pid,
         )
         proc.signed, proc.signer = signed, signer
         if f.get("name"):
@@ -342,6 +371,12 @@ class Generator:
         }
         if f.get("previous"):
             data["previous"] = self.text(f["previous"])
+        if f.get("sha256"):
+            data["sha256"] = str(f["sha256"])
+        signed, signer = _signature(f, step)
+        if signed is not None:
+            # what Defender learns of the written file's signature (its certificate row)
+            data["signed"], data["signer"] = signed, signer
         if smb:
             if not isinstance(smb, dict) or "ip" not in smb or "user" not in smb:
                 raise UsageError(f"line {step.line}: file: smb needs ip and user")
@@ -374,7 +409,8 @@ class Generator:
     def _scm_state(self, sc: Scenario, step: Step, display: str, state: str) -> None:
         """The Service Control Manager's 7036: the service entered the stopped/running state."""
         self.emit("event_log", sc, step, None, channel="System", provider="Service Control Manager",
-                  event_id=7036, params={"param1": display, "param2": state}, level=4, task=0)
+                  event_id=7036, params={"param1": display, "param2": state}, level=4, task=0,
+                  message=f"The {display} service entered the {state} state.")
 
     def _service_restart(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
         service = str(f.get("service") or "MSExchangeTransport")
@@ -382,7 +418,9 @@ class Generator:
             "msexchangetransport": "Microsoft Exchange Transport",
             "msexchangefrontendtransport": "Microsoft Exchange Frontend Transport",
         }.get(service.lower(), service)
-        self._scm_state(sc, step, display, "stopped")
+        if f.get("was_stopped") is not True:
+            # a service that already stopped (it failed, 7001) is only started: no second "stopped"
+            self._scm_state(sc, step, display, "stopped")
         self.tick(3)
         network = self.account("NETWORK SERVICE")
         services = self.named["services"]
@@ -441,7 +479,13 @@ class Generator:
         proc = self.proc_ref(f.get("by"), step, "")
         block = f"{self.rand.getrandbits(128):032x}"
         block_id = f"{block[:8]}-{block[8:12]}-{block[12:16]}-{block[16:20]}-{block[20:]}"
-        text = self.text(f["text"])
+        raw = f["text"]
+        # a long block is logged in parts (MessageNumber of MessageTotal) under one ScriptBlockId
+        parts = [self.text(t) for t in raw] if isinstance(raw, list) else [self.text(raw)]
+        text = "".join(parts)
+        level = f.get("level", 5)
+        if level not in (3, 5):
+            raise UsageError(f"line {step.line}: script_block level: 5 (verbose) or 3 (warning: suspicious content)")
         runs = f.get("runs")
         if runs is not None and not (isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
             raise UsageError(f"line {step.line}: script_block runs: a list of command names")
@@ -451,6 +495,8 @@ class Generator:
             step,
             proc,
             text=text,
+            parts=parts,
+            level=level,
             path=self.text(f.get("path") or ""),
             block_id=block_id,
             # what the block invokes (Defender's PowerShellCommand rows); by default every Verb-Noun in it
@@ -476,6 +522,26 @@ class Generator:
             params=params,
             level=int(f.get("level", 4)),
             task=int(f.get("task", 0)),
+            message=self.text(f.get("message") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Part of a run's output, for one file of a mixed collection ("only DeviceFileEvents", "only
+    Sysmon 11"): the Defender tables, Windows channels and event ids to keep (None: all). It filters
+    rows after they are numbered, so ReportIds and EventRecordIDs stay those of the whole log."""
+
+    tables: frozenset[str] | None = None
+    channels: frozenset[str] | None = None
+    event_ids: frozenset[int] | None = None
+
+    def table(self, name: str) -> bool:
+        return self.tables is None or name in self.tables
+
+    def record(self, channel: str, event_id: int) -> bool:
+        return (self.channels is None or channel in self.channels) and (
+            self.event_ids is None or event_id in self.event_ids
         )
 
 
@@ -486,6 +552,21 @@ class Simulation:
     events: list[Event]
     host: str
     device_id: str
+    selection: Selection = field(default_factory=Selection)
+
+    def only(
+        self,
+        tables: Iterable[str] | None = None,
+        channels: Iterable[str] | None = None,
+        event_ids: Iterable[int] | None = None,
+    ) -> Simulation:
+        """The same run, its writers keeping only these tables, channels and event ids."""
+        sel = Selection(
+            frozenset(tables) if tables is not None else None,
+            frozenset(channels) if channels is not None else None,
+            frozenset(event_ids) if event_ids is not None else None,
+        )
+        return replace(self, selection=sel)
 
 
 def _signature(f: dict[str, Any], step: Step) -> tuple[bool | None, str]:

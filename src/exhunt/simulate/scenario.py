@@ -21,21 +21,28 @@ from exhunt.errors import UsageError
 STEP_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "process": (
         frozenset({"image", "command_line"}),
-        frozenset({"name", "parent", "user", "integrity", "sha1", "original_file_name", "signer", "signed"}),
+        frozenset({"name", "parent", "user", "integrity", "sha1", "original_file_name", "signer", "signed", "pid"}),
     ),
-    "file": (frozenset({"action", "path"}), frozenset({"by", "smb", "sha1", "size", "previous"})),
+    "file": (
+        frozenset({"action", "path"}),
+        frozenset({"by", "smb", "sha1", "sha256", "size", "previous", "signer", "signed"}),
+    ),
     "image_load": (frozenset({"path"}), frozenset({"by", "sha1", "size", "signer", "signed"})),
-    "service_restart": (frozenset(), frozenset({"service", "name"})),
+    "service_restart": (frozenset(), frozenset({"service", "name", "was_stopped"})),
     "cmdlet_log": (frozenset({"cmdlet"}), frozenset({"params", "caller", "success", "host_process", "error"})),
-    "script_block": (frozenset({"text"}), frozenset({"by", "path", "runs"})),
-    "event_log": (frozenset({"channel", "provider", "event_id"}), frozenset({"params", "level", "task"})),
+    "script_block": (frozenset({"text"}), frozenset({"by", "path", "runs", "level"})),
+    "event_log": (frozenset({"channel", "provider", "event_id"}), frozenset({"params", "level", "task", "message"})),
 }
+#: Keys every step may take besides its kind: its id, its delay or exact time, and who records it.
+STEP_KEYS = ("id", "after", "at", "seen_by")
 FILE_ACTIONS = ("created", "modified", "renamed", "deleted")
 KINDS = ("attack", "benign")
 #: Who collects the events: a Defender for Endpoint host, Windows event logs (Sysmon, Security...), or
 #: Exchange itself (the admin audit log: cmdlets only).
 FAMILIES = ("defender", "windows", "exchange")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
+#: `at`: a KQL time span from the run's start, `[d.]hh:mm:ss[.fffffff]` (1.02:04:47.3 = 1 day 2 h 4 min 47.3 s).
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 #: An install root: a local drive and at least one folder (Exchange is never installed on a share).
 _ROOT = re.compile(r'^[A-Za-z]:(\\[^\\/:*?"<>|\x00-\x1f]+)+\\?$')
@@ -58,6 +65,11 @@ class Step:
     id: str
     after: float
     line: int
+    #: Exact offset from the run's start (`at:`), instead of `after` from the step before.
+    at: float | None = None
+    #: The collectors (FAMILIES) that record this step; None: every one. A gap in telemetry
+    #: (Defender missed it, or only Sysmon was there) is a step some collectors do not see.
+    seen_by: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -131,13 +143,23 @@ def _build(node: yaml.Node) -> Any:
 
 
 def duration(text: Any, where: str) -> float:
-    """`30s`, `2m`, `1h`, `250ms` or a number of seconds."""
+    """`30s`, `2m`, `1h`, `2d`, `250ms` or a number of seconds."""
     if isinstance(text, int | float) and not isinstance(text, bool) and text >= 0:
         return float(text)
     m = _DURATION.match(str(text).strip())
     if not m:
         raise UsageError(f"{where}: not a duration: {text!r} (write 30s, 2m, 1h or 250ms)")
-    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def timespan(text: Any, where: str) -> float:
+    """`at:`'s KQL time span `[d.]hh:mm:ss[.fffffff]`, in seconds (fractions kept to 100 ns)."""
+    m = _TIMESPAN.match(str(text).strip())
+    if not m or int(m.group(2)) > 23 or int(m.group(3)) > 59 or int(m.group(4)) > 59:
+        raise UsageError(f"{where}: at: not a time span from the start: {text!r} (write 1.02:04:47.3 or 08:14:03)")
+    days, hours, minutes, seconds, frac = m.groups()
+    ticks = int((frac or "").ljust(7, "0"))
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds) + ticks / 1e7
 
 
 def _strs(value: Any, where: str) -> list[str]:
@@ -162,10 +184,10 @@ def _step(raw: Any, index: int, where: str) -> Step:
         raise UsageError(f"{where}: step {index + 1} is not a mapping")
     at = f"{where.rsplit(':', 1)[0]}:{raw.line}"
     kinds = [k for k in raw if k in STEP_KINDS]
-    unknown = [k for k in raw if k not in STEP_KINDS and k not in ("id", "after")]
+    unknown = [k for k in raw if k not in STEP_KINDS and k not in STEP_KEYS]
     if unknown or len(kinds) != 1:
         raise UsageError(
-            f"{at}: a step holds exactly one of {', '.join(STEP_KINDS)} (plus id, after);"
+            f"{at}: a step holds exactly one of {', '.join(STEP_KINDS)} (plus {', '.join(STEP_KEYS)});"
             f" found {', '.join(map(str, raw)) or 'nothing'}"
         )
     kind = kinds[0]
@@ -186,7 +208,15 @@ def _step(raw: Any, index: int, where: str) -> Step:
     step_id = str(raw.get("id", f"step{index + 1}"))
     if not _ID.match(step_id):
         raise UsageError(f"{at}: step id {step_id!r}: use lower-case letters, digits, '.', '_' or '-'")
-    return Step(kind, dict(body), step_id, duration(raw.get("after", 2), at), raw.line)
+    if "at" in raw and "after" in raw:
+        raise UsageError(f"{at}: give a step `after` (a delay) or `at` (a time from the start), not both")
+    seen_by = None
+    if "seen_by" in raw:
+        seen_by = tuple(_strs(raw["seen_by"], at))
+        if not seen_by or set(seen_by) - set(FAMILIES):
+            raise UsageError(f"{at}: seen_by: one or more of {', '.join(FAMILIES)}")
+    when = timespan(raw["at"], at) if "at" in raw else None
+    return Step(kind, dict(body), step_id, duration(raw.get("after", 2), at), raw.line, when, seen_by)
 
 
 def _alerts(items: Any, where: str, steps: set[str]) -> list[Expectation]:

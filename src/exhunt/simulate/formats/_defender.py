@@ -91,6 +91,8 @@ def rows(sim: Simulation) -> dict[str, list[Row]]:
 
     for ev in sim.events:
         p = ev.proc
+        if not ev.seen("defender"):
+            continue
         if ev.kind == "process" and p is not None:
             parent = p.parent
             add(
@@ -124,7 +126,7 @@ def rows(sim: Simulation) -> dict[str, list[Row]]:
                 "FileName": name,
                 "FolderPath": d["path"],
                 "SHA1": d["sha1"],
-                "SHA256": fake_hash(d["sha1"], 64),
+                "SHA256": d.get("sha256") or fake_hash(d["sha1"], 64),
                 "MD5": fake_hash(d["sha1"], 32),
                 "FileSize": d["size"],
                 "RequestProtocol": "Local",
@@ -146,6 +148,9 @@ def rows(sim: Simulation) -> dict[str, list[Row]]:
                     }
                 )
             add("DeviceFileEvents", ev, row)
+            if "signed" in d and d["sha1"] not in certs:
+                certs.add(d["sha1"])
+                add("DeviceFileCertificateInfo", ev, _certificate(d["sha1"], d["signed"], d["signer"]))
         elif ev.kind == "image_load" and p is not None:
             d = ev.data
             add(
@@ -180,7 +185,7 @@ def rows(sim: Simulation) -> dict[str, list[Row]]:
     for name, table_rows in out.items():
         keep = {c.name for c in table_schema(name).columns}
         out[name] = [{k: v for k, v in r.items() if k in keep} for r in table_rows]
-    return {t: r for t, r in out.items() if r}
+    return {t: r for t, r in out.items() if r and sim.selection.table(t)}
 
 
 def columns(table_rows: list[Row]) -> list[str]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from exhunt.simulate.events import Simulation
-from exhunt.simulate.formats.evtx_json import documents
+from exhunt.simulate.formats.evtx_json import logged
 
 #: Level -> the name Log Analytics shows (`EventLevelName`).
 LEVEL_NAMES = {0: "Information", 1: "Critical", 2: "Error", 3: "Warning", 4: "Information", 5: "Verbose"}
@@ -34,6 +34,8 @@ class Record:
     data_list: list[str] | None
     opcode: int = 0
     keywords: str = ""
+    #: the rendered message, when the collector renders one ("" if the scenario gives none)
+    message: str = ""
 
 
 def text(v: Any) -> str:
@@ -44,7 +46,7 @@ def text(v: Any) -> str:
 
 def records(sim: Simulation) -> list[Record]:
     out = []
-    for doc in documents(sim):
+    for doc, message in logged(sim):
         ev = doc["Event"]
         s = ev["System"]
         raw = ev["EventData"]
@@ -68,6 +70,7 @@ def records(sim: Simulation) -> list[Record]:
                 data_list=[text(v) for v in raw["Data"]["#text"]] if positional else None,
                 opcode=s["Opcode"],
                 keywords=s["Keywords"],
+                message=message,
             )
         )
     return out

@@ -11,7 +11,7 @@ service and application events as themselves.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,9 @@ class _Log:
         self.host = host
         self.records: dict[str, int] = {}
         self.docs: list[dict[str, Any]] = []
+        #: each record's rendered message ("" when the step gives none): evtx_dump has no place for
+        #: it, the collectors that render messages (Winlogbeat, NXLog) do
+        self.messages: list[str] = []
 
     def add(
         self,
@@ -72,34 +75,58 @@ class _Log:
         sid: str = "S-1-5-18",
         pid: int = 0,
         version: int = 0,
+        message: str = "",
     ) -> None:
         record = self.records.get(source[0], 1000 * (1 + len(self.records))) + 1
         self.records[source[0]] = record
-        event_data: Any = {"Data": {"#text": data}} if isinstance(data, list) else data
+        self.messages.append(message)
         self.docs.append(
-            {
-                "Event": {
-                    "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
-                    "System": {
-                        "Provider": {"#attributes": {"Name": source[1]}},
-                        "EventID": event_id,
-                        "Version": version,
-                        "Level": level,
-                        "Task": task,
-                        "Opcode": 0,
-                        "Keywords": "0x8000000000000000",
-                        "TimeCreated": {"#attributes": {"SystemTime": system_time(t)}},
-                        "EventRecordID": record,
-                        "Correlation": None,
-                        "Execution": {"#attributes": {"ProcessID": pid, "ThreadID": 4000 + pid % 997}},
-                        "Channel": source[0],
-                        "Computer": self.host,
-                        "Security": {"#attributes": {"UserID": sid}},
-                    },
-                    "EventData": event_data,
-                }
-            }
+            document(source, event_id, record, system_time(t), data, self.host, level=level, task=task, sid=sid,
+                     version=version, execution=(pid, 4000 + pid % 997))
         )
+
+
+def document(
+    source: tuple[str, str],
+    event_id: int,
+    record: int,
+    time: str,
+    data: dict[str, Any] | list[str],
+    computer: str,
+    *,
+    level: int = 4,
+    task: int = 0,
+    sid: str = "S-1-5-18",
+    version: int = 0,
+    execution: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """One record as evtx_dump renders it: `source` is (channel, provider), `time` the SystemTime text,
+    `data` named EventData or a list of unnamed values, `execution` (process id, thread id) or None
+    for a record without that element."""
+    system: dict[str, Any] = {
+        "Provider": {"#attributes": {"Name": source[1]}},
+        "EventID": event_id,
+        "Version": version,
+        "Level": level,
+        "Task": task,
+        "Opcode": 0,
+        "Keywords": "0x8000000000000000",
+        "TimeCreated": {"#attributes": {"SystemTime": time}},
+        "EventRecordID": record,
+        "Correlation": None,
+    }
+    if execution is not None:
+        system["Execution"] = {"#attributes": {"ProcessID": execution[0], "ThreadID": execution[1]}}
+    system.update({"Channel": source[0], "Computer": computer, "Security": {"#attributes": {"UserID": sid}}})
+    # copies: a caller that edits the document must not edit the record it came from
+    event_data: Any = {"Data": {"#text": list(data)}} if isinstance(data, list) else dict(data)
+    return {
+        "Event": {
+            "#attributes": {"xmlns": "http://schemas.microsoft.com/win/2004/08/events/event"},
+            "System": system,
+            "EventData": event_data,
+        }
+    }
 
 
 def _hashes(sha1: str) -> str:
@@ -200,9 +227,17 @@ def _image_load(log: _Log, ev: Event, p: Proc, path: str, sha1: str, signed: boo
 def documents(sim: Simulation) -> list[dict[str, Any]]:
     """The Windows records of the simulation, as the `evtx` parser renders them (the other Windows
     writers render these same records in their own forms)."""
+    return [doc for doc, _ in logged(sim)]
+
+
+def logged(sim: Simulation) -> list[tuple[dict[str, Any], str]]:
+    """Each Windows record of the simulation with its rendered message ("" if none), in the
+    simulation's selection (records are numbered before it is applied, as in a filtered log)."""
     log = _Log(sim.host)
     for ev in sim.events:
         p, d = ev.proc, ev.data
+        if not ev.seen("windows"):
+            continue
         if ev.kind == "process" and p is not None:
             _process(log, ev, p)
             if p.signed is not None:
@@ -228,23 +263,25 @@ def documents(sim: Simulation) -> list[dict[str, Any]]:
         elif ev.kind == "image_load" and p is not None:
             _image_load(log, ev, p, d["path"], d["sha1"], d["signed"], d["signer"])
         elif ev.kind == "script_block" and p is not None:
-            log.add(
-                PS_OP,
-                4104,
-                ev.time,
-                {
-                    "MessageNumber": 1,
-                    "MessageTotal": 1,
-                    "ScriptBlockText": d["text"],
-                    "ScriptBlockId": d["block_id"],
-                    "Path": d["path"],
-                },
-                level=5,
-                task=2,
-                sid=p.account.sid,
-                pid=p.pid,
-                version=1,
-            )
+            parts = d.get("parts") or [d["text"]]
+            for number, part in enumerate(parts, 1):
+                log.add(
+                    PS_OP,
+                    4104,
+                    ev.time + timedelta(milliseconds=number - 1),
+                    {
+                        "MessageNumber": number,
+                        "MessageTotal": len(parts),
+                        "ScriptBlockText": part,
+                        "ScriptBlockId": d["block_id"],
+                        "Path": d["path"],
+                    },
+                    level=d.get("level", 5),
+                    task=2,
+                    sid=p.account.sid,
+                    pid=p.pid,
+                    version=1,
+                )
         elif ev.kind == "cmdlet_log" and p is not None:
             caller = d["caller"]
             who = f"{sim.host.split('.', 1)[-1]}/Users/{caller.name}"
@@ -273,8 +310,14 @@ def documents(sim: Simulation) -> list[dict[str, Any]]:
                 params if isinstance(params, list) else dict(params),
                 level=d["level"],
                 task=d["task"],
+                message=d.get("message", ""),
             )
-    return log.docs
+    sel = sim.selection
+    return [
+        (doc, msg)
+        for doc, msg in zip(log.docs, log.messages, strict=True)
+        if sel.record(doc["Event"]["System"]["Channel"], doc["Event"]["System"]["EventID"])
+    ]
 
 
 def write(sim: Simulation, out: Path) -> list[Path]:

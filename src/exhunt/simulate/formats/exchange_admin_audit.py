@@ -71,7 +71,7 @@ def entries(sim: Simulation) -> list[dict[str, Any]]:
     out = []
     for ev in sim.events:
         d = ev.data
-        if ev.kind != "cmdlet_log" or d["cmdlet"].split("-", 1)[0].lower() in UNLOGGED_VERBS:
+        if ev.kind != "cmdlet_log" or not ev.seen("exchange") or d["cmdlet"].split("-", 1)[0].lower() in UNLOGGED_VERBS:
             continue
         pairs = _pairs(d["params"])
         named = {k.lower(): v for k, v in pairs}

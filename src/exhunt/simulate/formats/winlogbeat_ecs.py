@@ -22,31 +22,53 @@ def document(r: Record) -> dict[str, Any]:
         event_data = {f"param{i}": v for i, v in enumerate(r.data_list, 1)}
     else:
         event_data = dict(r.data or {})
-    return {
-        "@timestamp": iso_millis(r.time),
-        "agent": {"type": "winlogbeat", "version": "8.15.0"},
-        "ecs": {"version": "8.0.0"},
-        "event": {
-            "code": str(r.event_id),
-            "kind": "event",
-            "provider": r.provider,
-            "created": iso_millis(r.time),
-        },
-        "host": {"name": r.computer.lower(), "hostname": r.computer.split(".", 1)[0].lower()},
-        "log": {"level": _LEVEL.get(r.level, "information")},
-        "winlog": {
-            "channel": r.channel,
-            "provider_name": r.provider,
-            "event_id": str(r.event_id),
-            "version": r.version,
-            "record_id": r.record_id,
-            "computer_name": r.computer,
-            "task": str(r.task),
-            "process": {"pid": r.pid, "thread": {"id": r.thread}},
-            "user": {"identifier": r.user_sid},
-            "event_data": event_data,
-        },
-    }
+    return shipped(
+        iso_millis(r.time), r.channel, r.provider, r.event_id, r.record_id, r.computer, r.task, r.level,
+        r.user_sid, event_data, version=r.version, process=(r.pid, r.thread), message=r.message, agent=True,
+    )
+
+
+def shipped(
+    timestamp: str,
+    channel: str,
+    provider: str,
+    event_id: int,
+    record_id: int,
+    computer: str,
+    task: int,
+    level: int,
+    user_sid: str,
+    event_data: dict[str, str],
+    *,
+    version: int | None = None,
+    process: tuple[int, int] | None = None,
+    message: str = "",
+    agent: bool = False,
+) -> dict[str, Any]:
+    """One Winlogbeat document. What a given shipper's config adds (its agent and ecs blocks,
+    `event.created`, `host.hostname`) comes with `agent`; the record's version and process with
+    `version` and `process`: a document without them is still one Winlogbeat can send."""
+    doc: dict[str, Any] = {"@timestamp": timestamp}
+    if agent:
+        doc["agent"] = {"type": "winlogbeat", "version": "8.15.0"}
+        doc["ecs"] = {"version": "8.0.0"}
+    doc["event"] = {"code": str(event_id), "kind": "event", "provider": provider}
+    doc["host"] = {"name": computer.lower()}
+    if agent:
+        doc["event"]["created"] = timestamp
+        doc["host"]["hostname"] = computer.split(".", 1)[0].lower()
+    doc["log"] = {"level": _LEVEL.get(level, "information")}
+    winlog: dict[str, Any] = {"channel": channel, "provider_name": provider, "event_id": str(event_id)}
+    if version is not None:
+        winlog["version"] = version
+    winlog.update({"record_id": record_id, "computer_name": computer, "task": str(task)})
+    if process is not None:
+        winlog["process"] = {"pid": process[0], "thread": {"id": process[1]}}
+    winlog.update({"user": {"identifier": user_sid}, "event_data": event_data})
+    doc["winlog"] = winlog
+    if message:
+        doc["message"] = message
+    return doc
 
 
 def write(sim: Simulation, out: Path) -> list[Path]:
