@@ -76,9 +76,11 @@ def local_demo() -> Iterator[DuckDBBackend]:
 
 def remote_rows(table: Any) -> list[dict[str, Any]]:
     """Rows with a null string as "": Kusto has no null string (the local engine leaves an input's
-    extra column null where a file lacks it; on a cluster it is empty)."""
+    extra column null where a file lacks it; on a cluster it is empty). A dynamic null is the JSON
+    text `null` locally (the array functions need JSON) and null on a cluster: both become ""."""
     kinds = {f.name: f.type for f in table.schema}
-    return [{k: "" if v is None and kinds[k] == "string" else v for k, v in row.items()} for row in table.to_pylist()]
+    return [{k: "" if (v is None or v == "null") and kinds[k] == "string" else v for k, v in row.items()}
+            for row in table.to_pylist()]
 
 
 def sorted_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
