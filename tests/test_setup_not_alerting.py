@@ -61,7 +61,8 @@ def twins() -> Fleet:
          r"${agents}\Hook\Contoso.Hook.dll"),
     ]
     return [("exch11.contoso.local", _load("twin-chain"))] + [
-        (f"{name}.contoso.local", with_vars(twin, {"writer": writer, "signer": signer, "target": target}, f"twin-{name}"))
+        (f"{name}.contoso.local",
+         with_vars(twin, {"writer": writer, "signer": signer, "target": target}, f"twin-{name}"))
         for name, writer, signer, target in shapes
     ]
 

@@ -347,7 +347,8 @@ class Generator:
                 f" not used before; not {pid!r}"
             )
         # a file's hash is its content: a differently signed copy at the same path is another file
-        sha1 = str(self.text(f.get("sha1")) or (fake_hash(f"{image.lower()}|{signer}|{signed}") if signed is not None else ""))
+        content = fake_hash(f"{image.lower()}|{signer}|{signed}") if signed is not None else ""
+        sha1 = self.text(f.get("sha1")) or content
         proc = self.new_proc(
             image,
             self.text(f["command_line"]),

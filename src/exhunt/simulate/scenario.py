@@ -54,6 +54,12 @@ class Node(dict[str, Any]):
     """A mapping that remembers the line it started on (1-based)."""
 
     line: int = 0
+    #: the line each key is written on (set when the mapping is read)
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        """The line a key is written on (the mapping's own line if unknown)."""
+        return getattr(self, "key_lines", {}).get(key, self.line)
 
 
 @dataclass
@@ -135,7 +141,10 @@ def _build(node: yaml.Node) -> Any:
     if isinstance(node, yaml.MappingNode):
         out = Node()
         out.line = node.start_mark.line + 1
+        out.key_lines = {}
         for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                out.key_lines[str(k.value)] = k.start_mark.line + 1
             # keys as written (YAML 1.1 would read `on:` as true)
             out[str(k.value) if isinstance(k, yaml.ScalarNode) else str(k)] = _build(v)
         return out
@@ -430,7 +439,7 @@ def parse(text: str, path: Path) -> Scenario:
         tuning=tuning,
         tuned=tuned,
         hunts=_hunts(doc.get("hunts"), path, doc.line, seen),
-        vars=_vars(doc.get("vars"), f"{path}:{getattr(doc.get('vars'), 'line', doc.line)}"),
+        vars=_vars(doc.get("vars"), f"{path}:{doc.line_of('vars')}"),
     )
 
 

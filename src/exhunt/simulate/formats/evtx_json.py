@@ -3,9 +3,9 @@
 A process start is Sysmon 1 and Security 4688 (and, when the step gives its signature, the Sysmon 7
 of the process loading its own image: Sysmon records an executable's signer there, not in event 1);
 a file write Sysmon 11 (created or modified; over SMB by the System process, pid 4: Sysmon does not
-see the remote side), and Security 4663 when the step is `audited` (a SACL on the file); a module load Sysmon 7 with its signature; script content PowerShell 4104; a
-cmdlet run through Exchange's management shell MSExchange Management 1 (or 6 when it failed);
-service and application events as themselves.
+see the remote side), and Security 4663 when the step is `audited` (a SACL on the file); a module
+load Sysmon 7 with its signature; script content PowerShell 4104; a cmdlet run through Exchange's
+management shell MSExchange Management 1 (or 6 when it failed); service and application events as themselves.
 """
 
 from __future__ import annotations
