@@ -108,3 +108,17 @@ def test_a_signed_and_an_unsigned_module_at_one_path_do_not_share_a_signature(fm
     verdicts = check_all([signed, unsigned], fmt, rules=RULES, hunts=False)
     assert [v.text for v in verdicts if not v.ok] == []
     assert [v.scenario for v in verdicts if v.applies] == ["signed-load", "unsigned-load", "unsigned-load"]
+
+
+def test_hosts_names_each_server() -> None:
+    """A fleet whose names a test refers to: `hosts` one by one, each in its own folder when written."""
+    picked = [SCENARIOS["benign-edge-children"], SCENARIOS["benign-get-transportagent"]]
+    layout = lay_out(picked, hosts=["mx1.fabrikam.test", "exch07.contoso.local"])
+    assert [p.host for p in layout.placed] == ["mx1.fabrikam.test", "exch07.contoso.local"]
+    assert {e.host for e in layout.placed[1].sim.events} == {"exch07.contoso.local"}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = layout.write(writers()["evtx-json"], Path(tmp))
+        assert [p.relative_to(tmp).as_posix() for p in paths] == [
+            "01-benign-edge-children/mx1.evtx.jsonl", "02-benign-get-transportagent/exch07.evtx.jsonl"]
+    with pytest.raises(ValueError, match="1 host names for 2 scenarios"):
+        lay_out(picked, hosts=["mx1.fabrikam.test"])

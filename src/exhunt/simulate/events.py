@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,6 +126,8 @@ class Generator:
         self.domain_sid = "S-1-5-21-" + "-".join(str(self.rand.randrange(10**9, 4 * 10**9)) for _ in range(3))
         self.device_id = f"{self.rand.getrandbits(160):040x}"
         self._accounts: dict[str, Account] = {}
+        #: the running scenario's `vars` (with_vars overrides included)
+        self.vars: dict[str, str] = {}
         self._pids: set[int] = {4}
         self.named: dict[str, Proc] = {}
         self.events: list[Event] = []
@@ -288,7 +290,9 @@ class Generator:
         def fill(m: re.Match[str]) -> str:
             return places.get(m.group(1).lower(), m.group(0))
 
-        return _PLACE.sub(fill, "" if value is None else str(value))
+        # the scenario's vars first (their values may name places: '${agents}\Relay\x.dll'), then places
+        text = _PLACE.sub(lambda m: self.vars.get(m.group(1), m.group(0)), "" if value is None else str(value))
+        return _PLACE.sub(fill, text)
 
     def proc_ref(self, ref: Any, step: Step, default: str) -> Proc:
         name = str(ref or default)
@@ -312,6 +316,7 @@ class Generator:
         self.clock += timedelta(seconds=seconds + jitter)
 
     def run(self, scenario: Scenario) -> None:
+        self.vars = dict(scenario.vars)
         for step in scenario.steps:
             if step.at is not None:
                 when = self._start + timedelta(microseconds=round(step.at * 1e6))
@@ -332,7 +337,7 @@ class Generator:
         account = self.account(self.text(f.get("user") or f"{self.netbios}\\exadmin"))
         parent = self.proc_ref(f.get("parent"), step, "explorer:" + account.qualified)
         image = self.text(f["image"])
-        signed, signer = _signature(f, step)
+        signed, signer = _signature(f, step, self.text)
         pid = f.get("pid")
         if pid is not None and (
             not isinstance(pid, int) or isinstance(pid, bool) or pid <= 4 or pid % 4 or pid in self._pids
@@ -342,7 +347,8 @@ class Generator:
                 f" not used before; not {pid!r}"
             )
         # a file's hash is its content: a differently signed copy at the same path is another file
-        sha1 = str(f.get("sha1") or (fake_hash(f"{image.lower()}|{signer}|{signed}") if signed is not None else ""))
+        content = fake_hash(f"{image.lower()}|{signer}|{signed}") if signed is not None else ""
+        sha1 = self.text(f.get("sha1")) or content
         proc = self.new_proc(
             image,
             self.text(f["command_line"]),
@@ -366,17 +372,23 @@ class Generator:
         data: dict[str, Any] = {
             "action": f["action"],
             "path": path,
-            "sha1": str(f.get("sha1") or fake_hash(path.lower() + sc.id)),
+            "sha1": self.text(f.get("sha1")) or fake_hash(path.lower() + sc.id),
             "size": int(f.get("size") or 4096 + self.rand.randrange(200_000)),
         }
         if f.get("previous"):
             data["previous"] = self.text(f["previous"])
         if f.get("sha256"):
             data["sha256"] = str(f["sha256"])
-        signed, signer = _signature(f, step)
+        signed, signer = _signature(f, step, self.text)
         if signed is not None:
             # what Defender learns of the written file's signature (its certificate row)
             data["signed"], data["signer"] = signed, signer
+        audited = f.get("audited", False)
+        if not isinstance(audited, bool):
+            raise UsageError(f"line {step.line}: audited: true or false, not {audited!r}")
+        if audited:
+            # a SACL on the file: Windows logs the access (4663) with the handle the writer opened
+            data["audit_handle"] = 0x100 + 4 * self.rand.randrange(0x400)
         if smb:
             if not isinstance(smb, dict) or "ip" not in smb or "user" not in smb:
                 raise UsageError(f"line {step.line}: file: smb needs ip and user")
@@ -390,7 +402,7 @@ class Generator:
     def _image_load(self, sc: Scenario, step: Step, f: dict[str, Any]) -> None:
         proc = self.proc_ref(f.get("by"), step, "edge")
         path = self.text(f["path"])
-        signed, signer = _signature(f, step)
+        signed, signer = _signature(f, step, self.text)
         # a file's hash is its content: a signed and an unsigned module at one path are two files (else the
         # certificate tables, joined by SHA1 across servers, would give one the other's signature)
         content = path.lower() if signed is None else f"{path.lower()}|{signer}|{signed}"
@@ -400,7 +412,7 @@ class Generator:
             step,
             proc,
             path=path,
-            sha1=str(f.get("sha1") or fake_hash(content)),
+            sha1=self.text(f.get("sha1")) or fake_hash(content),
             size=int(f.get("size") or 65536 + self.rand.randrange(2_000_000)),
             signer=signer,
             signed=bool(signed),
@@ -569,9 +581,10 @@ class Simulation:
         return replace(self, selection=sel)
 
 
-def _signature(f: dict[str, Any], step: Step) -> tuple[bool | None, str]:
-    """A step's `signed`/`signer`: (None, "") when it gives neither; a signer alone means signed."""
-    signer = str(f.get("signer") or "")
+def _signature(f: dict[str, Any], step: Step, fill: Callable[[Any], str]) -> tuple[bool | None, str]:
+    """A step's `signed`/`signer`: (None, "") when it gives neither (or its signer's var is empty);
+    a signer alone means signed."""
+    signer = fill(f.get("signer"))
     signed = f.get("signed", True if signer else None)
     if signed is not None and not isinstance(signed, bool):
         raise UsageError(f"line {step.line}: signed: true or false, not {signed!r}")

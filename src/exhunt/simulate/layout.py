@@ -73,10 +73,14 @@ def lay_out(
     start: datetime = DEFAULT_START,
     seed: int = 1,
     exchange_root: str | None = None,
+    hosts: list[str] | None = None,
 ) -> Layout:
     """Each scenario generated alone on its own host, all starting at `start` (seed + its index:
-    one scenario alone gives the events `simulate SCENARIO --seed N` writes)."""
-    names = host_names(len(scenarios), host)
+    one scenario alone gives the events `simulate SCENARIO --seed N` writes). `hosts` names the
+    servers one by one instead (a fleet whose names tests and reports refer to)."""
+    if hosts is not None and len(hosts) != len(scenarios):
+        raise ValueError(f"{len(hosts)} host names for {len(scenarios)} scenarios")
+    names = hosts if hosts is not None else host_names(len(scenarios), host)
     return Layout(
         [
             Placed(sc, name, generate([sc], name, start, seed + i, exchange_root=exchange_root),

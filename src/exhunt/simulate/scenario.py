@@ -7,7 +7,7 @@ command line). Every problem in a file is a UsageError naming the file and line.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ STEP_KINDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     ),
     "file": (
         frozenset({"action", "path"}),
-        frozenset({"by", "smb", "sha1", "sha256", "size", "previous", "signer", "signed"}),
+        frozenset({"by", "smb", "sha1", "sha256", "size", "previous", "signer", "signed", "audited"}),
     ),
     "image_load": (frozenset({"path"}), frozenset({"by", "sha1", "size", "signer", "signed"})),
     "service_restart": (frozenset(), frozenset({"service", "name", "was_stopped"})),
@@ -54,6 +54,12 @@ class Node(dict[str, Any]):
     """A mapping that remembers the line it started on (1-based)."""
 
     line: int = 0
+    #: the line each key is written on (set when the mapping is read)
+    key_lines: dict[str, int]
+
+    def line_of(self, key: str) -> int:
+        """The line a key is written on (the mapping's own line if unknown)."""
+        return getattr(self, "key_lines", {}).get(key, self.line)
 
 
 @dataclass
@@ -120,6 +126,9 @@ class Scenario:
     tuned: list[Expectation] = field(default_factory=list)
     #: `hunts:` what shipped hunting queries return on this scenario.
     hunts: list[HuntExpectation] = field(default_factory=list)
+    #: `vars:` names a step's text uses as ${name}, with their default values (`with_vars` overrides
+    #: them: one scenario file, several servers that differ in a drive letter or a folder).
+    vars: dict[str, str] = field(default_factory=dict)
 
     def must(self) -> list[Expectation]:
         return [e for e in self.expect if e.must]
@@ -132,7 +141,10 @@ def _build(node: yaml.Node) -> Any:
     if isinstance(node, yaml.MappingNode):
         out = Node()
         out.line = node.start_mark.line + 1
+        out.key_lines = {}
         for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                out.key_lines[str(k.value)] = k.start_mark.line + 1
             # keys as written (YAML 1.1 would read `on:` as true)
             out[str(k.value) if isinstance(k, yaml.ScalarNode) else str(k)] = _build(v)
         return out
@@ -385,7 +397,8 @@ def parse(text: str, path: Path) -> Scenario:
     if not isinstance(doc, Node):
         raise UsageError(f"{where}: a scenario is a mapping (id, title, kind, steps, expect)")
     where = f"{path}:{doc.line}"
-    known = {"id", "title", "kind", "atomic", "techniques", "description", "exchange_root", "steps", "expect", "hunts"}
+    known = {"id", "title", "kind", "atomic", "techniques", "description", "exchange_root", "steps", "expect", "hunts",
+             "vars"}
     extra = sorted(set(doc) - known)
     if extra:
         raise UsageError(f"{where}: unknown key(s) {', '.join(extra)} (a scenario takes {', '.join(sorted(known))})")
@@ -426,7 +439,48 @@ def parse(text: str, path: Path) -> Scenario:
         tuning=tuning,
         tuned=tuned,
         hunts=_hunts(doc.get("hunts"), path, doc.line, seen),
+        vars=_vars(doc.get("vars"), f"{path}:{doc.line_of('vars')}"),
     )
+
+
+#: Names `vars:` may not take: the simulator's own (${bin}, ${host}...) and the step references.
+RESERVED_VARS = frozenset(
+    {"exchange", "bin", "agents", "shared", "pickup", "ns_temp", "ns_roaming", "system32", "ps", "host", "domain",
+     "dns_domain", "pid", "sha1"}
+)
+_VAR = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def _vars(raw: Any, at: str) -> dict[str, str]:
+    """`vars:` a mapping of lower-case names to texts (empty allowed: "nothing known")."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{at}: vars: a mapping of names to texts")
+    out: dict[str, str] = {}
+    for key, value in raw.items():
+        if not _VAR.match(str(key)) or key in RESERVED_VARS:
+            raise UsageError(
+                f"{at}: vars: {key!r}: a lower-case name (letters, digits, _) that is not one of the"
+                f" simulator's own ({', '.join(sorted(RESERVED_VARS))})"
+            )
+        if isinstance(value, dict | list | bool):
+            raise UsageError(f"{at}: vars: {key}: a text or a number, not {value!r}")
+        out[str(key)] = "" if value is None else str(value)
+    return out
+
+
+def with_vars(sc: Scenario, values: dict[str, str], scenario_id: str | None = None) -> Scenario:
+    """The scenario with some of its `vars` set otherwise (and, given, another id): one file, many
+    servers. A name the scenario does not declare is an error (a typo would silently change nothing)."""
+    unknown = sorted(set(values) - set(sc.vars))
+    if unknown:
+        declared = ", ".join(sorted(sc.vars)) or "none"
+        raise UsageError(f"{sc.path}: scenario {sc.id} has no var {', '.join(unknown)} (its vars: {declared})")
+    new_id = scenario_id or sc.id
+    if not _ID.match(new_id):
+        raise UsageError(f"{sc.path}: scenario id {new_id!r}: use lower-case letters, digits, '.', '_' or '-'")
+    return replace(sc, id=new_id, vars={**sc.vars, **{k: str(v) for k, v in values.items()}})
 
 
 def load_file(path: Path) -> Scenario:

@@ -3,9 +3,9 @@
 A process start is Sysmon 1 and Security 4688 (and, when the step gives its signature, the Sysmon 7
 of the process loading its own image: Sysmon records an executable's signer there, not in event 1);
 a file write Sysmon 11 (created or modified; over SMB by the System process, pid 4: Sysmon does not
-see the remote side); a module load Sysmon 7 with its signature; script content PowerShell 4104; a
-cmdlet run through Exchange's management shell MSExchange Management 1 (or 6 when it failed);
-service and application events as themselves.
+see the remote side), and Security 4663 when the step is `audited` (a SACL on the file); a module
+load Sysmon 7 with its signature; script content PowerShell 4104; a cmdlet run through Exchange's
+management shell MSExchange Management 1 (or 6 when it failed); service and application events as themselves.
 """
 
 from __future__ import annotations
@@ -224,6 +224,42 @@ def _image_load(log: _Log, ev: Event, p: Proc, path: str, sha1: str, signed: boo
     )
 
 
+#: What a write asks for, as 4663 writes it: (AccessList, AccessMask). A rename or delete asks for DELETE
+#: on the file it removes (a rename's old name).
+_ACCESS = {"created": ("%%4417", 0x2), "modified": ("%%4417", 0x2), "renamed": ("%%1537", 0x10000),
+           "deleted": ("%%1537", 0x10000)}
+
+
+def _object_access(log: _Log, ev: Event, p: Proc) -> None:
+    """Security 4663 for a write to a file with an audit SACL (`audited: true`): the account, the
+    process (its id in hex, its full path: no signer, no command line) and the access asked for."""
+    d = ev.data
+    access, mask = _ACCESS[d["action"]]
+    log.add(
+        SECURITY,
+        4663,
+        ev.time,
+        {
+            "SubjectUserSid": p.account.sid,
+            "SubjectUserName": p.account.name,
+            "SubjectDomainName": p.account.domain,
+            "SubjectLogonId": hex(p.account.logon_id),
+            "ObjectServer": "Security",
+            "ObjectType": "File",
+            "ObjectName": d["previous"] if d["action"] == "renamed" and "previous" in d else d["path"],
+            "HandleId": hex(d["audit_handle"]),
+            "AccessList": access,
+            "AccessMask": hex(mask),
+            "ProcessId": hex(p.pid),
+            "ProcessName": p.image,
+            "ResourceAttributes": "S:AI",
+        },
+        level=0,
+        task=12800,
+        version=1,
+    )
+
+
 def documents(sim: Simulation) -> list[dict[str, Any]]:
     """The Windows records of the simulation, as the `evtx` parser renders them (the other Windows
     writers render these same records in their own forms)."""
@@ -260,6 +296,8 @@ def logged(sim: Simulation) -> list[tuple[dict[str, Any], str]]:
                 task=11,
                 version=2,
             )
+        if ev.kind == "file" and p is not None and "audit_handle" in d:
+            _object_access(log, ev, p)
         elif ev.kind == "image_load" and p is not None:
             _image_load(log, ev, p, d["path"], d["sha1"], d["signed"], d["signer"])
         elif ev.kind == "script_block" and p is not None:
@@ -329,7 +367,7 @@ def write(sim: Simulation, out: Path) -> list[Path]:
 WRITER = Writer(
     "evtx-json",
     "windows",
-    "Windows event logs as evtx_dump JSON lines (Sysmon 1/7/11, Security 4688, PowerShell 4104,"
+    "Windows event logs as evtx_dump JSON lines (Sysmon 1/7/11, Security 4688/4663, PowerShell 4104,"
     " MSExchange Management, System/Application)",
     write,
 )
