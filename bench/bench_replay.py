@@ -1,9 +1,9 @@
 """Benchmark the schedule replay: a windowed rule over an export spanning many windows.
 
 Generates one portal-style DeviceProcessEvents CSV (default 1M rows over 30 days, rows
-shuffled so the file is not in time order) with the shared noise model's process templates (as bench_detect expands them), and a few
-planted agent installs, most followed by a transport restart (a chain). Then times, each
-as a child process (median of --repeat runs):
+shuffled so the file is not in time order) from the shared noise model's process templates
+(as bench_detect expands them), and a few planted agent installs, most followed by a
+transport restart (a chain). Then times, each as a child process (median of --repeat runs):
 
 - `exhunt detect demo/` (what `make run` does);
 - `exhunt detect FILE -r exchange-transport-agent-chain` (the windowed rule alone: 695 runs);
