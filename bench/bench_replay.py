@@ -1,9 +1,9 @@
 """Benchmark the schedule replay: a windowed rule over an export spanning many windows.
 
 Generates one portal-style DeviceProcessEvents CSV (default 1M rows over 30 days, rows
-shuffled so the file is not in time order) with bench_detect's noise profiles, and a few
-planted agent installs, most followed by a transport restart (a chain). Then times, each
-as a child process (median of --repeat runs):
+shuffled so the file is not in time order) from the shared noise model's process templates
+(as bench_detect expands them), and a few planted agent installs, most followed by a
+transport restart (a chain). Then times, each as a child process (median of --repeat runs):
 
 - `exhunt detect demo/` (what `make run` does);
 - `exhunt detect FILE -r exchange-transport-agent-chain` (the windowed rule alone: 695 runs);
@@ -63,7 +63,7 @@ def generate(out: Path, rows: int, days: int = DAYS) -> Path:
     """Write out/DeviceProcessEvents.csv (skipped when already made with these settings)."""
     path = out / "DeviceProcessEvents.csv"
     stamp = out / "stamp.json"
-    want = {"rows": rows, "days": days, "seed": SEED, "version": 2}
+    want = {"rows": rows, "days": days, "seed": SEED, "version": 3}
     if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == want:
         return path
     out.mkdir(parents=True, exist_ok=True)
@@ -75,12 +75,8 @@ def generate(out: Path, rows: int, days: int = DAYS) -> Path:
         "Timestamp": "COALESCE(pl.ts, b.Timestamp)",
         "DeviceName": "COALESCE(pl.dn, b.DeviceName)",
         "FileName": "COALESCE(pl.fn, b.FileName)",
-        # bench_detect's `cmd.exe /c Install-TransportAgent.txt` near miss is a chain step (the chain
-        # rule's cmdlet pattern is looser than the seed rule's): every hour on every server would make
-        # every run join hundreds of steps, which no real fleet does. Steps stay rare here.
-        "ProcessCommandLine": ("CASE WHEN pl.pi IS NOT NULL THEN pl.cl "
-                               "WHEN b.ProcessCommandLine = 'cmd.exe /c Install-TransportAgent.txt' "
-                               "THEN 'cmd.exe /c type Install-Notes.txt' ELSE b.ProcessCommandLine END"),
+        # the noise model (exhunt.simulate.noise) holds no chain step: steps stay rare, as in a real fleet
+        "ProcessCommandLine": "COALESCE(pl.cl, b.ProcessCommandLine)",
         "InitiatingProcessFileName": "COALESCE(pl.ipf, b.InitiatingProcessFileName)",
     }
     texts = []
