@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from typer.testing import CliRunner
@@ -37,6 +40,17 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
     """Run exhunt in-process; returns (exit code, stdout, stderr)."""
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    """bench/bench_detect.py as a module (the bench smoke and noise tests drive its generator)."""
+    spec = importlib.util.spec_from_file_location("bench_detect", REPO / "bench" / "bench_detect.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_detect"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -16,16 +16,6 @@ import pytest
 from conftest import REPO, run_cli
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_detect", REPO / "bench" / "bench_detect.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_detect"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_tiny_bench_set_gives_exactly_the_scenarios_alerts(bench: ModuleType, tmp_path: Path, fmt: str) -> None:
     """Noise from the shared model plus every shipped scenario: detect (every rule) meets each

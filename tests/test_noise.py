@@ -3,17 +3,15 @@ from its templates, and the noise changes no scenario's alerts."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import duckdb
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import run_cli
 from exhunt.rule import load_rules
 from exhunt.simulate import noise
 from exhunt.simulate.check import judge
@@ -52,16 +50,6 @@ def _which(kind: str, key: tuple[str, ...]) -> set[int]:
                for f, w, k in zip(_CHECKED[kind], want, key, strict=True)):
             out.add(i)
     return out
-
-
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_detect", REPO / "bench" / "bench_detect.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_detect"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 _BENCH_KEY = {
