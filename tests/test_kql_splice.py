@@ -8,6 +8,7 @@ become column names, the caps, and where a cut is made."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
@@ -211,3 +212,26 @@ def test_malformed_operators_are_refused_in_words(backend: DuckDBBackend, kql: s
         backend.query(kql)
     text = str(err.value)
     assert "Traceback" not in text and "duckdb" not in text.lower() and "Binder" not in text, text
+
+
+def test_columns_come_from_every_row_and_the_window_stays_the_rule_s(tmp_path: Path) -> None:
+    """A replay translates once under some window: a bag's columns are those of all the rows, and
+    the rows the query returns are still only those of its window."""
+    from datetime import datetime
+
+    from exhunt import sources
+
+    path = tmp_path / "DeviceEvents.csv"
+    path.write_text('Timestamp,DeviceName,ActionType,AdditionalFields\n'
+                    '2026-03-01T08:00:00Z,ex01,PowerShellCommand,"{""Command"":""Get-TransportAgent""}"\n'
+                    '2026-03-01T09:00:00Z,ex01,PowerShellCommand,"{""Host"":""ConsoleHost""}"\n', encoding="utf-8")
+    with Session(in_memory=True) as session:
+        session.load_files([sources.disk_file(path)], jobs=1)
+        b = DuckDBBackend(session)
+        first_hour = (datetime(2026, 3, 1, 7, 30), datetime(2026, 3, 1, 8, 30))
+        assert b.query("DeviceEvents | count", window=first_hour).to_pylist() == [{"Count": 1}]  # shown now
+        table = b.query("DeviceEvents | project DeviceName, F = parse_json(AdditionalFields) | evaluate bag_unpack(F)",
+                        window=first_hour)
+        assert table.column_names == ["DeviceName", "Command", "Host"]
+        assert table.to_pylist() == [{"DeviceName": "ex01", "Command": "Get-TransportAgent", "Host": None}]
+        assert session.shown == first_hour

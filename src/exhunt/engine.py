@@ -261,6 +261,11 @@ class Session:
         check_stop()
         return self.con.execute(sql, params or []).fetchall()
 
+    @property
+    def shown(self) -> tuple[datetime, datetime] | None:
+        """The window queries see now (None: not set on this connection yet)."""
+        return self._shown
+
     def set_window(self, start: datetime, end: datetime) -> None:
         """Only rows with start < time <= end are visible to queries (and within `bounds`)."""
         start, end = max(start, self.bounds[0]), min(end, self.bounds[1])

@@ -237,23 +237,32 @@ class DuckDBBackend:
 
     def _describe(self, sql: str, params: dict[str, Any]) -> list[tuple[str, str]]:
         """The columns (name, DuckDB type) of a spliced query's part."""
-        cur = self._spliced_run(sql, params)
-        return [(str(d[0]), str(d[1])) for d in cur.description or ()]
+        return self._spliced_run(sql, params, rows=False)[0]
 
     def _rows(self, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of a spliced query's part (the keys bag_unpack and pivot make columns of)."""
-        return list(self._spliced_run(sql, params).fetchall())
+        return self._spliced_run(sql, params, rows=True)[1]
 
-    def _spliced_run(self, sql: str, params: dict[str, Any]) -> Any:
+    def _spliced_run(self, sql: str, params: dict[str, Any], rows: bool) -> tuple[list[tuple[str, str]],
+                                                                                  list[tuple[Any, ...]]]:
+        """Run a part over every row, then show the window shown before (a rule's replay window
+        must not decide which columns a bag or a pivot makes: the translation serves every window)."""
         params = {**params}
         if CLOCK_SLOT in params or f"${CLOCK_SLOT}" in sql:
             params[CLOCK_SLOT] = EARLIEST
         used = {k: v for k, v in params.items() if f"${k}" in sql}
+        shown = self.session.shown
+        self.session.set_window(EARLIEST, LATEST)
         try:
-            return self.con.execute(sql, used)
+            cur = self.con.execute(sql, used)
+            columns = [(str(d[0]), str(d[1])) for d in cur.description or ()]
+            return columns, (list(cur.fetchall()) if rows else [])
         except duckdb.Error as exc:
             check_stop(exc)
             raise RuleError(self.failure(exc)) from None
+        finally:
+            if shown is not None:
+                self.session.set_window(*shown)
 
     def _columns_of(self, kql: str) -> list[tuple[str, str]]:
         """The result columns of a query and their DuckDB types (compat's rewrites need the
