@@ -60,20 +60,9 @@ def sentinel_doc(rule: Rule) -> dict[str, Any]:
     return doc
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style for multi-line text, so the query reads as it does in the rule file."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def to_sentinel(rule: Rule) -> str:
-    return yaml.dump(sentinel_doc(rule), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1 << 16)
+    return yaml.dump(sentinel_doc(rule), Dumper=yamltext.BlockDumper, sort_keys=False, allow_unicode=True,
+                     width=1 << 16)
 
 
 def _arm_text(value: Any) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from exhunt import yamltext
 from exhunt.errors import RuleError
 from exhunt.refdata import ATTACK_TACTIC
 
@@ -271,18 +272,6 @@ def to_exhunt(path: Path, doc: dict[str, Any], text: str) -> dict[str, Any]:
     }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Multi-line text (the query, descriptions) as literal blocks, as exhunt's rule files have them."""
-
-
-def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _text)
-
-
 def convert_file(path: Path) -> str:
     """`exhunt rules convert`: the Sigma file as an exhunt rule file's text."""
     from exhunt.rule import load_yaml
@@ -292,4 +281,4 @@ def convert_file(path: Path) -> str:
         raise RuleError(f"{path}: not a Sigma rule (a mapping with title, logsource and detection.condition)")
     rule = to_exhunt(path, doc, path.read_text(encoding="utf-8"))
     head = f"# Converted from the Sigma rule {path.name} by `exhunt rules convert` (pySigma, Kusto backend).\n"
-    return head + yaml.dump(rule, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+    return head + yaml.dump(rule, Dumper=yamltext.BlockDumper, sort_keys=False, allow_unicode=True, width=120)

@@ -98,3 +98,14 @@ def compose(text: str) -> yaml.Node | None:
 def scalar(node: yaml.ScalarNode) -> Any:
     """A scalar node's value under the safe schema (str, int, float, bool, None, date...)."""
     return yaml.constructor.SafeConstructor().construct_object(node)
+
+
+class BlockDumper(yaml.SafeDumper):
+    """Writes multi-line text (a query, a description) as a literal block, as rule files have it."""
+
+
+def _block_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+BlockDumper.add_representer(str, _block_text)

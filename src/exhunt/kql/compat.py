@@ -84,12 +84,12 @@ class Rewritten:
     notes: list[str] = field(default_factory=list)
 
 
-def _span(node: Any) -> tuple[int, int]:
+def span(node: Any) -> tuple[int, int]:
     return node.start.start, node.stop.stop + 1
 
 
 def _text(kql: str, node: Any) -> str:
-    a, b = _span(node)
+    a, b = span(node)
     return kql[a:b]
 
 
@@ -110,7 +110,7 @@ def _string_value(node: Any) -> str | None:
     return _literal(node)
 
 
-def _escaped(name: str) -> str:
+def quoted_name(name: str) -> str:
     """A column name as KQL text that is always a name: ['...']."""
     return "['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
 
@@ -165,7 +165,7 @@ class _Round:
             return  # the query's own function of that name
         args = _args(call)
         if name in RENAMES:
-            a, b = _span(_children(call)[0])
+            a, b = span(_children(call)[0])
             self.edits.append((a, b, RENAMES[name]))
         elif name in ("extractjson", "extract_json") and len(args) in (2, 3):
             self._extract_json(call, args)
@@ -173,16 +173,16 @@ class _Round:
             self._max_size(call, name, args)
         elif name == "split" and len(args) == 3:
             s, d, i = (_text(self.kql, a) for a in args)
-            self.edits.append((*_span(call), f"array_slice(split({s}, {d}), {i}, {i})"))
+            self.edits.append((*span(call), f"array_slice(split({s}, {d}), {i}, {i})"))
         elif name == "column_ifexists" and len(args) == 2:
             column = _string_value(args[0])
             if column is None:
                 return
             known = {c for t in self._tables() for c in self.schema.get(t, [])}
-            repl = _escaped(column) if column in known else f"({_text(self.kql, args[1])})"
-            self.edits.append((*_span(call), repl))
+            repl = quoted_name(column) if column in known else f"({_text(self.kql, args[1])})"
+            self.edits.append((*span(call), repl))
         elif name == "ingestion_time" and not args:
-            self.edits.append((*_span(call), "datetime(null)"))
+            self.edits.append((*span(call), "datetime(null)"))
             note = "ingestion_time() is null here: exhunt's tables keep no ingestion time"
             if note not in self.notes:
                 self.notes.append(note)
@@ -200,7 +200,7 @@ class _Round:
             if node_kind(_core_of(args[0])) != "SimpleNameReference":
                 return  # Kusto's own name for it is not ours to guess: left as the translator does it
             repl = f"{'set' if name == 'make_set' else 'list'}_{name_of(_core_of(args[0]))} = {repl}"
-        self.edits.append((*_span(call), repl))
+        self.edits.append((*span(call), repl))
 
     def _tables(self) -> list[str]:
         from exhunt.kql.tree import tables
@@ -224,7 +224,7 @@ class _Round:
                 return
             convert = _TYPES[t.group(1).lower()]
         value = f"parse_json({_text(self.kql, args[1])}){''.join(steps)}"
-        self.edits.append((*_span(call), f"{convert}({value})"))
+        self.edits.append((*span(call), f"{convert}({value})"))
 
     def _reorder(self, op: Any) -> None:
         words = [t.getText().lower() for t in walk(op) if not node_kind(t)]
@@ -242,7 +242,7 @@ class _Round:
                 if c not in first and (fnmatch.fnmatchcase(c, spec) if "*" in spec else c == spec):
                     first.append(c)
         order = first + [c for c in columns if c not in first]
-        self.edits.append((*_span(op), "project " + ", ".join(_escaped(c) for c in order)))
+        self.edits.append((*span(op), "project " + ", ".join(quoted_name(c) for c in order)))
 
     def _prefix(self, op: Any) -> str | None:
         """The query up to the piped operator holding `op`: the statements before its own,
@@ -286,7 +286,7 @@ class _Round:
         except RuleError:
             return
         if typed and typed[0][1].upper().startswith("TIMESTAMP"):
-            self.edits.append((*_span(hi), f"(({lo_text}) + {hi_text})"))
+            self.edits.append((*span(hi), f"(({lo_text}) + {hi_text})"))
 
     def _away_twice(self, op: Any) -> None:
         """`project-away A, A`: DuckDB refuses a name twice in EXCLUDE; once removes the same.
@@ -301,9 +301,9 @@ class _Round:
             gone = [c for c in columns if any(fnmatch.fnmatchcase(c, p) if "*" in p else c == p for p in specs)]
             first = next(k for k in kids if node_kind(k))
             if gone:
-                self.edits.append((_span(first)[0], _span(op)[1], ", ".join(_escaped(c) for c in gone)))
+                self.edits.append((span(first)[0], span(op)[1], ", ".join(quoted_name(c) for c in gone)))
             else:  # nothing to remove: the operator passes its rows on unchanged
-                self.edits.append((*_span(op), "where true"))
+                self.edits.append((*span(op), "where true"))
             return
         seen: set[str] = set()
         for i, kid in enumerate(kids):
@@ -312,7 +312,7 @@ class _Round:
             name = _reorder_spec(kid)
             if name in seen and i > 0:
                 comma = kids[i - 1]  # the comma before it goes too
-                self.edits.append((comma.symbol.start, _span(kid)[1], ""))
+                self.edits.append((comma.symbol.start, span(kid)[1], ""))
             seen.add(name)
 
     def _paren_source(self, paren: Any) -> None:
@@ -325,7 +325,7 @@ class _Round:
         if _children(parent)[0] is not child:
             return
         inner = next(k for k in _children(paren) if node_kind(k))
-        self.edits.append((*_span(paren), _text(self.kql, inner)))
+        self.edits.append((*span(paren), _text(self.kql, inner)))
 
 
 def _core_of(node: Any) -> Any:

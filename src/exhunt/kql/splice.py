@@ -28,7 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from exhunt.errors import RuleError
+from exhunt.kql.compat import quoted_name, span
 from exhunt.kql.tree import _children, name_of, node_kind, parse, walk
+from exhunt.sqltext import ident as _q
+from exhunt.sqltext import literal
 
 #: Translates KQL over the loaded tables plus extra ones (name -> columns): (SQL, parameters).
 ToSql = Callable[[str, dict[str, list[str]]], tuple[str, dict[str, Any]]]
@@ -57,18 +60,6 @@ class Plan:
     op: Any
     tail: str
     kind: str
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _kql_name(name: str) -> str:
-    return "['" + name.replace("\\", "\\\\").replace("'", "\\'") + "']"
-
-
-def _span(node: Any) -> tuple[int, int]:
-    return node.start.start, node.stop.stop + 1
 
 
 def _kind(op: Any) -> str | None:
@@ -105,9 +96,9 @@ def find(kql: str) -> Plan | None:
         kind = _kind(op) if op is not None else None
         if kind is None:
             continue
-        start, end = _span(piped)
-        q_start = _span(query)[0]
-        pipe_end = _span(pipe)[1]
+        start, end = span(piped)
+        q_start = span(query)[0]
+        pipe_end = span(pipe)[1]
         return Plan(lets=kql[:q_start], head=kql[q_start:start].rstrip(), op=op,
                     tail=kql[end:pipe_end].strip(), kind=kind)
     return None
@@ -188,7 +179,7 @@ class Splicer:
                  "pivot": self._pivot}[plan.kind]
         out = self._name("out")
         self._add(out, build(source, in_cols))
-        rest = f"{plan.lets}{_kql_name(out)}\n{plan.tail}"
+        rest = f"{plan.lets}{quoted_name(out)}\n{plan.tail}"
         tail = f"SELECT * FROM {_q(out)}"
         if plan.tail:
             try:
@@ -202,7 +193,7 @@ class Splicer:
         return self._with(f"SELECT * FROM ({tail}) AS _exhunt_q", outer=False), self.params
 
     def _text(self, node: Any) -> str:
-        a, b = _span(node)
+        a, b = span(node)
         return self.kql[a:b]
 
     # -- top-nested ----------------------------------------------------------------------
@@ -213,7 +204,7 @@ class Splicer:
         i-1, one row whose key is V and whose aggregation runs over the input rows of that group
         not kept at level i; deeper levels leave it as it is (their columns null)."""
         levels = [self._level(part) for part in _children(self.plan.op) if node_kind(part) == "TopNestedOperatorPart"]
-        lets, src = self.plan.lets, _kql_name(source)
+        lets, src = self.plan.lets, quoted_name(source)
         keyed = ""
         if any(level.others is not None for level in levels):
             keyed = self._name("keyed")
@@ -257,7 +248,7 @@ class Splicer:
         self._add(rest, f"SELECT r.* FROM {_q(keyed)} AS r{join} WHERE NOT EXISTS (SELECT 1 FROM {_q(kept)} AS q "
                         f"WHERE {same})")
         by = ", ".join(f"_exhunt_k{j}" for j in range(1, i))
-        agg = self._translate(f"{self.plan.lets}{_kql_name(rest)}\n| summarize _exhunt_agg = {level.agg}"
+        agg = self._translate(f"{self.plan.lets}{quoted_name(rest)}\n| summarize _exhunt_agg = {level.agg}"
                               + (f" by {by}" if by else ""))
         value = self._translate(f"{self.plan.lets}print _exhunt_v = {level.others}")
         row = f"(SELECT _exhunt_v FROM ({value}) AS v) AS {_q(key_name)}, o._exhunt_agg AS {_q(out_agg)}"
@@ -325,7 +316,7 @@ class Splicer:
             raise RuleError(f"partition by `{col}`: the input has no such column")
         part = self._name("part")
         self.extra[part] = in_cols
-        sub_sql = self._translate(f"{self.plan.lets}{_kql_name(part)}\n| {self._text(sub)}")
+        sub_sql = self._translate(f"{self.plan.lets}{quoted_name(part)}\n| {self._text(sub)}")
         del self.extra[part]
         c = _q(col)
         return (f"SELECT s.* FROM (SELECT DISTINCT {c} FROM {_q(source)}) AS g, LATERAL (WITH {_q(part)} AS "
@@ -364,13 +355,13 @@ class Splicer:
         if len(args) > 3:
             ignored = [str(v) for v in self._literal_list(args[3])]
         # the bag as JSON, by the translator (a column, or any expression over the row)
-        marked = self._translate(f"{self.plan.lets}{_kql_name(source)}\n| extend _exhunt_bag = todynamic({bag})")
+        marked = self._translate(f"{self.plan.lets}{quoted_name(source)}\n| extend _exhunt_bag = todynamic({bag})")
         src_col = bag if bag in in_cols else None
         rid = self._name("rows")
         self.ctes.append((rid, f"SELECT row_number() OVER () AS _exhunt_rid, * FROM ({marked}) AS m"))
         kv = self._name("kv")
-        skip = (" AND j.key NOT IN (" + ", ".join(_sql_string(v) for v in ignored) + ")") if ignored else ""
-        self.ctes.append((kv, f"SELECT r._exhunt_rid, {_sql_string(prefix)} || j.key AS _exhunt_k, "
+        skip = (" AND j.key NOT IN (" + ", ".join(literal(v) for v in ignored) + ")") if ignored else ""
+        self.ctes.append((kv, f"SELECT r._exhunt_rid, {literal(prefix)} || j.key AS _exhunt_k, "
                               f"j.value AS _exhunt_v FROM {_q(rid)} AS r, json_each(r._exhunt_bag) AS j "
                               f"WHERE json_type(r._exhunt_bag) = 'OBJECT'{skip}"))
         types = {str(k): list(t) for k, t in self.rows(
@@ -390,7 +381,7 @@ class Splicer:
                 return "SELECT NULL AS _exhunt_nothing WHERE false"
             return "SELECT " + ", ".join(f"r.{_q(c)}" for c in keep) + f" FROM {_q(rid)} AS r ORDER BY r._exhunt_rid"
         pv = self._name("pv")
-        self.ctes.append((pv, f"PIVOT {_q(kv)} ON _exhunt_k IN ({', '.join(_sql_string(k) for k in unpacked)}) "
+        self.ctes.append((pv, f"PIVOT {_q(kv)} ON _exhunt_k IN ({', '.join(literal(k) for k in unpacked)}) "
                               f"USING first(_exhunt_v) GROUP BY _exhunt_rid"))
         cols = [f"r.{_q(c)}" for c in keep] + [_typed(f"pv.{_q(k)}", types[k], k) for k in unpacked]
         return (f"SELECT {', '.join(cols)} FROM {_q(rid)} AS r LEFT JOIN {_q(pv)} AS pv USING (_exhunt_rid) "
@@ -418,9 +409,9 @@ class Splicer:
         groups = [self._text(a).strip() for a in args[2:]]
         if not groups:
             used = {name_of(n) for a in args[:2] for n in walk(a) if node_kind(n) == "SimpleNameReference"}
-            groups = [_kql_name(c) for c in in_cols if c not in used]
+            groups = [quoted_name(c) for c in in_cols if c not in used]
         by = ", ".join(["_exhunt_p = tostring(" + pivot + ")", *groups])
-        sql = self._translate(f"{self.plan.lets}{_kql_name(source)}\n| summarize _exhunt_v = {agg} by {by}")
+        sql = self._translate(f"{self.plan.lets}{quoted_name(source)}\n| summarize _exhunt_v = {agg} by {by}")
         names = [c for c, _ in self._columns(sql)]
         group_cols = [c for c in names if c not in ("_exhunt_p", "_exhunt_v")]
         grouped = self._name("agg")
@@ -440,7 +431,7 @@ class Splicer:
         pv = self._name("pv")
         group_by = f" GROUP BY {', '.join(gsel)}" if gsel else ""
         inner = ", ".join([*gsel, "coalesce(_exhunt_p, '') AS _exhunt_p", "_exhunt_v"])
-        listed = ", ".join(_sql_string(v) for v in values)
+        listed = ", ".join(literal(v) for v in values)
         self.ctes.append((pv, f"PIVOT (SELECT {inner} FROM {_q(grouped)}) ON _exhunt_p IN ({listed}) "
                               f"USING first(_exhunt_v){group_by}"))
         cells = [f"coalesce({_q(v)}, 0) AS {_q(v)}" if fill else _q(v) for v in values]
@@ -451,10 +442,6 @@ def _cap(count: int, plugin: str, what: str) -> None:
     if count > MAX_COLUMNS:
         raise RuleError(f"evaluate {plugin} would make {count} columns from the data's {what} (at most "
                         f"{MAX_COLUMNS}): filter the rows first")
-
-
-def _sql_string(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _typed(expr: str, json_types: list[str], name: str) -> str:
@@ -482,7 +469,7 @@ def splice(kql: str, plan: Plan, to_sql: ToSql, describe: Describe, rows: Rows,
     try:
         return Splicer(kql, plan, to_sql, describe, rows, n, extra).build()
     except (StopIteration, AttributeError, IndexError, ValueError):  # a tree shape not foreseen
-        a, _ = _span(plan.op)
+        a, _ = span(plan.op)
         line = kql.count("\n", 0, a) + 1
         column = a - (kql.rfind("\n", 0, a) + 1) + 1
         raise RuleError(f"cannot read the `{plan.kind}` operator (line {line}, column {column}): check its "
